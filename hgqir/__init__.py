@@ -1,0 +1,83 @@
+"""hgqir: a compiler IR for high-granularity quantized neural networks on FPGAs.
+
+>>> import numpy as np, hgqir
+>>> g = hgqir.Graph("tiny")
+>>> x = g.input("x", hgqir.FixedType.uniform((3,), 1, 2, 2))
+>>> g.output(g.add(hgqir.OpKind.RELU, [x]).result)
+>>> g.run(np.array([[-1.0, 0.5, 3.75]])).tolist()
+[[0.0, 0.5, 3.75]]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import HgqirError, ParseError, PipelineError, UnsupportedOpError, VerifyError
+from .fixed import FixedType, OverflowMode, RoundMode, ap_type_name, summary
+from .ir import Graph, Op, OpKind, Value
+from .quantize import quantize
+from .text import dumps, load, loads, save
+from .verify import verify
+
+if TYPE_CHECKING:
+    from .passes import PassManager as PassManager
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FixedType", "Graph", "HgqirError", "Op", "OpKind", "OverflowMode", "ParseError", "PassManager",
+    "PipelineError", "RoundMode", "UnsupportedOpError", "Value", "VerifyError", "ap_type_name", "bops",
+    "dumps", "emit", "from_keras", "from_torch", "load", "loads", "quantize", "quantize_keras",
+    "quantize_torch", "save", "summary", "verify",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # heavy or optional parts load on first use so that `import hgqir` needs only numpy and networkx
+    if name == "PassManager":
+        from .passes import PassManager
+
+        return PassManager
+    raise AttributeError(f"module 'hgqir' has no attribute {name!r}")
+
+
+def bops(g: Graph) -> Any:
+    """EBOPs per op and in total (``.total``); see :mod:`hgqir.passes.bops`."""
+    from .passes.bops import bops as _bops
+
+    return _bops(g)
+
+
+def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:
+    """Import a Keras 3 model (plain, hgqir shim or HGQ2) into a graph."""
+    from .frontends.keras import from_keras as _impl
+
+    return _impl(model, calibration=calibration, **options)
+
+
+def quantize_keras(model: Any, beta: Any = 0.0, **options: Any) -> Any:
+    """The trainable quantized twin (shim) of a Keras model."""
+    from .frontends.keras import quantize_keras as _impl
+
+    return _impl(model, beta=beta, **options)
+
+
+def from_torch(module: Any, example_input: Any, calibration: Any = None, **options: Any) -> Graph:
+    """Import a PyTorch module (plain or hgqir shim) into a graph through torch.fx."""
+    from .frontends.torch import from_torch as _impl
+
+    return _impl(module, example_input, calibration=calibration, **options)
+
+
+def quantize_torch(module: Any, example_input: Any, beta: Any = 0.0, **options: Any) -> Any:
+    """The trainable quantized twin (shim) of a PyTorch module."""
+    from .frontends.torch import quantize_torch as _impl
+
+    return _impl(module, example_input, beta=beta, **options)
+
+
+def emit(g: Graph, backend: str, out_dir: Any, **options: Any) -> Any:
+    """Write a project for ``backend`` ('vitis' or 'hls4ml'); returns a Project."""
+    from .backends import emit as _emit
+
+    return _emit(g, backend, out_dir, **options)

@@ -1,0 +1,101 @@
+"""Elementwise ops: add, sub, mul (numpy broadcasting between operands) and relu."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..fixed import FixedType, Shape
+from ..ir import Op, OpKind
+from ..numbers import Exact, bound_bits
+from ..quantize import mantissa_dtype
+from .base import PAD_F, Interval, OpRule, broadcast_shapes, interval_of, register
+
+
+def _binary_shapes(op: Op) -> list[Shape]:
+    return [broadcast_shapes(op, [v.shape for v in op.operands])]
+
+
+def _dead(f: np.ndarray) -> np.ndarray:
+    return f <= PAD_F // 2
+
+
+def _addsub_infer(op: Op) -> list[FixedType]:
+    a, b = (interval_of(v) for v in op.operands)
+    if op.kind is OpKind.SUB:
+        b = Interval(-b.hi, -b.lo, b.f)
+    shape = _binary_shapes(op)[0]
+    lo = np.broadcast_to(a.lo + b.lo, shape)
+    hi = np.broadcast_to(a.hi + b.hi, shape)
+    return [Interval(lo, hi, np.broadcast_to(np.maximum(a.f, b.f), shape)).to_type()]
+
+
+def _addsub_eval(op: Op, args: list[Exact]) -> list[Exact]:
+    a, b = args
+    scale = max(a.scale, b.scale)
+    ta, tb = (v.type for v in op.operands)
+    bits = max(bound_bits(ta, scale), bound_bits(tb, scale)) + 1
+    dtype = mantissa_dtype(bits)
+    am, bm = a.rescaled(scale, dtype), b.rescaled(scale, dtype)
+    return [Exact(am + bm if op.kind is OpKind.ADD else am - bm, scale)]
+
+
+def _addsub_bops(op: Op) -> float:
+    shape = _binary_shapes(op)[0]
+    ba, bb = (np.broadcast_to(v.type.bits, shape) for v in op.operands)
+    return float(np.sum(np.maximum(ba, bb)))
+
+
+def _mul_infer(op: Op) -> list[FixedType]:
+    a, b = (interval_of(v) for v in op.operands)
+    cands = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
+    f = np.where(_dead(a.f) | _dead(b.f), PAD_F, a.f + b.f)
+    shape = _binary_shapes(op)[0]
+    bc = [np.broadcast_to(c, shape) for c in cands]
+    return [Interval(np.minimum.reduce(bc), np.maximum.reduce(bc), np.broadcast_to(f, shape)).to_type()]
+
+
+def _mul_eval(op: Op, args: list[Exact]) -> list[Exact]:
+    a, b = args
+    ta, tb = (v.type for v in op.operands)
+    dtype = mantissa_dtype(bound_bits(ta, a.scale) + bound_bits(tb, b.scale))
+    return [Exact(a.rescaled(a.scale, dtype) * b.rescaled(b.scale, dtype), a.scale + b.scale)]
+
+
+def _mul_bops(op: Op) -> float:
+    shape = _binary_shapes(op)[0]
+    ba, bb = (np.broadcast_to(v.type.bits, shape) for v in op.operands)
+    return float(np.sum(ba * bb))
+
+
+def _relu_infer(op: Op) -> list[FixedType]:
+    x = interval_of(op.operands[0])
+    return [Interval(np.maximum(x.lo, 0.0), np.maximum(x.hi, 0.0), x.f).to_type()]
+
+
+def _relu_eval(op: Op, args: list[Exact]) -> list[Exact]:
+    m = args[0].m
+    return [Exact(np.where(m > 0, m, 0 * m), args[0].scale)]
+
+
+for _kind, _sym in ((OpKind.ADD, "+"), (OpKind.SUB, "-")):
+    register(
+        OpRule(
+            _kind, (2, 2), 1, {},
+            shapes=_binary_shapes, infer=_addsub_infer, eval=_addsub_eval, bops=_addsub_bops,
+            doc=f"Elementwise a {_sym} b with numpy broadcasting.",
+        )
+    )
+register(
+    OpRule(
+        OpKind.MUL, (2, 2), 1, {},
+        shapes=_binary_shapes, infer=_mul_infer, eval=_mul_eval, bops=_mul_bops,
+        doc="Elementwise a * b with numpy broadcasting.",
+    )
+)
+register(
+    OpRule(
+        OpKind.RELU, (1, 1), 1, {},
+        shapes=lambda op: [op.operands[0].shape], infer=_relu_infer, eval=_relu_eval,
+        doc="max(x, 0).",
+    )
+)
