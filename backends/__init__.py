@@ -33,7 +33,7 @@ class Project:
         raise NotImplementedError
 
 
-def emit(g: Graph, backend: str, out_dir: str | os.PathLike[str], **options: Any) -> Project:
+def emit(g: Graph, backend: str, out_dir: str | os.PathLike[str], /, **options: Any) -> Project:
     """Write the project for ``backend`` into ``out_dir``; each backend module has ``emit``."""
     import importlib
 

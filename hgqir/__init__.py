@@ -76,8 +76,12 @@ def quantize_torch(module: Any, example_input: Any, beta: Any = 0.0, **options: 
     return _impl(module, example_input, beta=beta, **options)
 
 
-def emit(g: Graph, backend: str, out_dir: Any, **options: Any) -> Any:
-    """Write a project for ``backend`` ('vitis' or 'hls4ml'); returns a Project."""
+def emit(g: Graph, backend: str, out_dir: Any, /, **options: Any) -> Any:
+    """Write a project for ``backend`` ('vitis' or 'hls4ml'); returns a Project.
+
+    The first three parameters are positional-only so that backend options may reuse their
+    names (the hls4ml backend takes ``backend="Vitis"``).
+    """
     from .backends import emit as _emit
 
     return _emit(g, backend, out_dir, **options)

@@ -60,7 +60,11 @@ class OverflowMode(enum.Enum):
     SAT = "SAT"
     """Clip to ``[-k*2**i, 2**i - 2**-f]``."""
     SAT_SYM = "SAT_SYM"
-    """Clip to ``[-(2**i - 2**-f), 2**i - 2**-f]`` for signed types (as SAT when unsigned)."""
+    """Clip to ``[-(2**i - 2**-f), 2**i - 2**-f]`` for signed types (as SAT when unsigned).
+
+    As in ``ap_fixed``, the most negative value itself also becomes ``-(2**i - 2**-f)``, and a
+    1-bit signed type (values ``-2**i`` and 0) has no symmetric range and saturates like SAT.
+    """
     SAT_ZERO = "SAT_ZERO"
     """Overflowing values become 0."""
 

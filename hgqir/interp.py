@@ -10,7 +10,7 @@ from .errors import HgqirError
 from .fixed import FixedType
 from .ir import Graph, Op, OpKind, Value
 from .numbers import Exact
-from .quantize import FLOAT_BITS, convert, quantize_exact
+from .quantize import quantize_exact
 from .fixed import OverflowMode, RoundMode
 
 
@@ -18,18 +18,8 @@ def exact_from_float(x: np.ndarray, t: FixedType, rmode: RoundMode, omode: Overf
     """Convert float64 data (batch first) into type ``t`` as a C++ cast from double would."""
     if not np.all(np.isfinite(x)):
         raise HgqirError("input holds NaN or infinity; fixed-point inputs must be finite")
-    width = int(t.width.max()) if t.size else 0
-    if width <= FLOAT_BITS:
-        # ldexp by a power of two is exact, so the float path quantizes exactly
-        m, s = quantize_exact(x, 0, t.k, t.i, t.f, rmode, omode)
-        return Exact(m, s)
-    mant, exp = np.frexp(x)
-    m = convert(np.ldexp(mant, 53), object)
-    shift = 53 - exp
-    top = int(shift.max(initial=0))
-    m = m * np.array([1 << int(top - v) for v in shift.reshape(-1)], dtype=object).reshape(shift.shape)
-    q, s = quantize_exact(m, top, t.k, t.i, t.f, rmode, omode)
-    return Exact(q, s)
+    m, s = quantize_exact(x, 0, t.k, t.i, t.f, rmode, omode)
+    return Exact(m, s)
 
 
 def cast_needed(op: Op) -> list[bool]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import HgqirError
 from .fixed import OverflowMode, RoundMode
 
 FLOAT_BITS = 52
@@ -49,11 +50,37 @@ def _round_up(
 
 
 def _round_float(v: np.ndarray, mode: RoundMode) -> np.ndarray:
-    """Round float64 ``v`` to an integer-valued float64 exactly (no double rounding)."""
+    """Round float64 ``v`` to an integer-valued float64 exactly (no double rounding).
+
+    The remainder is never formed: ``v - floor(v)`` rounds for negative ``v`` just above -1
+    (``-(0.5 - 2**-54)`` would look like a tie). ``v`` is compared with ``floor(v) + 0.5``
+    instead, which is exact below 2**52; at or above it every float is an integer.
+    """
     fl = np.floor(v)
-    frac = v - fl  # exact: both share the exponent range of v
-    cmp = np.sign(2.0 * frac - 1.0)
-    return fl + _round_up(mode, fl, cmp, frac == 0, v < 0)
+    if mode is RoundMode.TRN:
+        return fl
+    exact = v == fl
+    half = fl + 0.5
+    cmp = np.where(exact, -1, (v > half).astype(np.int8) - (v < half).astype(np.int8))
+    return fl + _round_up(mode, fl, cmp, exact, v < 0)
+
+
+TINY = 2.0**-1074
+"""Smallest float64: stands in for a nonzero value that ``ldexp`` flushed to zero."""
+HUGE = 2.0**1000
+"""Stands in for values past float64's range: a multiple of every modulus, beyond every clip."""
+
+
+def scale_float(x: np.ndarray, e: Any) -> np.ndarray:
+    """``x * 2**e`` in float64 with the sign and nonzero-ness kept where ``ldexp`` leaves the range.
+
+    Rounding and overflow of the result are then decided correctly: a flushed tiny value
+    becomes ``±TINY`` (floor -1 or 0, never a tie), an overflowing one ``±HUGE``.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        v = np.ldexp(x, e)
+    v = np.where(np.isfinite(v), v, np.sign(v) * HUGE)
+    return np.where((v == 0) & (x != 0), np.copysign(TINY, x), v)
 
 
 def _pow2(e: Any, dtype: Any) -> Any:
@@ -68,14 +95,22 @@ def _pow2(e: Any, dtype: Any) -> Any:
     return np.left_shift(np.int64(1), e)
 
 
+def _sign(a: np.ndarray) -> np.ndarray:
+    """Sign of integer values of any dtype (object arrays included) as int8, without floats."""
+    return (a > 0).astype(np.int8) - (a < 0).astype(np.int8)
+
+
 def _round_shift_int(m: np.ndarray, s: np.ndarray, mode: RoundMode) -> np.ndarray:
-    """``round(m / 2**s)`` exactly for integer mantissas (int64 or object), any ``s >= 0``."""
+    """``round(m / 2**s)`` exactly for integer mantissas (int64 or object), any ``s >= 0``.
+
+    With int64, ``m * 4`` and ``2**(s+1)`` must fit (the caller caps ``s``, see :func:`_quantize_int`).
+    """
     unit = _pow2(s, m.dtype)
     fl = np.floor_divide(m, unit)
+    if mode is RoundMode.TRN:
+        return fl
     rem = m - fl * unit
-    twice = rem * 2 - unit
-    cmp = np.sign(twice.astype(np.float64)) if m.dtype == object else np.sign(twice)
-    up = _round_up(mode, fl, cmp, rem == 0, m < 0)
+    up = _round_up(mode, fl, _sign(rem * 2 - unit), rem == 0, m < 0)
     return np.where(up, fl + 1, fl)
 
 
@@ -86,17 +121,22 @@ def _overflow(q: np.ndarray, k: np.ndarray, width: np.ndarray, mode: OverflowMod
     modulus = _pow2(safe, q.dtype)
     hi = _pow2(safe - k, q.dtype) - one
     lo = np.where(k == 1, -_pow2(np.maximum(safe - 1, 0), q.dtype), 0 * one)
+    if mode is OverflowMode.SAT_SYM:
+        # ap_fixed sets the LSB of the most negative value: -(2**(w-1) - 1) LSBs, except that a
+        # 1-bit signed type has no room and keeps -1 (so it saturates like SAT)
+        lo = np.where((k == 1) & (safe > 1), -hi, lo)
     if mode is OverflowMode.WRAP:
         r = q - modulus * np.floor_divide(q, modulus)
         return np.where((k == 1) & (r > hi), r - modulus, r)
-    if mode is OverflowMode.SAT:
+    if mode in (OverflowMode.SAT, OverflowMode.SAT_SYM):
         return np.where(q < lo, lo, np.where(q > hi, hi, q))
-    if mode is OverflowMode.SAT_SYM:
-        sym_lo = np.where(k == 1, -hi, 0 * one)
-        return np.where(q < sym_lo, sym_lo, np.where(q > hi, hi, q))
     if mode is OverflowMode.SAT_ZERO:
         return np.where((q < lo) | (q > hi), 0 * one, q)
     raise ValueError(f"unhandled overflow mode {mode}")
+
+
+class QuantizeError(HgqirError, ValueError):
+    """Bad arguments to the quantizer (NaN or infinite data, ``k`` not 0 or 1)."""
 
 
 def quantize(
@@ -110,7 +150,9 @@ def quantize(
     """Quantize float ``x`` to ``ap_fixed`` types given per element (broadcast against ``x``).
 
     Exactly what a C++ cast ``ap_fixed<k+i+f, k+i, round, overflow>(x)`` does; elements whose
-    width ``k+i+f`` is 0 or less become 0. The result is float64 and exact for widths up to 53.
+    width ``k+i+f`` is 0 or less become 0. The result is float64: exact whenever the quantized
+    value has at most 53 significant bits (always for widths up to 53; wider results are
+    computed exactly with integers and rounded to the nearest float64 only at the end).
 
     >>> quantize([0.3, -1.75, 9.0], k=1, i=2, f=2).tolist()
     [0.25, -1.75, 1.0]
@@ -119,18 +161,65 @@ def quantize(
     omode = OverflowMode.parse(overflow)
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
-        raise ValueError("quantize: input holds NaN or infinity, which no fixed-point type can hold")
+        raise QuantizeError("quantize: input holds NaN or infinity, which no fixed-point type can hold")
     shape = np.broadcast_shapes(x.shape, np.shape(k), np.shape(i), np.shape(f))
     x = np.broadcast_to(x, shape)
     k, i, f = (np.broadcast_to(np.asarray(a, dtype=np.int64), shape) for a in (k, i, f))
     if np.any((k != 0) & (k != 1)):
-        raise ValueError("quantize: k must be 0 or 1")
-    with np.errstate(over="ignore"):
-        v = np.ldexp(x, f)
-    q = _round_float(np.where(np.isfinite(v), v, np.sign(v) * 2.0**1000), rmode)
-    q = _overflow(q, k, k + i + f, omode)
-    out = np.ldexp(q, -f)
-    return np.where(k + i + f <= 0, 0.0, out) + 0.0  # + 0.0 turns -0.0 into 0.0
+        raise QuantizeError("quantize: k must be 0 or 1")
+    q = quantize_mantissas(x, 0, k, i, f, rmode, omode)
+    if q.dtype != np.float64:
+        q = q.astype(np.float64)  # Python int -> float rounds to nearest: only past 53 bits
+    return np.ldexp(q, -f) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def quantize_mantissas(
+    m: np.ndarray, scale: int, k: np.ndarray, i: np.ndarray, f: np.ndarray,
+    rmode: RoundMode, omode: OverflowMode,
+) -> np.ndarray:
+    """Mantissas (units of each element's own ``2**-f``) of ``m * 2**-scale`` quantized to ``(k, i, f)``.
+
+    ``m`` is float64 (any finite values), int64 or object (Python ints); ``k``, ``i``, ``f``
+    broadcast against it (``m`` may carry leading batch axes). Pruned elements give 0. The
+    float64 path runs when every width is at most 52 bits; otherwise integers, never rounding.
+    """
+    width = k + i + f
+    max_width = int(width.max()) if width.size else 0
+    shift = scale - f  # > 0: drop bits with rounding; <= 0: exact left shift
+    if m.dtype == np.float64 and max_width <= FLOAT_BITS:
+        q = _overflow(_round_float(scale_float(m, -shift), rmode), k, width, omode)
+    else:
+        if m.dtype == np.float64:
+            m, shift = _float_as_int(m, shift)
+        q = _quantize_int(m, shift, k, width, rmode, omode)
+    if np.all(width > 0):
+        return q
+    return np.where(width > 0, q, 0 * q)
+
+
+def _float_as_int(x: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Finite floats as exact int64 significands ``x = s * 2**e``: returns ``(s, shift - e)``."""
+    frac, exp = np.frexp(x)
+    return np.ldexp(frac, 53).astype(np.int64), shift + 53 - exp.astype(np.int64)
+
+
+def _quantize_int(
+    m: np.ndarray, shift: np.ndarray, k: np.ndarray, width: np.ndarray,
+    rmode: RoundMode, omode: OverflowMode,
+) -> np.ndarray:
+    """Integer path: round ``m / 2**shift`` and handle overflow in int64, or Python ints if needed."""
+    in_bits = magnitude_bits(m)
+    left = max(int(np.max(-shift, initial=0)), 0)
+    max_width = int(np.max(width, initial=0))
+    # a right shift past the top bit only decides sign and "below half": cap it so 2**s fits
+    down = np.minimum(np.maximum(shift, 0), in_bits + 1)
+    need = max(in_bits + left, max_width) + 2
+    work = np.int64 if need <= INT_BITS else object
+    mi = convert(m, work)
+    if left:
+        mi = mi * _pow2(np.maximum(-shift, 0), work)
+    q = _round_shift_int(mi, down, rmode)
+    return _overflow(q, k, width, omode)
 
 
 def mantissa_dtype(bits: int) -> Any:
@@ -185,30 +274,16 @@ def quantize_exact(
     """
     width = k + i + f
     live = width > 0
-    new_scale = int(f[live].max()) if live.any() else 0
-    out_bits = int((k + i)[live].max()) + new_scale + 1 if live.any() else 0
-    max_width = int(width.max()) if width.size else 0
-    shift = scale - f  # > 0: drop bits with rounding; <= 0: exact left shift
-    if m.dtype == np.float64 and max_width <= FLOAT_BITS:
-        with np.errstate(over="ignore"):
-            v = np.ldexp(m, -shift)
-        # past 2**1000 every value is a multiple of any modulus used here: same wrap, same clip
-        v = np.where(np.isfinite(v), v, np.sign(v) * 2.0**1000)
-        q = _overflow(_round_float(v, rmode), k, width, omode)
-    else:
-        in_bits = magnitude_bits(m) + max(int(np.max(-shift, initial=0)), 0)
-        work = mantissa_dtype(max(in_bits, max_width + 1) + 1) if in_bits <= INT_BITS else object
-        work = np.int64 if work == np.float64 else work
-        mi = convert(m, work)
-        down = np.maximum(shift, 0)
-        q = _round_shift_int(mi * _pow2(np.maximum(-shift, 0), work), down, rmode)
-        q = _overflow(q, k, width, omode)
-    q = np.where(live, q, 0)
+    if not live.any():
+        return np.zeros(np.broadcast_shapes(m.shape, width.shape), dtype=np.float64), 0
+    new_scale = int(f[live].max())
+    out_bits = int((k + i)[live].max()) + new_scale + 1
+    q = quantize_mantissas(m, scale, k, i, f, rmode, omode)
     dtype = mantissa_dtype(out_bits)
-    q = convert(q, dtype if q.dtype != np.float64 or dtype == np.float64 else dtype)
-    up = new_scale - f
+    q = convert(q, dtype)
+    up = np.where(live, new_scale - f, 0)
+    if not up.any():
+        return q, new_scale
     if dtype == np.float64:
-        q = np.ldexp(q, np.where(live, up, 0)) + 0.0
-    else:
-        q = q * _pow2(np.where(live, up, 0), dtype)
-    return q, new_scale
+        return np.ldexp(q, up), new_scale
+    return q * _pow2(up, dtype), new_scale

@@ -47,10 +47,6 @@ from __future__ import annotations
 
 from .base import PASSES, Pass, PassManager, register
 from . import bops, canonicalize, dce  # noqa: F401  (registration)
-
-try:  # passes contributed by later modules register themselves when present
-    from . import registry_extra  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+from . import annotate_bops, fold_batchnorm, fuse_quant, infer_bitwidth, prune_zero_bits  # noqa: F401
 
 __all__ = ["PASSES", "Pass", "PassManager", "register"]

@@ -35,8 +35,20 @@ def _addsub_eval(op: Op, args: list[Exact]) -> list[Exact]:
     ta, tb = (v.type for v in op.operands)
     bits = max(bound_bits(ta, scale), bound_bits(tb, scale)) + 1
     dtype = mantissa_dtype(bits)
-    am, bm = a.rescaled(scale, dtype), b.rescaled(scale, dtype)
+    am, bm = (_align(op, n, x.rescaled(scale, dtype)) for n, x in enumerate(args))
     return [Exact(am + bm if op.kind is OpKind.ADD else am - bm, scale)]
+
+
+def _align(op: Op, n: int, m: np.ndarray) -> np.ndarray:
+    """Batched mantissas of a lower-rank operand get unit axes after the batch axis.
+
+    Constants are unbatched, so numpy's right-aligned broadcasting already fits them.
+    """
+    v = op.operands[n]
+    rank = len(_binary_shapes(op)[0])
+    if len(v.shape) == rank or (v.producer is not None and v.producer.kind is OpKind.CONST):
+        return m
+    return m.reshape(m.shape[0], *(1,) * (rank - len(v.shape)), *v.shape)
 
 
 def _addsub_bops(op: Op) -> float:
@@ -58,7 +70,8 @@ def _mul_eval(op: Op, args: list[Exact]) -> list[Exact]:
     a, b = args
     ta, tb = (v.type for v in op.operands)
     dtype = mantissa_dtype(bound_bits(ta, a.scale) + bound_bits(tb, b.scale))
-    return [Exact(a.rescaled(a.scale, dtype) * b.rescaled(b.scale, dtype), a.scale + b.scale)]
+    am, bm = (_align(op, n, x.rescaled(x.scale, dtype)) for n, x in enumerate(args))
+    return [Exact(am * bm, a.scale + b.scale)]
 
 
 def _mul_bops(op: Op) -> float:

@@ -1,0 +1,211 @@
+"""Lowering of the graph boundary, quantizers, elementwise ops and data movement.
+
+* ``input``: a uniform type becomes the port type itself (hls4ml's bridge casts the double
+  data with the input's rounding and overflow). A per-element type needs a quantizer after
+  the port; the port is then the union type with TRN and one guard bit for RND (so the
+  quantizer's rounding sees every bit that decides it), or ``double`` for rounding modes
+  whose ties depend on bits no finite guard keeps.
+* ``quant``: a ``FixedPointQuantizer`` with the op's modes.
+* ``add``/``sub``/``mul`` of two tensors: hls4ml ``Merge`` (exact ``ap_fixed`` arithmetic,
+  then the cast into the result type). With one constant operand: ``BatchNormalization``
+  with per-element scale and bias (``x*s + b`` is exact), or no layer at all when it is the
+  identity (hls4ml deletes batchnorms with scale 1 and bias 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hgqir.fixed import OverflowMode, RoundMode
+from hgqir.ir import Op, OpKind, Value
+from hgqir.ops.linear import const_exact
+
+from .builder import Holder, LayerList
+from .precision import is_plain, to_precision, union_kif, values_kif
+from .registry import const_data_operands, is_const, lowering
+
+_MERGE_OPS = {OpKind.ADD: "add", OpKind.SUB: "subtract", OpKind.MUL: "multiply"}
+
+
+# ---------------------------------------------------------------- boundary
+@lowering(OpKind.INPUT)
+def lower_input(b: LayerList, op: Op) -> None:
+    v = op.result
+    rnd, ovf = op.attrs["round"], op.attrs["overflow"]
+    attrs = {"input_shape": list(v.shape)}
+    if is_plain(v.type):
+        kif = union_kif(v.type)
+        name = b.add("InputLayer", v.name, [], attrs, {"result": to_precision(kif, rnd, ovf)})
+        b.inputs.append(name)
+        b.bind(v, Holder(name, kif, v.shape))
+        return
+    if rnd in (RoundMode.TRN, RoundMode.RND):
+        k, i, f = union_kif(v.type)
+        port: object = to_precision((k, i, f + (rnd is RoundMode.RND)), RoundMode.TRN, ovf)
+    else:
+        port = "double"
+    name = b.add("InputLayer", f"{v.name}_port", [], attrs, {"result": port})
+    b.inputs.append(name)
+    b.bind(v, b.quantizer(name, v.type, rnd, ovf, v.name))
+
+
+@lowering(OpKind.CONST)
+def lower_const(b: LayerList, op: Op) -> None:
+    """Constants become weights of the layers that use them; no layer of their own."""
+
+
+def _output_check(op: Op) -> str | None:
+    v = op.operands[0]
+    if is_const(v):
+        return f"output %{v.name} is a constant; hls4ml has no constant tensors"
+    return None
+
+
+@lowering(OpKind.OUTPUT, check=_output_check)
+def lower_output(b: LayerList, op: Op) -> None:
+    held = b.holder(op.operands[0])
+    if held.layer in b.outputs or b.records[held.layer].class_name == "InputLayer":
+        held = b.copy(held)  # hls4ml outputs must be distinct non-input layers
+    b.outputs.append(held.layer)
+
+
+@lowering(OpKind.QUANT, check=const_data_operands)
+def lower_quant(b: LayerList, op: Op) -> None:
+    v = op.result
+    held = b.quantizer(b.holder(op.operands[0]), v.type, op.attrs["round"], op.attrs["overflow"], v.name)
+    b.bind(v, held)
+
+
+# ---------------------------------------------------------------- elementwise
+@lowering(OpKind.RELU, check=const_data_operands)
+def lower_relu(b: LayerList, op: Op) -> None:
+    v = op.result
+    kif, prec = b.result_precision(v)
+    attrs = {"activation": "relu", "n_in": int(np.prod(v.shape))}
+    name = b.add("Activation", v.name, [b.holder(op.operands[0])], attrs, prec)
+    b.finish(op, name, kif)
+
+
+def _tiles(small: tuple[int, ...], big: tuple[int, ...]) -> bool:
+    """hls4ml's Merge broadcasts by ``data[i % size]``: ``small`` must be a suffix of ``big``."""
+    core = list(small)
+    while core and core[0] == 1:
+        core.pop(0)
+    return len(core) <= len(big) and tuple(core) == tuple(big[len(big) - len(core):])
+
+
+def _binary_check(op: Op) -> str | None:
+    a, c = op.operands
+    out = op.result.shape
+    if is_const(a) and is_const(c):
+        return "both operands are constants; fold them before emitting"
+    if is_const(a) or is_const(c):
+        x = c if is_const(a) else a
+        if x.shape != out:
+            return f"the tensor operand %{x.name} {list(x.shape)} is broadcast to {list(out)}"
+        return None
+    small, big = sorted((a.shape, c.shape), key=lambda s: int(np.prod(s)))
+    if big != out or not _tiles(small, big):
+        return (
+            f"operand shapes {list(a.shape)} and {list(c.shape)}: hls4ml's Merge only repeats "
+            "the smaller operand along leading axes"
+        )
+    return None
+
+
+@lowering(OpKind.ADD, OpKind.SUB, OpKind.MUL, check=_binary_check)
+def lower_binary(b: LayerList, op: Op) -> None:
+    a, c = op.operands
+    if is_const(a) or is_const(c):
+        _lower_affine(b, op)
+        return
+    v = op.result
+    kif, prec = b.result_precision(v)
+    attrs = {"op": _MERGE_OPS[op.kind]}
+    name = b.add("Merge", v.name, [b.holder(a), b.holder(c)], attrs, prec)
+    b.finish(op, name, kif)
+
+
+def _affine_terms(op: Op) -> tuple[Value, np.ndarray, np.ndarray]:
+    """``(x, scale, bias)`` with ``op(x, const) == x * scale + bias`` element by element."""
+    a, c = op.operands
+    x, k = (c, a) if is_const(a) else (a, c)
+    kv = np.broadcast_to(const_exact(k).values(), x.shape).astype(np.float64)
+    one, zero = np.ones(x.shape), np.zeros(x.shape)
+    if op.kind is OpKind.ADD:
+        return x, one, kv
+    if op.kind is OpKind.MUL:
+        return x, kv, zero
+    return (x, one, -kv) if x is a else (x, -one, kv)
+
+
+def _lower_affine(b: LayerList, op: Op) -> None:
+    x, scale, bias = _affine_terms(op)
+    src = b.holder(x)
+    if np.all(scale == 1) and np.all(bias == 0):
+        b.finish(op, src.layer, src.kif)  # identity: only the cast into the result type remains
+        return
+    affine(b, op, src, scale, bias, n_filt=-1)
+
+
+def affine(b: LayerList, op: Op, src: Holder, scale: np.ndarray, bias: np.ndarray, n_filt: int) -> None:
+    """``x * scale + bias`` as hls4ml ``BatchNormalization`` (``n_filt=-1``: per element)."""
+    v = op.result
+    kif, prec = b.result_precision(v)
+    prec["scale"] = to_precision(values_kif(scale))
+    prec["bias"] = to_precision(values_kif(bias))
+    attrs = {
+        "n_in": int(np.prod(v.shape)),
+        "n_filt": n_filt,
+        "scale_data": scale.reshape(-1) if n_filt == -1 else scale,
+        "bias_data": bias.reshape(-1) if n_filt == -1 else bias,
+    }
+    name = b.add("BatchNormalization", v.name, [src], attrs, prec)
+    b.finish(op, name, kif)
+
+
+# ---------------------------------------------------------------- data movement
+def _concat_check(op: Op) -> str | None:
+    rank = len(op.result.shape)
+    if rank > 3:
+        return f"rank {rank}: hls4ml concatenates tensors of rank 1 to 3"
+    return const_data_operands(op)
+
+
+@lowering(OpKind.CONCAT, check=_concat_check)
+def lower_concat(b: LayerList, op: Op) -> None:
+    v = op.result
+    rank = len(v.shape)
+    attrs = {"axis": op.attrs["axis"] + 1, "op": f"concatenate{rank}d"}  # hls4ml counts the batch axis
+    parts = [b.holder(x) for x in op.operands]
+    acc = parts[0]
+    for n, part in enumerate(parts[1:], start=2):
+        last = n == len(parts)
+        kif = union_kif(v.type) if last else tuple(max(p, q) for p, q in zip(acc.kif, part.kif))
+        name = b.add("Concatenate", v.name, [acc, part], attrs, {"result": to_precision(kif)})  # type: ignore[arg-type]
+        acc = Holder(name, kif, v.shape)  # type: ignore[arg-type]
+    b.finish(op, acc.layer, acc.kif)  # one operand: no layer, only the cast remains
+
+
+@lowering(OpKind.RESHAPE, check=const_data_operands)
+def lower_reshape(b: LayerList, op: Op) -> None:
+    v = op.result
+    src = b.holder(op.operands[0])
+    attrs = {"target_shape": list(v.shape)}
+    name = b.add("Reshape", v.name, [src], attrs, {"result": to_precision(src.kif)}, forced_result=src.kif)
+    b.finish(op, name, src.kif)
+
+
+@lowering(OpKind.TRANSPOSE, check=const_data_operands)
+def lower_transpose(b: LayerList, op: Op) -> None:
+    v = op.result
+    perm = list(op.attrs["perm"])
+    src = b.holder(op.operands[0])
+    if perm == sorted(perm):
+        b.finish(op, src.layer, src.kif)  # identity permutation moves nothing
+        return
+    if b.records[src.layer].class_name == "InputLayer" and src.shape[0] == 1:
+        src = b.copy(src)  # hls4ml drops transposes of inputs with one leading row, whatever perm
+    attrs = {"perm": perm}
+    name = b.add("Transpose", v.name, [src], attrs, {"result": to_precision(src.kif)}, forced_result=src.kif)
+    b.finish(op, name, src.kif)
