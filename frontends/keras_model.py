@@ -88,7 +88,8 @@ class ShimModel(keras.Model):
         outputs = super().call(inputs, training=training, mask=mask)
         if training:
             e = self.ebops_tensor()
-            self.add_loss(ops.cast(self.beta, e.dtype) * e)
+            # Functional.add_loss is symbolic-only; the eager Layer version is what call() needs
+            keras.layers.Layer.add_loss(self, ops.cast(self.beta, e.dtype) * e)
             self.ebops_metric.update_state(e)
         return outputs
 

@@ -151,20 +151,29 @@ class FixedType:
 
     @classmethod
     def covering(cls, lo: np.ndarray, hi: np.ndarray, f: Any) -> FixedType:
-        """Smallest per-element type with ``f`` fractional bits holding every value in [lo, hi]."""
-        lo = np.asarray(lo, dtype=np.float64)
-        hi = np.asarray(hi, dtype=np.float64)
-        shape = np.broadcast_shapes(lo.shape, hi.shape, np.shape(f))
+        """Smallest per-element type with ``f`` fractional bits holding every value in [lo, hi].
+
+        ``lo`` and ``hi`` need not lie on the ``2**-f`` grid: the type then holds every value of
+        the interval truncated (floored) onto the grid, as ``avgpool`` produces. Computed with
+        ``frexp``, exact for any float64 bounds.
+
+        >>> t = FixedType.covering(np.array([-1.0, 0.0]), np.array([0.75, 4.0]), 2)
+        >>> t.k.tolist(), t.i.tolist(), t.f.tolist()
+        ([1, 0], [0, 3], [2, 2])
+        """
+        shape = np.broadcast_shapes(np.shape(lo), np.shape(hi), np.shape(f))
         f = np.broadcast_to(np.asarray(f, dtype=np.int64), shape)
+        with np.errstate(over="ignore", invalid="ignore"):
+            lo = np.floor(np.ldexp(np.broadcast_to(np.asarray(lo, dtype=np.float64), shape), f))
+            hi = np.floor(np.ldexp(np.broadcast_to(np.asarray(hi, dtype=np.float64), shape), f))
+        # lo and hi are now grid values in LSB units: need 2**(i+f) > hi and 2**(i+f) >= -lo
+        _, e_hi = np.frexp(hi)
+        m_lo, e_lo = np.frexp(-lo)
+        need_hi = np.where(hi > 0, e_hi, np.iinfo(np.int32).min)
+        need_lo = np.where(lo < 0, np.where(m_lo == 0.5, e_lo - 1, e_lo), np.iinfo(np.int32).min)
+        zero = (hi <= 0) & (lo >= 0)
+        i = np.maximum(need_hi, need_lo).astype(np.int64) - f
         k = (lo < 0).astype(np.int64)
-        lsb = np.ldexp(1.0, -f)
-        # need 2**i >= hi + lsb and (if signed) 2**i >= -lo
-        top = np.maximum(np.broadcast_to(hi, shape) + lsb, np.where(k == 1, -lo, 0.0))
-        with np.errstate(divide="ignore"):
-            i = np.ceil(np.log2(np.maximum(top, np.finfo(np.float64).tiny))).astype(np.int64)
-        # log2 rounding safety: bump where 2**i is still too small
-        i = np.where(np.ldexp(1.0, i) < top, i + 1, i)
-        zero = (np.broadcast_to(lo, shape) == 0) & (np.broadcast_to(hi, shape) == 0)
         return cls(shape, np.where(zero, 0, k), np.where(zero, 0, i), np.where(zero, 0, f))
 
     # ----------------------------------------------------------------- properties

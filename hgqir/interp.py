@@ -1,4 +1,15 @@
-"""The interpreter: exact evaluation of a graph on batches of float64 data."""
+"""The interpreter: exact evaluation of a graph on batches of float64 data.
+
+Two evaluators give the same bits:
+
+* :func:`evaluate` runs every op through its generic rule (:mod:`hgqir.ops`) and keeps every
+  value (``run_exact``, debugging, golden data);
+* :class:`Runner` (behind ``Graph.run``) takes the fused float64 kernels of
+  :mod:`hgqir.fastpath` where their exactness is proven, the generic rules elsewhere, and
+  frees each value after its last use.
+
+``hgqir.quantize.mantissa_paths`` forces the integer paths (tests compare the two).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from . import fastpath as fp
 from .errors import HgqirError
-from .fixed import FixedType
+from .fixed import FixedType, OverflowMode, RoundMode
 from .ir import Graph, Op, OpKind, Value
 from .numbers import Exact
-from .quantize import quantize_exact
-from .fixed import OverflowMode, RoundMode
+from .quantize import float_path_enabled, quantize_exact
 
 
 def exact_from_float(x: np.ndarray, t: FixedType, rmode: RoundMode, omode: OverflowMode) -> Exact:
@@ -28,12 +39,7 @@ def cast_needed(op: Op) -> list[bool]:
     if rule.casts_itself:
         return [False] * len(op.results)
     exact = rule.infer(op)
-    return [not v.type.contains(t) or _finer(v.type, t) for v, t in zip(op.results, exact)]
-
-
-def _finer(declared: FixedType, exact: FixedType) -> bool:
-    # an exact result that is all zero still needs a cast when the declared type is pruned
-    return bool(np.any(declared.zero_mask & ~exact.zero_mask))
+    return [not v.type.contains(t) for v, t in zip(op.results, exact, strict=True)]
 
 
 def _prepare(g: Graph, args: list[Any], batch: bool | None) -> tuple[list[np.ndarray], bool]:
@@ -44,9 +50,9 @@ def _prepare(g: Graph, args: list[Any], batch: bool | None) -> tuple[list[np.nda
         raise HgqirError(f"graph {g.name!r} takes {len(ins)} input(s), got {len(args)}")
     arrays = [np.asarray(a, dtype=np.float64) for a in args]
     if batch is None:
-        batch = not all(a.shape == v.shape for a, v in zip(arrays, ins))
+        batch = not all(a.shape == v.shape for a, v in zip(arrays, ins, strict=True))
     out = []
-    for a, v in zip(arrays, ins):
+    for a, v in zip(arrays, ins, strict=True):
         a = a if batch else a[None]
         if a.shape[1:] != v.shape:
             raise HgqirError(
@@ -56,10 +62,38 @@ def _prepare(g: Graph, args: list[Any], batch: bool | None) -> tuple[list[np.nda
     return out, batch
 
 
+def with_batch(x: Any, v: Value, batch: int) -> Any:
+    """A constant-derived (unbatched) runtime value broadcast to ``batch`` rows; others unchanged."""
+    if x.m.ndim != len(v.shape):
+        return x
+    m = np.broadcast_to(x.m[None], (batch, *x.m.shape))
+    return Exact(m, x.scale) if isinstance(x, Exact) else fp.Scaled(m, x.e)
+
+
+def data_args(op: Op, values: list[Any], batch: int) -> list[Any]:
+    """Operands as the rule expects them: data operands batched, weights and tables as they are."""
+    n_data = op.rule.data_operands
+    n_data = len(values) if n_data < 0 else n_data
+    return [with_batch(x, v, batch) if n < n_data else x
+            for n, (x, v) in enumerate(zip(values, op.operands, strict=True))]
+
+
+def _eval_op(op: Op, args: list[Exact], casts: list[bool]) -> list[Exact]:
+    """One op through its rule, each result cast into its declared type where needed."""
+    try:
+        results = op.rule.eval(op, args)
+        return [_cast(r, v) if cast else r for v, r, cast in zip(op.results, results, casts, strict=True)]
+    except HgqirError:
+        raise
+    except Exception as e:  # names the op for any internal failure
+        raise HgqirError(f"evaluating {op!r} failed: {type(e).__name__}: {e}") from e
+
+
 def evaluate(g: Graph, arrays: list[np.ndarray]) -> dict[int, Exact]:
-    """Exact batched result of every value, keyed by ``id(value)``."""
+    """Exact batched result of every value, keyed by ``id(value)`` (generic rules only)."""
     env: dict[int, Exact] = {}
     feed = iter(arrays)
+    batch = arrays[0].shape[0] if arrays else 1
     for op in g.ops:
         if op.kind is OpKind.OUTPUT:
             continue
@@ -67,21 +101,136 @@ def evaluate(g: Graph, arrays: list[np.ndarray]) -> dict[int, Exact]:
             v = op.result
             env[id(v)] = exact_from_float(next(feed), v.type, op.attrs["round"], op.attrs["overflow"])
             continue
+        args = data_args(op, [env[id(v)] for v in op.operands], batch)
+        results = _eval_op(op, args, cast_needed(op))
+        for v, r in zip(op.results, results, strict=True):
+            env[id(v)] = r
+    return env
+
+
+class Runner:
+    """One ``Graph.run``: fused float64 kernels where proven exact, generic rules elsewhere."""
+
+    def __init__(self, g: Graph) -> None:
+        self.g = g
+        self.casts = {id(op): any(cast_needed(op)) for op in g.ops}
+        self.env: dict[int, Exact | fp.Scaled] = {}
+        keep = {id(v) for v in g.outputs}
+        self.last_use: dict[int, list[int]] = {}
+        """Values to free after the op at each position (their last use)."""
+        last: dict[int, int] = {}
+        for n, op in enumerate(g.ops):
+            for v in op.operands:
+                last[id(v)] = n
+        for vid, n in last.items():
+            if vid not in keep:
+                self.last_use.setdefault(n, []).append(vid)
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        feed = iter(arrays)
+        self.batch = arrays[0].shape[0] if arrays else 1
+        ops = self.g.ops
+        n = 0
+        while n < len(ops):
+            op = ops[n]
+            done = 1
+            if op.kind is OpKind.INPUT:
+                self._input(op, next(feed))
+            elif op.kind is OpKind.DENSE:
+                done = self._dense(op)
+            elif op.kind in (OpKind.QUANT, OpKind.RELU):
+                self._unary(op)
+            elif op.kind not in (OpKind.CONST, OpKind.OUTPUT):
+                self._generic(op)
+            for m in range(n, n + done):
+                for vid in self.last_use.get(m, ()):
+                    self.env.pop(vid, None)
+            n += done
+        return [self._float(v) for v in self.g.outputs]
+
+    # ------------------------------------------------------------ values
+    def value(self, v: Value) -> Exact | fp.Scaled:
+        got = self.env.get(id(v))
+        if got is None:
+            if v.producer is None or v.producer.kind is not OpKind.CONST:
+                raise HgqirError(f"value %{v.name} is used before it is computed")
+            got = self.env[id(v)] = fp.const_exact(v)
+        return got
+
+    def exact(self, v: Value) -> Exact:
+        x = self.value(v)
+        return x.to_exact(v.type) if isinstance(x, fp.Scaled) else x
+
+    def scaled(self, v: Value) -> fp.Scaled | None:
+        """A data operand for the fast kernels (batched), or None if not float64 within limits."""
+        x = with_batch(self.value(v), v, self.batch)
+        return fp.Scaled.of(x) if fp.bound_ok(x, v.type) else None
+
+    def _float(self, v: Value) -> np.ndarray:
+        x = with_batch(self.value(v), v, self.batch)
+        return x.to_float() if isinstance(x, fp.Scaled) else np.asarray(x.values(), dtype=np.float64)
+
+    # ------------------------------------------------------------ ops
+    def _input(self, op: Op, x: np.ndarray) -> None:
+        got = fp.run_input(op, x)
+        if got is None:
+            t = op.result.type
+            got = exact_from_float(x, t, op.attrs["round"], op.attrs["overflow"])
+        self.env[id(op.result)] = got
+
+    def _dense(self, op: Op) -> int:
+        if self.casts[id(op)] or len(op.operands[0].shape) != 1:  # cast needed, or x not rank 1: generic rule
+            self._generic(op)
+            return 1
+        chain = fp.fusable_chain(op, self.casts)
+        xs = self.scaled(op.operands[0])
+        plan = None if xs is None else fp.dense_plan(chain, xs.e)
+        if plan is None and xs is not None and len(chain) > 1:
+            chain = [op]
+            plan = fp.dense_plan(chain, xs.e)
+        if plan is None or xs is None:
+            self._generic(op)
+            return 1
+        self.env[id(chain[-1].result)] = self._guard(chain[-1], fp.run_dense, xs, plan)
+        return len(chain)
+
+    def _unary(self, op: Op) -> None:
+        xs = self.scaled(op.operands[0])
+        if xs is None or (op.kind is OpKind.RELU and self.casts[id(op)]):
+            self._generic(op)
+        elif op.kind is OpKind.RELU:
+            self.env[id(op.result)] = fp.Scaled(np.maximum(xs.m, 0.0), xs.e)
+        else:
+            rmode, omode = op.attrs["round"], op.attrs["overflow"]
+            plan = fp.quant_plan(xs.e, op.operands[0].type, op.result.type, rmode, omode, False)
+            if plan is None:
+                self._generic(op)
+            else:
+                self.env[id(op.result)] = self._guard(op, fp.run_quant, xs, plan)
+
+    def _generic(self, op: Op) -> None:
+        args = data_args(op, [self.exact(v) for v in op.operands], self.batch)
+        results = _eval_op(op, args, cast_needed(op))
+        for v, r in zip(op.results, results, strict=True):
+            self.env[id(v)] = r
+
+    @staticmethod
+    def _guard(op: Op, fn: Any, *args: Any) -> Any:
         try:
-            results = op.rule.eval(op, [env[id(v)] for v in op.operands])
-            for v, r, cast in zip(op.results, results, cast_needed(op)):
-                env[id(v)] = _cast(r, v) if cast else r
-        except HgqirError:
-            raise
+            return fn(*args)
         except Exception as e:  # names the op for any internal failure
             raise HgqirError(f"evaluating {op!r} failed: {type(e).__name__}: {e}") from e
-    return env
 
 
 def run_graph(g: Graph, args: list[Any], batch: bool | None = None) -> Any:
     arrays, batched = _prepare(g, args, batch)
-    env = evaluate(g, arrays)
-    outs = [_to_float(env[id(v)], batched) for v in g.outputs]
+    if float_path_enabled():
+        outs = Runner(g).run(arrays)
+    else:
+        env = evaluate(g, arrays)
+        batch = arrays[0].shape[0] if arrays else 1
+        outs = [np.asarray(with_batch(env[id(v)], v, batch).values(), dtype=np.float64) for v in g.outputs]
+    outs = [o if batched else o[0] for o in outs]
     return outs[0] if len(outs) == 1 else outs
 
 
@@ -89,15 +238,11 @@ def run_exact(g: Graph, args: list[Any]) -> dict[str, Exact]:
     """Every value's exact batched result by name (debugging, golden data for backends)."""
     arrays, _ = _prepare(g, args, True)
     env = evaluate(g, arrays)
-    return {v.name: env[id(v)] for v in g.values()}
+    batch = arrays[0].shape[0] if arrays else 1
+    return {v.name: with_batch(env[id(v)], v, batch) for v in g.values()}
 
 
 def _cast(r: Exact, v: Value) -> Exact:
     t = v.type
     m, s = quantize_exact(r.m, r.scale, t.k, t.i, t.f, RoundMode.TRN, OverflowMode.WRAP)
     return Exact(m, s)
-
-
-def _to_float(e: Exact, batched: bool) -> np.ndarray:
-    out = np.array(e.values(), dtype=np.float64)
-    return out if batched else out[0]

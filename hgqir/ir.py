@@ -178,23 +178,24 @@ class Graph:
         """Create an op and place it at the end (or before ``before``).
 
         Result types default to the exact types the op's rule infers from its operands.
+        Raises :class:`VerifyError` (and leaves the graph unchanged) when the operand count,
+        attributes, shapes or types do not fit the op kind.
         """
         for v in operands:
             if v.producer is None or v.producer.graph is not self:
                 raise VerifyError(f"operand %{v.name} of new {kind.value} op is not in graph {self.name!r}")
         rule = kind.rule
+        lo, hi = rule.operands
+        if len(operands) < lo or (hi >= 0 and len(operands) > hi):
+            want = str(lo) if lo == hi else f"{lo}..{'any' if hi < 0 else hi}"
+            raise VerifyError(f"{kind.value} takes {want} operand(s), got {len(operands)}")
         attrs = rule.normalize_attrs(dict(attrs or {}))
         op = Op(kind, tuple(operands), (), attrs, self)
-        if types is None:
-            types = rule.infer(op)
-        results = []
-        for n, t in enumerate(types):
-            base = name or kind.value
-            vname = self.unique_name(base if len(types) == 1 else f"{base}.{n}")
-            v = Value(vname, t, op)
-            self._names[vname] = v
-            results.append(v)
-        op.results = tuple(results)
+        op.results = tuple(Value("", t, op) for t in self._result_types(op, types))
+        base = name or kind.value
+        for n, v in enumerate(op.results):
+            v.name = self.unique_name(base if len(op.results) == 1 else f"{base}.{n}")
+            self._names[v.name] = v
         for v in operands:
             v.users.append(op)
         if before is None:
@@ -202,6 +203,29 @@ class Graph:
         else:
             self.ops.insert(self.ops.index(before), op)
         return op
+
+    def _result_types(self, op: Op, types: Sequence[FixedType] | None) -> list[FixedType]:
+        """Given or inferred result types, checked against the rule's result count and shapes."""
+        rule, what = op.rule, op.kind.value
+        try:
+            if types is None:
+                if op.kind in (OpKind.INPUT, OpKind.CONST):
+                    raise VerifyError(f"{what} ops need an explicit type (use Graph.input / Graph.const)")
+                rule.shapes(op)  # raises a clear error before inference meets bad shapes
+                types = rule.infer(op)
+            types = list(types)
+            if len(types) != rule.results:
+                raise VerifyError(f"{what} has {rule.results} result(s), got {len(types)} type(s)")
+            op.results = tuple(Value("", t, op) for t in types)
+            shapes = rule.shapes(op)
+        except VerifyError:
+            raise
+        except (ValueError, TypeError, IndexError, KeyError) as e:
+            raise VerifyError(f"{what}: operands or attributes do not fit: {type(e).__name__}: {e}") from None
+        for t, shape in zip(types, shapes):
+            if t.shape != tuple(shape):
+                raise VerifyError(f"{what} gives shape {list(shape)}, but the result type has shape {list(t.shape)}")
+        return types
 
     def input(
         self,
@@ -226,8 +250,17 @@ class Graph:
         return self.add(OpKind.CONST, [], {"data": data}, [type], name=name, before=before).result
 
     def const_mantissa(self, data: np.ndarray, type: FixedType, name: str = "const", before: Op | None = None) -> Value:
-        """A constant from integer mantissas: value = ``data * 2**-f`` per element."""
-        return self.add(OpKind.CONST, [], {"data": data}, [type], name=name, before=before).result
+        """A constant from integer mantissas: value = ``data * 2**-f`` per element.
+
+        Raises :class:`VerifyError` when a mantissa does not fit its element's type.
+        """
+        op = self.add(OpKind.CONST, [], {"data": data}, [type], name=name, before=before)
+        try:
+            op.rule.check(op)  # type: ignore[misc]
+        except VerifyError:
+            self.erase(op)
+            raise
+        return op.result
 
     def output(self, value: Value, name: str = "out") -> Op:
         return self.add(OpKind.OUTPUT, [value], {"name": name}, [])

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import VerifyError
 from .fixed import FixedType
-from .quantize import FLOAT_BITS, _pow2, convert, mantissa_dtype
+from .quantize import _pow2, convert, mantissa_dtype
 
 
 @dataclass
@@ -63,27 +63,45 @@ def dtype_for(t: FixedType, scale: int | None = None) -> Any:
     return mantissa_dtype(bound_bits(t, scale))
 
 
+def mantissa_range(t: FixedType) -> tuple[np.ndarray, np.ndarray]:
+    """Exact per-element mantissa bounds ``(lo, hi)`` of ``t`` (both 0 for pruned elements).
+
+    int64 arrays, or object arrays of Python ints when an element is wider than 62 bits.
+    """
+    live = ~t.zero_mask
+    e = np.where(live, t.i + t.f, 0)  # >= 0 for every live element
+    top = _pow2(e, np.int64 if int(e.max(initial=0)) < 62 else object)
+    return np.where(live, -t.k * top, 0), np.where(live, top - 1, 0)
+
+
+def first_outside(m: np.ndarray, t: FixedType) -> tuple[int, ...] | None:
+    """Index of the first integer mantissa outside its element's range in ``t``, or None."""
+    lo, hi = mantissa_range(t)
+    bad = (m < lo) | (m > hi)
+    if not np.any(bad):
+        return None
+    return tuple(int(a[0]) for a in np.nonzero(bad))
+
+
 def mantissas_of(values: np.ndarray, t: FixedType, what: str = "value") -> np.ndarray:
     """Per-element integer mantissas (value * 2**f) of float ``values`` that must fit ``t`` exactly."""
     values = np.broadcast_to(np.asarray(values, dtype=np.float64), t.shape)
     if not np.all(np.isfinite(values)):
         raise VerifyError(f"{what}: holds NaN or infinity")
     m = np.ldexp(values, t.f)
-    live = ~t.zero_mask
-    bad = (m != np.floor(m)) | (values < t.lo) | (values > t.hi)
-    bad |= ~live & (values != 0)
-    if np.any(bad):
-        idx = tuple(int(a[0]) for a in np.nonzero(bad))
+    bad = (m != np.floor(m)) | ~np.isfinite(m)
+    idx = tuple(int(a[0]) for a in np.nonzero(bad)) if np.any(bad) else None
+    if idx is None:
+        width = int(t.width.max()) if t.size else 0
+        m = m.astype(np.int64) if width <= 62 else convert(m, object)
+        idx = first_outside(m, t)
+    if idx is not None:
         k, i, f = (int(a[idx]) for a in (t.k, t.i, t.f))
         raise VerifyError(
             f"{what}: element {list(idx)} = {values[idx]!r} is not representable in "
             f"k={k} i={i} f={f}; quantize it first (hgqir.quantize)"
         )
-    width = int(t.width.max()) if t.size else 0
-    dtype = np.int64 if width <= 62 else object
-    if dtype is object:
-        return np.array([int(v) for v in m.reshape(-1)], dtype=object).reshape(t.shape)
-    return m.astype(np.int64)
+    return m
 
 
 def exact_from_mantissas(data: np.ndarray, t: FixedType) -> Exact:
@@ -104,10 +122,3 @@ def _where_obj(mask: np.ndarray, data: np.ndarray) -> np.ndarray:
     out = data.copy()
     out[~mask] = 0
     return out
-
-
-def check_fits(m: np.ndarray, t: FixedType, scale: int) -> bool:
-    """True if unbatched mantissas ``m`` at ``scale`` hold values representable in ``t``."""
-    if FLOAT_BITS < bound_bits(t, scale) and m.dtype == np.float64:
-        return False
-    return True

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import HgqirError, ParseError, VerifyError
 from .fixed import FixedType
-from .ir import Graph, Op, OpKind, Value
+from .ir import Graph, OpKind, Value
 
 _TOKEN = re.compile(
     r"""(?P<ws>\s+)
@@ -24,6 +24,13 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KINDS = {k.value: k for k in OpKind}
+_RESULT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+MAX_BITS = 2**24
+"""Largest |i| and |f| the parser accepts (guards numpy's int64 arithmetic on types)."""
+
+
+def _dims_ok(shape: list[int] | tuple[int, ...]) -> bool:
+    return all(d >= 0 for d in shape) and int(np.prod([float(d) for d in shape])) < 2**40
 
 
 @dataclass
@@ -94,6 +101,8 @@ class Parser:
         self.lines = text.split("\n")
         self.types: dict[str, FixedType] = {}
         self.data: dict[str, np.ndarray] = {}
+        self.op_lines: dict[int, int] = {}
+        """Line number of each parsed op, by ``id(op)``."""
 
     # -------------------------------------------------------------- entry
     def parse(self) -> Graph:
@@ -113,16 +122,27 @@ class Parser:
                     raise ParseError(f"bad meta JSON: {e.msg}", n + 1, 6 + e.pos, text) from None
                 continue
             self._op(g, _Line(text, n + 1))
+            self.op_lines[id(g.ops[-1])] = n + 1
         if not g.ops_of(OpKind.OUTPUT):
+            last = max((n for n in range(body_end) if self.lines[n].strip()), default=0)
             raise ParseError("no output op: the text ends before any 'output' line (truncated?)",
-                             len(self.lines), 1, self.lines[-1])
-        from .verify import verify
-
-        verify(g)
+                             last + 1, 1, self.lines[last])
+        self._verify(g)
         return g
 
+    def _verify(self, g: Graph) -> None:
+        """Whole-graph checks; a failure points at the offending op's line."""
+        from .verify import verify
+
+        try:
+            verify(g)
+        except VerifyError as e:
+            op = getattr(e, "op", None)
+            line = self.op_lines.get(id(op), len(self.lines)) if op is not None else len(self.lines)
+            raise ParseError(str(e).split("\n")[0], line, 1, self.lines[line - 1]) from None
+
     def _header(self, text: str) -> Graph:
-        m = re.match(r"^hgqir (\d+) @([A-Za-z0-9_.-]+)( \(elided\))?$", text)
+        m = re.match(r'^hgqir (\d+) @([A-Za-z0-9_.-]+|"(?:[^"\\]|\\.)*")( \(elided\))?$', text)
         if not m:
             raise ParseError("expected a header such as 'hgqir 1 @main'", 1, 1, text)
         if m.group(3):
@@ -130,7 +150,8 @@ class Parser:
                              1, m.start(3) + 2, text)
         if int(m.group(1)) != 1:
             raise ParseError(f"unsupported format version {m.group(1)} (this hgqir reads 1)", 1, 7, text)
-        return Graph(m.group(2))
+        name = m.group(2)
+        return Graph(json.loads(name) if name.startswith('"') else name)
 
     def _tables_start(self) -> int:
         for n, text in enumerate(self.lines):
@@ -154,6 +175,8 @@ class Parser:
                 raise ParseError(f"{name} must be a {'types' if name.startswith('$t') else 'data'} table",
                                  n + 1, 1, text)
             shape = tuple(int(s) for s in m.group(3).replace(",", " ").split())
+            if not _dims_ok(shape):
+                raise ParseError(f"bad table shape {list(shape)}: fewer than 2**40 elements please", n + 1, 1, text)
             rows = 3 if kind == "types" else 1
             body = self.lines[n + 1 : n + 1 + rows]
             close = n + 1 + rows
@@ -175,6 +198,8 @@ class Parser:
             if not text.startswith(prefix) and text != prefix.rstrip():
                 raise ParseError(f"expected row '{letter}: ...'", lineno + off, 1, text)
             arrays.append(self._ints_row(text[len(prefix):], shape, lineno + off, text, collapse=True))
+        if any(a.dtype == object or (a.size and np.abs(a).max() > MAX_BITS) for a in arrays):
+            raise ParseError(f"bad type table: k, i and f must lie within +-{MAX_BITS}", lineno, 1, body[0])
         try:
             return FixedType(shape, *arrays)
         except VerifyError as e:
@@ -207,9 +232,9 @@ class Parser:
     def _op(self, g: Graph, ln: _Line) -> None:
         results: list[str] = []
         if ln.peek() is not None and ln.peek().kind == "value":  # type: ignore[union-attr]
-            results.append(ln.next("a value").text[1:])
+            results.append(self._result_name(ln))
             while ln.accept(","):
-                results.append(self._value_name(ln))
+                results.append(self._result_name(ln))
             ln.expect("=")
         tok = ln.next("an op name")
         kind = _KINDS.get(tok.text)
@@ -229,31 +254,32 @@ class Parser:
                 types.append(self._type(ln))
         ln.done()
         if len(types) != len(results):
-            raise ln.error(f"{len(results)} result(s) but {len(types)} type(s)")
-        self._build(g, ln, kind, operands, attrs, types, results)
+            raise ln.error(f"{len(results)} result(s) but {len(types)} type(s)", tok)
+        self._build(g, ln, tok, kind, operands, attrs, types, results)
 
-    def _build(self, g: Graph, ln: _Line, kind: OpKind, operands: list[Value], attrs: dict[str, Any],
+    def _build(self, g: Graph, ln: _Line, tok: Tok, kind: OpKind, operands: list[Value], attrs: dict[str, Any],
                types: list[FixedType], results: list[str]) -> None:
+        """Add the op; any inconsistency (count, shapes, constants) points at the op name."""
         for name in results:
             if name in g._names:
-                raise ln.error(f"value %{name} is defined twice")
+                raise ln.error(f"value %{name} is defined twice", ln.toks[0])
         try:
             op = g.add(kind, operands, attrs, types)
-            lo, hi = kind.rule.operands
-            if len(operands) < lo or (hi >= 0 and len(operands) > hi):
-                raise VerifyError(f"{kind.value} takes {lo}..{hi if hi >= 0 else 'any'} operands, got {len(operands)}")
-            for v, name in zip(op.results, results):
+            for v, name in zip(op.results, results, strict=True):
                 g.rename(v, name)
-            shapes = kind.rule.shapes(op)
-            for v, shape in zip(op.results, shapes):
-                if v.shape != tuple(shape):
-                    raise VerifyError(f"result %{v.name} is typed {list(v.shape)} but {kind.value} gives {list(shape)}")
             if kind.rule.check is not None:
                 kind.rule.check(op)
-        except (VerifyError, HgqirError) as e:
-            raise ln.error(str(e).split("\n")[0]) from None
-        except (ValueError, TypeError, IndexError) as e:
-            raise ln.error(f"invalid {kind.value} op: {e}") from None
+        except HgqirError as e:
+            raise ln.error(str(e).split("\n")[0], tok) from None
+        except (ValueError, TypeError, IndexError, KeyError) as e:
+            raise ln.error(f"invalid {kind.value} op: {e}", tok) from None
+
+    def _result_name(self, ln: _Line) -> str:
+        tok = ln.peek()
+        name = self._value_name(ln)
+        if not _RESULT_NAME.match(name):
+            raise ln.error(f"value name %{name} must start with a letter or '_' (e.g. %x0)", tok)
+        return name
 
     def _value_name(self, ln: _Line) -> str:
         tok = ln.next("a value name")
@@ -278,6 +304,8 @@ class Parser:
             if tok.text not in schema:
                 valid = ", ".join(schema) or "none"
                 raise ln.error(f"unknown attribute '{tok.text}' for {kind.value}; valid: {valid}", tok)
+            if tok.text in attrs:
+                raise ln.error(f"attribute '{tok.text}' given twice", tok)
             ln.expect("=")
             vtok = ln.peek()
             raw = self._attr_value(ln)
@@ -321,13 +349,15 @@ class Parser:
         raise ln.error(f"expected an attribute value, found '{tok.text}'", tok)
 
     def _type(self, ln: _Line) -> FixedType:
-        ln.expect("[")
+        start = ln.expect("[")
         shape: list[int] = []
         if not ln.accept("]"):
             shape.append(ln.int("a dimension"))
             while ln.accept(","):
                 shape.append(ln.int("a dimension"))
             ln.expect("]")
+        if not _dims_ok(shape):
+            raise ln.error(f"bad shape {shape}: dimensions must be >= 0 with fewer than 2**40 elements", start)
         tok = ln.next("a type such as <1,3,4> or $t0")
         if tok.text == "<":
             k = ln.int("k")
@@ -338,6 +368,8 @@ class Parser:
             ln.expect(">")
             if k not in (0, 1):
                 raise ln.error(f"k must be 0 or 1, got {k}", tok)
+            if max(abs(i), abs(f)) > MAX_BITS:
+                raise ln.error(f"i and f must lie within +-{MAX_BITS}, got i={i} f={f}", tok)
             return FixedType.uniform(shape, k, i, f)
         if tok.kind == "ref" and tok.text.startswith("$t"):
             t = self.types.get(tok.text)

@@ -10,6 +10,8 @@ Two entry points share one set of rounding and overflow rules:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,34 @@ FLOAT_BITS = 52
 """float64 mantissas are used only while every magnitude stays below ``2**FLOAT_BITS``."""
 INT_BITS = 62
 """int64 mantissas are used only while every magnitude stays below ``2**INT_BITS``."""
+
+_limits = {"float": FLOAT_BITS, "int": INT_BITS}
+"""Active limits; :func:`mantissa_paths` lowers them to force the wider exact paths."""
+
+
+@contextlib.contextmanager
+def mantissa_paths(float_bits: int = FLOAT_BITS, int_bits: int = INT_BITS) -> Iterator[None]:
+    """Force slower exact arithmetic paths inside the block (results never change, only speed).
+
+    ``mantissa_paths(float_bits=0)`` makes every mantissa int64 (or Python int when wider);
+    ``mantissa_paths(float_bits=0, int_bits=0)`` makes every mantissa a Python int. Tests use
+    it to check that the float64 fast paths agree bit for bit with the integer ones. The
+    interpreter's fused float kernels are off while ``float_bits`` is below ``FLOAT_BITS``.
+    Not thread-safe: the limits are process-wide.
+    """
+    if not (0 <= float_bits <= FLOAT_BITS and 0 <= int_bits <= INT_BITS):
+        raise ValueError(f"limits must be within 0..{FLOAT_BITS} (float) and 0..{INT_BITS} (int)")
+    saved = dict(_limits)
+    _limits.update(float=float_bits, int=int_bits)
+    try:
+        yield
+    finally:
+        _limits.update(saved)
+
+
+def float_path_enabled() -> bool:
+    """False inside ``mantissa_paths(float_bits < FLOAT_BITS)``: fused float kernels stay off."""
+    return _limits["float"] >= FLOAT_BITS
 
 
 def _round_up(
@@ -50,19 +80,31 @@ def _round_up(
 
 
 def _round_float(v: np.ndarray, mode: RoundMode) -> np.ndarray:
-    """Round float64 ``v`` to an integer-valued float64 exactly (no double rounding).
+    """Round any finite float64 ``v`` to an integer-valued float64 exactly.
 
-    The remainder is never formed: ``v - floor(v)`` rounds for negative ``v`` just above -1
-    (``-(0.5 - 2**-54)`` would look like a tie). ``v`` is compared with ``floor(v) + 0.5``
-    instead, which is exact below 2**52; at or above it every float is an integer.
+    ``r = rint(v)`` (ties to even) is exact, and so is ``d = v - r`` (``r`` is 0, or within a
+    factor of two of ``v``: Sterbenz). Ties are exactly ``d = ±0.5`` and only those need a fix.
+    A remainder ``v - floor(v)`` would not do: it rounds for negative ``v`` just above -1.
     """
-    fl = np.floor(v)
     if mode is RoundMode.TRN:
-        return fl
-    exact = v == fl
-    half = fl + 0.5
-    cmp = np.where(exact, -1, (v > half).astype(np.int8) - (v < half).astype(np.int8))
-    return fl + _round_up(mode, fl, cmp, exact, v < 0)
+        return np.floor(v)
+    if mode is RoundMode.TRN_ZERO:
+        return np.trunc(v)
+    r = np.rint(v)
+    if mode is RoundMode.RND_CONV:
+        return r
+    d = v - r
+    tie_below = d == 0.5  # v = n + 1/2 and rint chose n
+    tie_above = d == -0.5  # v = n - 1/2 and rint chose n
+    if mode is RoundMode.RND:
+        return r + tie_below
+    if mode is RoundMode.RND_MIN_INF:
+        return r - tie_above
+    if mode is RoundMode.RND_INF:
+        return r + (tie_below & (v > 0)) - (tie_above & (v < 0))
+    if mode is RoundMode.RND_ZERO:
+        return r + (tie_below & (v < 0)) - (tie_above & (v > 0))
+    raise ValueError(f"unhandled rounding mode {mode}")
 
 
 TINY = 2.0**-1074
@@ -186,7 +228,7 @@ def quantize_mantissas(
     width = k + i + f
     max_width = int(width.max()) if width.size else 0
     shift = scale - f  # > 0: drop bits with rounding; <= 0: exact left shift
-    if m.dtype == np.float64 and max_width <= FLOAT_BITS:
+    if m.dtype == np.float64 and max_width <= _limits["float"]:
         q = _overflow(_round_float(scale_float(m, -shift), rmode), k, width, omode)
     else:
         if m.dtype == np.float64:
@@ -214,7 +256,7 @@ def _quantize_int(
     # a right shift past the top bit only decides sign and "below half": cap it so 2**s fits
     down = np.minimum(np.maximum(shift, 0), in_bits + 1)
     need = max(in_bits + left, max_width) + 2
-    work = np.int64 if need <= INT_BITS else object
+    work = np.int64 if need <= _limits["int"] else object
     mi = convert(m, work)
     if left:
         mi = mi * _pow2(np.maximum(-shift, 0), work)
@@ -224,9 +266,9 @@ def _quantize_int(
 
 def mantissa_dtype(bits: int) -> Any:
     """Cheapest exact mantissa dtype for magnitudes below ``2**bits``."""
-    if bits <= FLOAT_BITS:
+    if bits <= _limits["float"]:
         return np.float64
-    if bits <= INT_BITS:
+    if bits <= _limits["int"]:
         return np.int64
     return object
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -129,7 +130,8 @@ def op_line(op: Op, elide: bool = False, tables: _Tables | None = None) -> str:
 def dumps(g: Graph, elide: bool = False) -> str:
     """The text form of ``g``; ``elide=True`` gives the human summary form."""
     tables = _Tables()
-    head = f"hgqir {VERSION} @{g.name}"
+    name = g.name if re.fullmatch(r"[A-Za-z0-9_.-]+", g.name) else json.dumps(g.name)
+    head = f"hgqir {VERSION} @{name}"
     lines = [head + (" (elided)" if elide else "")]
     if g.meta:
         lines.append("meta " + json.dumps(g.meta, sort_keys=True))

@@ -16,7 +16,9 @@ def _line(g: Graph, op: Op) -> str:
 
 
 def _fail(g: Graph, op: Op, message: str) -> None:
-    raise VerifyError(f"{message}\n  in op: {_line(g, op)}")
+    err = VerifyError(f"{message}\n  in op: {_line(g, op)}")
+    err.op = op  # type: ignore[attr-defined]  # lets the parser point at the op's line
+    raise err
 
 
 def verify(g: Graph) -> None:

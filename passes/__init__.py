@@ -45,8 +45,7 @@ Pipelines are strings such as ``"fold-batchnorm,infer-bitwidth,prune-zero-bits{k
 
 from __future__ import annotations
 
+from . import annotate_bops, bops, canonicalize, dce, fold_batchnorm, fuse_quant, infer_bitwidth, prune_zero_bits  # noqa: F401  (registration)  # noqa: F401
 from .base import PASSES, Pass, PassManager, register
-from . import bops, canonicalize, dce  # noqa: F401  (registration)
-from . import annotate_bops, fold_batchnorm, fuse_quant, infer_bitwidth, prune_zero_bits  # noqa: F401
 
 __all__ = ["PASSES", "Pass", "PassManager", "register"]

@@ -71,7 +71,9 @@ def minimal_const(m: np.ndarray, f: Any) -> tuple[np.ndarray, FixedType]:
     f = np.broadcast_to(np.asarray(f, dtype=np.int64), m.shape)
     tz = trailing_zeros(m)
     if m.dtype == object:
-        m = np.array([int(v) >> int(s) for v, s in zip(m.reshape(-1), tz.reshape(-1))], dtype=object).reshape(m.shape)
+        m = np.array(
+            [int(v) >> int(s) for v, s in zip(m.reshape(-1), tz.reshape(-1), strict=True)], dtype=object
+        ).reshape(m.shape)
     else:
         m = np.right_shift(m.astype(np.int64), tz)
     f = f - tz
@@ -98,9 +100,9 @@ def align(m: np.ndarray, f: np.ndarray, to: np.ndarray) -> np.ndarray:
     """Mantissas ``m`` (at ``f``) re-expressed at ``to >= f`` fractional bits, as Python ints."""
     shift = np.broadcast_to(np.asarray(to - f), np.shape(m))
     m = np.asarray(m).astype(object)
-    return np.array([int(v) << int(s) for v, s in zip(m.reshape(-1), shift.reshape(-1))], dtype=object).reshape(
-        np.shape(m)
-    )
+    return np.array(
+        [int(v) << int(s) for v, s in zip(m.reshape(-1), shift.reshape(-1), strict=True)], dtype=object
+    ).reshape(np.shape(m))
 
 
 def add_const(g: Graph, data: np.ndarray, t: FixedType, name: str, before: Op) -> Value:

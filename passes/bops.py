@@ -83,8 +83,10 @@ class BopsReport:
         lines = [f"{'op':<{width}}  {'kind':<14} {'EBOPs':>12} {'LUT~':>12} {'DSP~':>8}"]
         lines += [f"{r.name:<{width}}  {r.kind:<14} {r.ebops:>12.0f} {r.lut:>12.0f} {r.dsp:>8.0f}" for r in self.rows]
         lines.append(f"{'total':<{width}}  {'':<14} {self.total:>12.0f} {self.lut:>12.0f} {self.dsp:>8.0f}")
-        lines.append(f"LUT + {DSP_EBOPS}*DSP = {self.lut + DSP_EBOPS * self.dsp:.0f} (rule of thumb: ~ EBOPs; "
-                     f"DSP when both operands >= {self.dsp_bits} bits)")
+        lines.append(
+            f"LUT + {DSP_EBOPS}*DSP = {self.lut + DSP_EBOPS * self.dsp:.0f} (rule of thumb: ~ EBOPs; "
+            f"DSP when both operands >= {self.dsp_bits} bits)"
+        )
         return "\n".join(lines)
 
 
@@ -106,7 +108,8 @@ def dsp_split(op: Op, dsp_bits: int = DSP_BITS) -> tuple[float, float]:
     """``(EBOPs of the products on DSPs, number of DSPs)`` of one op."""
     if op.kind in (OpKind.DENSE, OpKind.CONV1D, OpKind.CONV2D):
         xb, wb = _contraction_bits(op)
-        xs, ws = xb >= dsp_bits, wb >= dsp_bits
+        floor = max(dsp_bits, 1)  # pruned operands never need a multiplier
+        xs, ws = xb >= floor, wb >= floor
         count = xs.sum(axis=0) @ ws.sum(axis=1)
         ebops = (xb * xs).sum(axis=0) @ (wb * ws).sum(axis=1)
         return float(ebops), float(count)
@@ -117,7 +120,7 @@ def dsp_split(op: Op, dsp_bits: int = DSP_BITS) -> tuple[float, float]:
         if op.kind is OpKind.BATCHNORM:
             m, _ = mantissas(op.operands[1])
             b = np.broadcast_to(np.where(m != 0, op.operands[1].type.bits, 0), shape)
-        on = (a >= dsp_bits) & (b >= dsp_bits)
+        on = (a >= max(dsp_bits, 1)) & (b >= max(dsp_bits, 1))
         return float(np.sum(a * b * on)), float(on.sum())
     return 0.0, 0.0
 

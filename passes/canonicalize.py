@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from hgqir.fixed import OverflowMode
 from hgqir.ir import Graph, Op, OpKind, Value
 from hgqir.interp import cast_needed
 
@@ -33,23 +34,31 @@ def _identity_transpose(g: Graph, op: Op) -> Value | None:
 
 
 def _reshape_chain(g: Graph, op: Op) -> Value | None:
-    """reshape(reshape(x)) -> reshape(x)."""
+    """reshape(reshape(x)) -> reshape(x), unless the inner reshape casts (its type is narrower)."""
     x = op.operands[0]
-    if x.producer is None or x.producer.kind is not OpKind.RESHAPE:
+    inner = x.producer
+    if inner is None or inner.kind is not OpKind.RESHAPE or any(cast_needed(inner)):
         return None
-    g.set_operand(op, 0, x.producer.operands[0])
+    g.set_operand(op, 0, inner.operands[0])
+    if not x.users:
+        g.erase(inner)
     return None
 
 
 def _noop_quant(g: Graph, op: Op) -> Value | None:
-    """A quant whose input type already fits its target changes nothing."""
+    """A quant to its input's own type changes nothing, except SAT_SYM on a signed type.
+
+    SAT_SYM maps the most negative value -2**i to -(2**i - 2**-f) even without overflow
+    (as ap_fixed does), so it is an identity only where that value cannot occur.
+    """
     x = op.operands[0]
-    return x if op.result.type == x.type or _fits(op) else None
-
-
-def _fits(op: Op) -> bool:
-    x, y = op.operands[0], op.result
-    return y.type.contains(x.type) and x.type == y.type
+    if op.result.type != x.type:
+        return None
+    if op.attrs["overflow"] is OverflowMode.SAT_SYM:
+        t = x.type
+        if np.any((t.k == 1) & (t.width > 1)):
+            return None
+    return x
 
 
 def _relu_of_unsigned(g: Graph, op: Op) -> Value | None:
@@ -92,5 +101,4 @@ class Canonicalize(Pass):
                         break
             if changed == before:
                 break
-        _ = cast_needed
         return changed

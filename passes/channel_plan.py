@@ -85,6 +85,10 @@ def _output_ok(out: Op, facts: dict[Value, Facts]) -> np.ndarray:
     return const & (value == 0)
 
 
+def _union_changes(v: Value, keep: np.ndarray) -> bool:
+    return v.type.map(lambda a: np.take(a, keep, axis=-1)).union() != v.type.union()
+
+
 def plan_group(grp: Group, facts: dict[Value, Facts], plan: ChannelPlan) -> None:
     """Add the group's removable channels (if any) to ``plan``."""
     if grp.frozen or not (grp.sinks or grp.outputs):
@@ -102,6 +106,8 @@ def plan_group(grp: Group, facts: dict[Value, Facts], plan: ChannelPlan) -> None
     if not ok.any():
         return
     keep = np.flatnonzero(~ok)
+    if any(_union_changes(lut.operands[0], keep) for lut in grp.luts):
+        return  # a lut table is indexed over the union type of its input: it must not change
     for v in grp.values:
         plan.keep[v] = keep
     for s, (fold, value, f) in folds.items():

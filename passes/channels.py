@@ -19,8 +19,16 @@ from hgqir.ir import Graph, Op, OpKind, Value
 from ._consts import is_const
 
 _UNARY = {
-    OpKind.RELU, OpKind.QUANT, OpKind.LUT, OpKind.BATCHNORM, OpKind.MAXPOOL1D, OpKind.MAXPOOL2D,
-    OpKind.AVGPOOL1D, OpKind.AVGPOOL2D, OpKind.GLOBAL_MAXPOOL, OpKind.GLOBAL_AVGPOOL,
+    OpKind.RELU,
+    OpKind.QUANT,
+    OpKind.LUT,
+    OpKind.BATCHNORM,
+    OpKind.MAXPOOL1D,
+    OpKind.MAXPOOL2D,
+    OpKind.AVGPOOL1D,
+    OpKind.AVGPOOL2D,
+    OpKind.GLOBAL_MAXPOOL,
+    OpKind.GLOBAL_AVGPOOL,
 }
 """Ops whose operand 0 and result share channels (other operands: params or tables)."""
 _NARY = {OpKind.ADD, OpKind.SUB, OpKind.MUL, OpKind.CONCAT}
@@ -41,6 +49,8 @@ class Group:
     """``(op, operand index)`` of per-channel constants of member ops, sliced with the group."""
     outputs: list[Op] = field(default_factory=list)
     """Graph outputs reading a member (only when the I/O shapes may change)."""
+    luts: list[Op] = field(default_factory=list)
+    """lut ops reading a member: their tables cover the member's union type, which must stay."""
     frozen: str = ""
     """Why the channels must stay ("" when they may go)."""
 
@@ -77,6 +87,8 @@ def _channelwise(op: Op, gs: _Groups) -> None:
     res = op.result
     size = res.shape[-1] if res.shape else -1
     shared = [0] if op.kind in _UNARY else range(len(op.operands))
+    if op.kind is OpKind.LUT:
+        gs.note(res).luts.append(op)
     for n, v in enumerate(op.operands):
         if op.kind is OpKind.LUT and n == 1:
             continue  # the table
@@ -145,6 +157,7 @@ def channel_groups(g: Graph, keep_io: bool = True) -> list[Group]:
             grp.sinks += part.sinks
             grp.params += part.params
             grp.outputs += part.outputs
+            grp.luts += part.luts
             grp.frozen = grp.frozen or part.frozen
     for grp in merged.values():
         if any(not v.shape or v.shape[-1] != grp.values[0].shape[-1] for v in grp.values):

@@ -108,8 +108,10 @@ def describe(op: Op, facts: Facts, ins: list[Interval], calibrated: bool) -> str
     ]
     wraps = ~facts.fits & live & ~zero & ~facts.unsure
     if wraps.any() and not calibrated:
-        lines.append(f"{int(wraps.sum())} element(s) may wrap in the declared type: their k and i are kept "
-                     "(the wrap is part of the graph's meaning)")
+        lines.append(
+            f"{int(wraps.sum())} element(s) may wrap in the declared type: their k and i are kept "
+            "(the wrap is part of the graph's meaning)"
+        )
     trunc = (np.broadcast_to(facts.exact.f, t.shape) > t.f) & live & ~zero
     if trunc.any():
         lines.append(f"{int(trunc.sum())} element(s) truncate to their declared LSB, which is kept")

@@ -66,7 +66,7 @@ def _product(ma: np.ndarray, mb: np.ndarray) -> np.ndarray:
 
 
 def _shift(m: np.ndarray, s: np.ndarray) -> np.ndarray:
-    flat = [int(v) << int(n) for v, n in zip(m.reshape(-1), np.broadcast_to(s, m.shape).reshape(-1))]
+    flat = [int(v) << int(n) for v, n in zip(m.reshape(-1), np.broadcast_to(s, m.shape).reshape(-1), strict=True)]
     return np.array(flat, dtype=object).reshape(m.shape)
 
 

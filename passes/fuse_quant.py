@@ -25,12 +25,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from hgqir.fixed import FixedType, OverflowMode, RoundMode
+from hgqir.fixed import OverflowMode, RoundMode
 from hgqir.ir import Graph, Op, OpKind, Value
 from hgqir.ops.base import PAD_F, Interval
 
 from .base import Pass, register
-from .intervals import Facts, analyze
+from .intervals import Facts, analyze, lowest
 
 _SHIFT_SAFE = (RoundMode.TRN, RoundMode.RND, RoundMode.RND_MIN_INF, RoundMode.RND_CONV)
 """Rounding modes with round(v + n * M) == round(v) + n * M for M an even number of LSBs."""
@@ -43,11 +43,12 @@ class FuseReport:
     fused: dict[str, str] = field(default_factory=dict)
 
 
-def within(iv: Interval, t: FixedType) -> bool:
-    """Every value of ``iv`` is representable in ``t`` (so a quant into ``t`` is the identity)."""
+def within(iv: Interval, q: Op) -> bool:
+    """Every value of ``iv`` passes quant ``q`` unchanged (SAT_SYM also clips the lowest value)."""
+    t = q.result.type
     zero = (iv.lo == 0) & (iv.hi == 0)
-    live = ~t.zero_mask
-    ok = live & (iv.lo >= t.lo) & (iv.hi <= t.hi) & (np.broadcast_to(iv.f, t.shape) <= t.f)
+    bottom = lowest(t, q.attrs["overflow"])
+    ok = ~t.zero_mask & (iv.lo >= bottom) & (iv.hi <= t.hi) & (np.broadcast_to(iv.f, t.shape) <= t.f)
     return bool(np.all(zero | ok))
 
 
@@ -79,16 +80,21 @@ def _overflow_ok(q1: Op, q2: Op, rnd: RoundMode) -> bool:
     return False
 
 
+def _type_read(v: Value) -> bool:
+    """A lut/softmax indexes its tables by ``v``'s type: that type must stay."""
+    return any(u.kind in (OpKind.LUT, OpKind.SOFTMAX) and u.operands[0] is v for u in v.users)
+
+
 def try_fuse(g: Graph, q2: Op, facts: dict[Value, Facts]) -> str:
     """Apply the first rule that fits ``q2`` over its producing quant; returns the rule name."""
     q1 = q2.operands[0].producer
     if q1 is None or q1.kind is not OpKind.QUANT:
         return ""
     x = q1.operands[0]
-    if within(facts[x].post, q1.result.type):
+    if within(facts[x].post, q1):
         g.set_operand(q2, 0, x)
         return "skip-inner"
-    if within(facts[q1.result].post, q2.result.type):
+    if within(facts[q1.result].post, q2) and not _type_read(q2.result):
         g.replace_uses(q2.result, q1.result)
         g.erase(q2)
         return "skip-outer"
@@ -139,4 +145,3 @@ class FuseQuant(Pass):
 
     def apply(self, g: Graph) -> FuseReport:
         return fuse_quants(g)
-

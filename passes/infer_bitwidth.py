@@ -38,28 +38,31 @@ import numpy as np
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, Op, OpKind, Value
 
-from ._consts import minimal_const, mantissas
+from ._consts import mantissas, minimal_const
 from .base import Pass, register
 from .calibration import load_calibration, observe
 from .explain import BitwidthReport, Reason, describe
 from .intervals import Facts, Observed, analyze
 
-_DECISIONS = {OpKind.INPUT: "the declared input type is the interface", OpKind.QUANT: "an explicit quantization is a decision"}
+_DECISIONS = {
+    OpKind.INPUT: "the declared input type is the interface",
+    OpKind.QUANT: "an explicit quantization is a decision",
+}
 _TABLE_USERS = (OpKind.LUT, OpKind.SOFTMAX)
 
 
-def narrowed(facts: Facts, t: FixedType, calibrated: bool = False) -> FixedType:
-    """Smallest type that gives the same values as ``t`` (or, calibrated, on observed data)."""
+def narrowed(facts: Facts, t: FixedType) -> FixedType:
+    """Smallest type giving the same values as ``t`` on the value's range ``facts.post``.
+
+    Where the cast into ``t`` may wrap, ``facts.post`` is ``t``'s whole range (at the exact
+    LSB), so those elements keep ``t``'s sign and integer bits: the wrap stays as it was.
+    """
     p = facts.post
     zero = t.zero_mask | ((p.lo == 0) & (p.hi == 0))
-    f = np.where(zero, 0, p.f)
-    cover = FixedType.covering(np.where(zero, 0.0, p.lo), np.where(zero, 0.0, p.hi), f)
-    wraps = ~facts.fits & ~zero if not calibrated else np.zeros(t.shape, bool)
-    k = np.where(wraps, t.k, cover.k)
-    i = np.where(wraps, t.i, cover.i)
+    cover = FixedType.covering(np.where(zero, 0.0, p.lo), np.where(zero, 0.0, p.hi), np.where(zero, 0, p.f))
     keep = facts.unsure
-    out = FixedType(t.shape, np.where(keep, t.k, k), np.where(keep, t.i, i), np.where(keep, t.f, np.where(wraps, f, cover.f)))
-    return out.canonical()
+    k, i, f = (np.where(keep, getattr(t, n), getattr(cover, n)) for n in "kif")
+    return FixedType(t.shape, k, i, f).canonical()
 
 
 def _pinned(v: Value) -> str:
@@ -87,7 +90,7 @@ def _plan_value(op: Op, facts: dict[Value, Facts], consts: bool, calibrated: boo
     if pin:
         return v.type, None, f"kept: {pin}"
     ins = [facts[u].post for u in op.operands]
-    return narrowed(facts[v], v.type, calibrated), None, describe(op, facts[v], ins, calibrated)
+    return narrowed(facts[v], v.type), None, describe(op, facts[v], ins, calibrated)
 
 
 def infer_bitwidth(
@@ -101,8 +104,9 @@ def infer_bitwidth(
     observed: Observed | None = None
     if calibration is not None:
         observed = observe(g, calibration)
-        warnings.warn("infer-bitwidth with calibration data is lossy: inputs outside the observed "
-                      "ranges may wrap", stacklevel=2)
+        warnings.warn(
+            "infer-bitwidth with calibration data is lossy: inputs outside the observed ranges may wrap", stacklevel=2
+        )
     facts = analyze(g, observed)
     plan: list[tuple[Value, FixedType, Any, str]] = []
     for op in g.ops:
@@ -138,4 +142,3 @@ class InferBitwidth(Pass):
     def apply(self, g: Graph) -> BitwidthReport:
         data = load_calibration(self.calibration, g) if self.calibration else None
         return infer_bitwidth(g, calibration=data, consts=self.consts)
-

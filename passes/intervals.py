@@ -113,13 +113,19 @@ def cast_interval(e: Interval, t: FixedType) -> tuple[Interval, np.ndarray, np.n
     return _zero_dead(post, t), fits, unsure
 
 
+def lowest(t: FixedType, omode: OverflowMode) -> np.ndarray:
+    """Lowest value a quant into ``t`` can give: SAT_SYM drops ``-2**i`` (but 1-bit types keep it)."""
+    if omode is OverflowMode.SAT_SYM:
+        return np.where((t.k == 1) & (t.width > 1), -t.hi, t.lo)
+    return t.lo
+
+
 def quant_interval(e: Interval, t: FixedType, rmode: RoundMode, omode: OverflowMode) -> Interval:
     """Interval of ``quant(x)`` for ``x`` in ``e`` with the given modes."""
     e = Interval(*(np.broadcast_to(a, t.shape) for a in (e.lo, e.hi, e.f)))
     lo, hi = round_at(e.lo, t.f, rmode), round_at(e.hi, t.f, rmode)
-    fits = (lo >= t.lo) & (hi <= t.hi) & ~_unsure(e, t)
-    top = t.hi
-    bottom = -top * t.k if omode is OverflowMode.SAT_SYM else t.lo
+    top, bottom = t.hi, lowest(t, omode)
+    fits = (lo >= bottom) & (hi <= top) & ~_unsure(e, t)
     if omode in (OverflowMode.SAT, OverflowMode.SAT_SYM):
         lo_q, hi_q = np.clip(lo, bottom, top), np.clip(hi, bottom, top)
     else:
@@ -148,9 +154,7 @@ def _op_facts(op: Op, ins: list[Interval]) -> Facts:
 def _observe(facts: Facts, lo: np.ndarray, hi: np.ndarray) -> None:
     p = facts.post
     keep = ~facts.unsure
-    facts.post = Interval(
-        np.where(keep, np.maximum(p.lo, lo), p.lo), np.where(keep, np.minimum(p.hi, hi), p.hi), p.f
-    )
+    facts.post = Interval(np.where(keep, np.maximum(p.lo, lo), p.lo), np.where(keep, np.minimum(p.hi, hi), p.hi), p.f)
 
 
 def analyze(g: Graph, observed: Observed | None = None) -> dict[Value, Facts]:

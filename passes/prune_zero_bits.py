@@ -50,8 +50,10 @@ class PruneReport:
     """Ops erased because nothing used them any more."""
 
     def __str__(self) -> str:
-        return (f"pruned {self.elements} element(s), removed {self.channels} channel(s), "
-                f"folded constants into {self.folds} bias(es), erased {self.ops} op(s)")
+        return (
+            f"pruned {self.elements} element(s), removed {self.channels} channel(s), "
+            f"folded constants into {self.folds} bias(es), erased {self.ops} op(s)"
+        )
 
 
 def _type_fixed(v: Value) -> bool:
@@ -87,10 +89,9 @@ def prune_elements(g: Graph, facts: dict[Value, Facts]) -> int:
 
 def _record_io(g: Graph, plan: ChannelPlan) -> None:
     """Compose the kept indices of shrinking inputs and outputs into ``g.meta['io_kept']``."""
-    names = {v: v.name for v in g.inputs}
-    names.update({op.operands[0]: op.attrs["name"] for op in g.ops_of(OpKind.OUTPUT)})
+    ports = [(v, v.name) for v in g.inputs] + [(op.operands[0], op.attrs["name"]) for op in g.ops_of(OpKind.OUTPUT)]
     kept = g.meta.setdefault("io_kept", {})
-    for v, name in names.items():
+    for v, name in ports:
         if v in plan.keep:
             before = kept.get(name, list(range(v.shape[-1])))
             kept[name] = [before[int(n)] for n in plan.keep[v]]

@@ -100,14 +100,16 @@ class Reslicer:
         if op.kind is OpKind.RESHAPE and op.result in self.plan.keep:
             attrs["shape"] = (*attrs["shape"][:-1], len(self.plan.keep[op.result]))
         new = self.g.add(op.kind, operands, attrs, types, name=op.result.name, before=op)
-        self.names += [(nv, v.name) for nv, v in zip(new.results, op.results)]
+        self.names += [(nv, v.name) for nv, v in zip(new.results, op.results, strict=True)]
         return new
 
     def touched(self, op: Op) -> bool:
         p = self.plan
         return (
             any(v in p.keep for v in op.results)
-            or op in p.rows or op in p.cols or op in p.folds
+            or op in p.rows
+            or op in p.cols
+            or op in p.folds
             or any((op, n) in p.params for n in range(len(op.operands)))
         )
 
@@ -118,7 +120,7 @@ class Reslicer:
         for op in list(g.ops):
             operands = [vmap.get(v, v) for v in op.operands]
             if self.touched(op):
-                vmap.update(zip(op.results, self.rebuild(op, operands).results))
+                vmap.update(zip(op.results, self.rebuild(op, operands).results, strict=True))
                 rebuilt.append(op)
                 continue
             for n, v in enumerate(operands):

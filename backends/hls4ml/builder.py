@@ -84,12 +84,10 @@ class LayerList:
         self.records[name] = LayerRecord(class_name, precisions, forced_result)
         return name
 
-    def quantizer(
-        self, src: Holder | str, t: FixedType, round: RoundMode, overflow: OverflowMode, base: str
-    ) -> Holder:
+    def quantizer(self, src: Holder | str, t: FixedType, round: RoundMode, overflow: OverflowMode, base: str) -> Holder:
         """Cast every element of ``src`` (a holder or a layer name) into its type in ``t``."""
         kif = union_kif(t)
-        attrs = {
+        attrs: dict[str, Any] = {
             "inputs": [src.layer if isinstance(src, Holder) else src],
             "mask_kbi": mask_kbi(t),
             "RND": round.value,

@@ -41,9 +41,7 @@ def check_supported(g: Graph) -> None:
         if reason:
             items.append(f"{_op_line(op)}: {reason}")
     if items:
-        raise UnsupportedOpError(
-            f"graph {g.name!r}: {len(items)} op(s) cannot be emitted bit-exactly to hls4ml", items
-        )
+        raise UnsupportedOpError(f"graph {g.name!r}: {len(items)} op(s) cannot be emitted bit-exactly to hls4ml", items)
 
 
 def build_layers(g: Graph) -> LayerList:
@@ -61,15 +59,17 @@ def hls_config(b: LayerList, out_dir: Path, options: Hls4mlOptions) -> dict[str,
     from hls4ml.backends import get_backend
 
     backend = get_backend(options.backend)
-    config = backend.create_initial_config(
+    config: dict[str, Any] = backend.create_initial_config(
         part=options.part, clock_period=options.clock_period, io_type=options.io_type
     )
-    config.update({
-        "Backend": options.backend,
-        "OutputDir": str(out_dir),
-        "ProjectName": options.project_name,
-        "HLSConfig": b.hls_config(options.reuse_factor, options.strategy),
-    })
+    config.update(
+        {
+            "Backend": options.backend,
+            "OutputDir": str(out_dir),
+            "ProjectName": options.project_name,
+            "HLSConfig": b.hls_config(options.reuse_factor, options.strategy),
+        }
+    )
     return config
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hgqir.fixed import OverflowMode, RoundMode
+from hgqir.fixed import RoundMode
 from hgqir.ir import Op, OpKind, Value
 from hgqir.ops.linear import const_exact
 
@@ -64,8 +64,10 @@ def _output_check(op: Op) -> str | None:
 @lowering(OpKind.OUTPUT, check=_output_check)
 def lower_output(b: LayerList, op: Op) -> None:
     held = b.holder(op.operands[0])
-    if held.layer in b.outputs or b.records[held.layer].class_name == "InputLayer":
-        held = b.copy(held)  # hls4ml outputs must be distinct non-input layers
+    # hls4ml outputs must be distinct layers that compute something: it cannot output an input,
+    # and it deletes final reshapes (an output twice over if their input is one too)
+    if held.layer in b.outputs or b.records[held.layer].class_name in ("InputLayer", "Reshape"):
+        held = b.copy(held)
     b.outputs.append(held.layer)
 
 
@@ -91,7 +93,7 @@ def _tiles(small: tuple[int, ...], big: tuple[int, ...]) -> bool:
     core = list(small)
     while core and core[0] == 1:
         core.pop(0)
-    return len(core) <= len(big) and tuple(core) == tuple(big[len(big) - len(core):])
+    return len(core) <= len(big) and tuple(core) == tuple(big[len(big) - len(core) :])
 
 
 def _binary_check(op: Op) -> str | None:
@@ -181,7 +183,7 @@ def lower_concat(b: LayerList, op: Op) -> None:
     acc = parts[0]
     for n, part in enumerate(parts[1:], start=2):
         last = n == len(parts)
-        kif = union_kif(v.type) if last else tuple(max(p, q) for p, q in zip(acc.kif, part.kif))
+        kif = union_kif(v.type) if last else tuple(max(p, q) for p, q in zip(acc.kif, part.kif, strict=True))
         name = b.add("Concatenate", v.name, [acc, part], attrs, {"result": to_precision(kif)})  # type: ignore[arg-type]
         acc = Holder(name, kif, v.shape)  # type: ignore[arg-type]
     b.finish(op, acc.layer, acc.kif)  # one operand: no layer, only the cast remains

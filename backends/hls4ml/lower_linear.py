@@ -88,39 +88,57 @@ def _lower_pointwise(b: LayerList, op: Op) -> None:
     x, w = op.operands[0], op.operands[1]
     spatial = x.shape[:-1]
     kernel = _values(w).reshape(*(1,) * len(spatial), *w.shape)
-    attrs = _conv_attrs(spatial, tuple(op.result.shape[:-1]), (1,) * len(spatial), (1,) * len(spatial),
-                        ((0, 0),) * len(spatial))
+    attrs = _conv_attrs(
+        spatial, tuple(op.result.shape[:-1]), (1,) * len(spatial), (1,) * len(spatial), ((0, 0),) * len(spatial)
+    )
     _add_conv(b, op, attrs, kernel)
 
 
 def _conv_attrs(
-    spatial: tuple[int, ...], out: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+    spatial: tuple[int, ...],
+    out: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
     pad: tuple[tuple[int, int], ...],
 ) -> dict[str, Any]:
     """hls4ml's spatial attributes of a channels-last convolution or pool."""
     if len(spatial) == 1:
         return {
-            "in_width": spatial[0], "out_width": out[0], "filt_width": kernel[0],
-            "stride_width": stride[0], "pad_left": pad[0][0], "pad_right": pad[0][1],
+            "in_width": spatial[0],
+            "out_width": out[0],
+            "filt_width": kernel[0],
+            "stride_width": stride[0],
+            "pad_left": pad[0][0],
+            "pad_right": pad[0][1],
         }
     return {
-        "in_height": spatial[0], "in_width": spatial[1], "out_height": out[0], "out_width": out[1],
-        "filt_height": kernel[0], "filt_width": kernel[1],
-        "stride_height": stride[0], "stride_width": stride[1],
-        "pad_top": pad[0][0], "pad_bottom": pad[0][1], "pad_left": pad[1][0], "pad_right": pad[1][1],
+        "in_height": spatial[0],
+        "in_width": spatial[1],
+        "out_height": out[0],
+        "out_width": out[1],
+        "filt_height": kernel[0],
+        "filt_width": kernel[1],
+        "stride_height": stride[0],
+        "stride_width": stride[1],
+        "pad_top": pad[0][0],
+        "pad_bottom": pad[0][1],
+        "pad_left": pad[1][0],
+        "pad_right": pad[1][1],
     }
 
 
 def _add_conv(b: LayerList, op: Op, attrs: dict[str, Any], kernel: np.ndarray) -> None:
     x, v = op.operands[0], op.result
     kif, prec = _mac_precisions(op)
-    attrs.update({
-        "n_chan": x.shape[-1],
-        "n_filt": v.shape[-1],
-        "data_format": "channels_last",
-        "weight_data": kernel,
-        "bias_data": _bias(op),
-    })
+    attrs.update(
+        {
+            "n_chan": x.shape[-1],
+            "n_filt": v.shape[-1],
+            "data_format": "channels_last",
+            "weight_data": kernel,
+            "bias_data": _bias(op),
+        }
+    )
     class_name = "Conv1D" if len(x.shape) == 2 else "Conv2D"
     name = b.add(class_name, v.name, [b.holder(x)], attrs, prec)
     b.finish(op, name, kif)

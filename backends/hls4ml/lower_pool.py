@@ -64,11 +64,13 @@ def lower_pool(b: LayerList, op: Op) -> None:
     attrs = {key.replace("filt_", "pool_"): val for key, val in attrs.items()}
     if len(pool) == 1:  # hls4ml names the 1-d pool's sizes n_in / n_out
         attrs["n_in"], attrs["n_out"] = attrs.pop("in_width"), attrs.pop("out_width")
-    attrs.update({
-        "n_filt": x.shape[-1],
-        "data_format": "channels_last",
-        "count_pad": bool(op.attrs.get("count_pad", False)),
-    })
+    attrs.update(
+        {
+            "n_filt": x.shape[-1],
+            "data_format": "channels_last",
+            "count_pad": bool(op.attrs.get("count_pad", False)),
+        }
+    )
     kif, prec = b.result_precision(v)
     prec["accum"] = _accum(op, src, math.prod(pool))
     name = b.add(_WINDOWED[op.kind], v.name, [src], attrs, prec)
@@ -82,8 +84,14 @@ def lower_global_pool(b: LayerList, op: Op) -> None:
     shape = tuple(x.shape)
     if len(shape) > 3:  # fold the spatial axes into one; io_parallel reshapes move nothing
         shape = (int(np.prod(shape[:-1])), shape[-1])
-        name = b.add("Reshape", f"{v.name}_rows", [src], {"target_shape": list(shape)},
-                     {"result": to_precision(src.kif)}, forced_result=src.kif)
+        name = b.add(
+            "Reshape",
+            f"{v.name}_rows",
+            [src],
+            {"target_shape": list(shape)},
+            {"result": to_precision(src.kif)},
+            forced_result=src.kif,
+        )
         src = Holder(name, src.kif, shape)
     kind = "Max" if op.kind is OpKind.GLOBAL_MAXPOOL else "Average"
     if len(shape) == 2:

@@ -19,7 +19,6 @@ import numpy as np
 from hgqir.fixed import FixedType, OverflowMode, RoundMode
 from hgqir.ir import Op, OpKind, Value
 from hgqir.ops.linear import const_exact
-from hgqir.ops.table import MAX_TABLE_BITS
 
 from .builder import Holder, LayerList
 from .precision import DOUBLE_BITS, Kif, to_precision, union_kif, width
@@ -70,8 +69,12 @@ def unary_lut(b: LayerList, src: Holder, x_type: FixedType, table: np.ndarray, t
     if src.kif != kif:  # same values in x's own union type: the table then has the IR's size
         src = b.quantizer(src, FixedType.uniform(src.shape, *kif), RoundMode.TRN, OverflowMode.WRAP, f"{base}_index")
     data = hls_table(src.kif, x_type.union(), table)
-    attrs = {"table_data": data, "table_t": to_precision(tkif), "n_in": int(np.prod(src.shape)),
-             "activation": "unary_lut"}
+    attrs = {
+        "table_data": data,
+        "table_t": to_precision(tkif),
+        "n_in": int(np.prod(src.shape)),
+        "activation": "unary_lut",
+    }
     prec = {"result": to_precision(tkif), "table": to_precision(tkif)}
     name = b.add("UnaryLUT", base, [src], attrs, prec)
     return Holder(name, tkif, src.shape)

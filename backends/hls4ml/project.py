@@ -22,12 +22,14 @@ def prepare_inputs(g: Graph, args: tuple[Any, ...]) -> tuple[list[np.ndarray], b
     if len(args) != len(ins):
         raise HgqirError(f"graph {g.name!r} takes {len(ins)} input(s), got {len(args)}")
     arrays = [np.asarray(a, dtype=np.float64) for a in args]
-    batched = not all(a.shape == v.shape for a, v in zip(arrays, ins))
+    batched = not all(a.shape == v.shape for a, v in zip(arrays, ins, strict=True))
     out = []
-    for a, v in zip(arrays, ins):
+    for a, v in zip(arrays, ins, strict=True):
         a = a if batched else a[None]
         if a.shape[1:] != v.shape:
-            raise HgqirError(f"input %{v.name} expects shape [batch, {', '.join(map(str, v.shape))}], got {list(a.shape)}")
+            raise HgqirError(
+                f"input %{v.name} expects shape [batch, {', '.join(map(str, v.shape))}], got {list(a.shape)}"
+            )
         if not np.all(np.isfinite(a)):
             raise HgqirError("input holds NaN or infinity; fixed-point inputs must be finite")
         out.append(np.ascontiguousarray(a.reshape(len(a), -1)))
@@ -63,7 +65,7 @@ class Hls4mlProject(Project):
         outs = self.graph.outputs
         raw = [raw] if len(outs) == 1 else list(raw)
         results = []
-        for y, v in zip(raw, outs):
+        for y, v in zip(raw, outs, strict=True):
             y = np.asarray(y, dtype=np.float64).reshape(n, *v.shape)
             results.append(y if batched else y[0])
         return results[0] if len(results) == 1 else results

@@ -20,6 +20,8 @@ from ..numbers import Exact
 if TYPE_CHECKING:
     from ..ir import Op, OpKind
 
+EXACT_BOUND_BITS = 51
+"""Interval bounds below ``2**EXACT_BOUND_BITS`` LSBs are exact in float64 (see Interval.to_type)."""
 PAD_F = -(2**20)
 """``f`` given to padding zeros in interval arithmetic: finer than nothing, so never the max."""
 
@@ -114,6 +116,9 @@ class OpRule:
     """``eval`` already returns values in the result types (no cast afterwards)."""
     doc: str = ""
     operand_names: tuple[str, ...] = field(default=())
+    data_operands: int = -1
+    """Operands before this index carry the batch axis at run time; later ones are unbatched
+    constants (weights, tables). -1: every operand is data."""
 
     def normalize_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(attrs) - set(self.attrs))
@@ -164,9 +169,19 @@ class Interval:
         return cls(vals, vals, f)
 
     def to_type(self) -> FixedType:
+        """The smallest type holding the interval; one guard bit where float64 bounds may have rounded.
+
+        Interval bounds are float64: exact while they stay below ``2**EXACT_BOUND_BITS`` LSBs
+        (every rule here sums same-signed terms). Wider elements get one more integer bit, so
+        that a bound rounded down can never let a value overflow its inferred type.
+        """
         zero = (self.lo == 0) & (self.hi == 0)
         f = np.where(zero, 0, self.f)
-        return FixedType.covering(self.lo, self.hi, f)
+        t = FixedType.covering(self.lo, self.hi, f)
+        wide = (t.i + t.f >= EXACT_BOUND_BITS) & ~t.zero_mask
+        if not wide.any():
+            return t
+        return FixedType(t.shape, t.k, t.i + wide, t.f)
 
 
 def interval_of(v: Any) -> Interval:

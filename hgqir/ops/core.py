@@ -6,8 +6,8 @@ import numpy as np
 
 from ..fixed import FixedType
 from ..ir import Op, OpKind
-from ..numbers import Exact, exact_from_mantissas, scale_of
-from ..quantize import _pow2, quantize_exact
+from ..numbers import Exact, exact_from_mantissas, first_outside, mantissa_range
+from ..quantize import quantize_exact
 from .base import Attr, OpRule, expect, register, same_shape
 
 
@@ -28,15 +28,9 @@ def _const_check(op: Op) -> None:
     data = op.attrs["data"]
     t = op.result.type
     expect(tuple(data.shape) == t.shape, op, f"data shape {list(data.shape)} != type shape {list(t.shape)}")
-    live = ~t.zero_mask
-    e = np.where(live, t.i + t.f, 0)  # >= 0 for every live element
-    dtype = np.int64 if int(e.max(initial=0)) < 62 else object
-    top = _pow2(e, dtype)
-    lo = np.where(live, -t.k * top, 0)
-    hi = np.where(live, top - 1, 0)
-    bad = (data < lo) | (data > hi)
-    if np.any(bad):
-        idx = tuple(int(a[0]) for a in np.nonzero(bad))
+    idx = first_outside(data, t)
+    if idx is not None:
+        lo, hi = mantissa_range(t)
         k, i, f = (int(a[idx]) for a in (t.k, t.i, t.f))
         expect(
             False,

@@ -132,7 +132,7 @@ register(
     OpRule(
         OpKind.DENSE, (2, 3), 1, {},
         shapes=_dense_shapes, infer=_dense_infer, eval=_dense_eval, bops=_dense_bops,
-        check=_check_consts, operand_names=("x", "w", "b"),
+        check=_check_consts, operand_names=("x", "w", "b"), data_operands=1,
         doc="y[..., o] = sum_j x[..., j] * w[j, o] + b[o]; w and b are constants.",
     )
 )
@@ -222,7 +222,7 @@ for _kind, _doc in ((OpKind.CONV1D, "[L, C]"), (OpKind.CONV2D, "[H, W, C]")):
         OpRule(
             _kind, (2, 3), 1, _CONV_ATTRS,
             shapes=_conv_shapes, infer=_conv_infer, eval=_conv_eval, bops=_conv_bops,
-            check=_check_consts, operand_names=("x", "w", "b"),
+            check=_check_consts, operand_names=("x", "w", "b"), data_operands=1,
             doc=f"Channels-last convolution of x {_doc} with explicit zero padding `pad` "
             "((before, after) per spatial axis) and `stride`; w and b are constants.",
         )
@@ -269,7 +269,7 @@ register(
     OpRule(
         OpKind.BATCHNORM, (3, 3), 1, {},
         shapes=_bn_shapes, infer=_bn_infer, eval=_bn_eval, bops=_bn_bops,
-        check=_check_consts, operand_names=("x", "scale", "offset"),
+        check=_check_consts, operand_names=("x", "scale", "offset"), data_operands=1,
         doc="Per-channel affine y = x * scale[c] + offset[c] over the last axis (folded batchnorm).",
     )
 )

@@ -52,10 +52,27 @@ def _lut_infer(op: Op) -> list[FixedType]:
     return [FixedType.uniform(op.operands[0].shape, k, i, f)]
 
 
+def index_mantissas(x: Exact, f: int) -> np.ndarray:
+    """int64 mantissas of ``x`` at LSB ``2**-f`` (table indices need exactly the union type's LSB).
+
+    An operand's runtime scale may be finer than its type's (an uncast exact result): its
+    values still lie on the type's grid, so the shift below is exact.
+    """
+    d = x.scale - f
+    if x.m.dtype == np.float64:
+        return np.ldexp(x.m, -d).astype(np.int64)
+    m = x.m if x.m.dtype == object or abs(d) < 62 else x.m.astype(object)
+    if d > 0:
+        m = m // (1 << d)
+    elif d < 0:
+        m = m * (1 << -d)
+    return convert(m, np.int64)
+
+
 def _lut_eval(op: Op, args: list[Exact]) -> list[Exact]:
     x, table = args
     lo, _ = _union_lo(op.operands[0].type)
-    idx = convert(x.m, np.int64) - lo
+    idx = index_mantissas(x, op.operands[0].type.union()[2]) - lo
     return [Exact(table.m[idx], table.scale)]
 
 
@@ -92,7 +109,7 @@ register(
     OpRule(
         OpKind.LUT, (2, 2), 1, {"func": Attr("str", "")},
         shapes=lambda op: [op.operands[0].shape], infer=_lut_infer, eval=_lut_eval, check=_lut_check,
-        casts_itself=False, operand_names=("x", "table"),
+        casts_itself=False, operand_names=("x", "table"), data_operands=1,
         doc="y = table[x - lowest(x)] over x's union type; `func` names the function for humans.",
     )
 )
@@ -119,7 +136,7 @@ def _sm_infer(op: Op) -> list[FixedType]:
 
 def _sm_eval(op: Op, args: list[Exact]) -> list[Exact]:
     x, et, it = args
-    xm = convert(x.m, np.int64)
+    xm = index_mantissas(x, op.operands[0].type.union()[2])
     d = xm.max(axis=-1, keepdims=True) - xm
     e = et.m[np.minimum(d, et.m.shape[0] - 1)]
     etype = op.operands[1].type
@@ -140,6 +157,7 @@ register(
     OpRule(
         OpKind.SOFTMAX, (3, 3), 1, {"inv_in": Attr("kif", required=True)},
         shapes=_sm_shapes, infer=_sm_infer, eval=_sm_eval, operand_names=("x", "exp_table", "inv_table"),
+        data_operands=1,
         doc="Table softmax over the last axis (see module docstring for the exact recipe).",
     )
 )

@@ -24,8 +24,14 @@ pytestmark = pytest.mark.slow
 
 
 # ---------------------------------------------------------------- graph helpers
-def random_type(rng: np.random.Generator, shape: tuple[int, ...], i: tuple[int, int], f: tuple[int, int],
-                signed: float = 0.5, pruned: float = 0.0) -> FixedType:
+def random_type(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    i: tuple[int, int],
+    f: tuple[int, int],
+    signed: float = 0.5,
+    pruned: float = 0.0,
+) -> FixedType:
     """A per-element type; ``pruned`` is the share of zero-width elements."""
     k = (rng.random(shape) < signed).astype(np.int64)
     ii = rng.integers(i[0], i[1] + 1, shape)
@@ -53,10 +59,12 @@ def assert_exact(prj: Any, g: Graph, x: Any) -> None:
     got, want = prj.predict(x), g.run(x)
     got = got if isinstance(got, list) else [got]
     want = want if isinstance(want, list) else [want]
-    for n, (a, b) in enumerate(zip(got, want)):
+    for n, (a, b) in enumerate(zip(got, want, strict=True)):
         bad = np.argwhere(a != b)
         assert a.shape == b.shape, f"output {n}: shape {a.shape} != {b.shape}"
-        assert bad.size == 0, f"output {n}: {len(bad)} mismatches, first at {bad[0].tolist()}: {a[tuple(bad[0])]} != {b[tuple(bad[0])]}"
+        assert bad.size == 0, (
+            f"output {n}: {len(bad)} mismatches, first at {bad[0].tolist()}: {a[tuple(bad[0])]} != {b[tuple(bad[0])]}"
+        )
 
 
 def emitted(tmp_path_factory: pytest.TempPathFactory, build: Callable[[], Graph], **options: Any) -> tuple[Any, Graph]:
@@ -70,7 +78,7 @@ def softmax(g: Graph, x: Value, exp_len: int, inv_in: tuple[int, int, int]) -> V
     f = x.type.union()[2]
     exp, et = make_table(lambda d: np.exp(-d * 2.0**-f), (0, 12, 0), (0, 1, 7))
     exp_table = g.const_mantissa(exp[:exp_len], FixedType.uniform((exp_len,), 0, 1, 7), name="exp_table")
-    inv, it = make_table(lambda s: 1 / np.maximum(s, 2.0**-inv_in[2]), inv_in, (0, 3, 6))
+    inv, it = make_table(lambda s: 1 / np.maximum(s, 2.0 ** -inv_in[2]), inv_in, (0, 3, 6))
     inv_table = g.const_mantissa(inv, it, name="inv_table")
     return g.add(OpKind.SOFTMAX, [x, exp_table, inv_table], {"inv_in": inv_in}, name="softmax").result
 
@@ -83,11 +91,19 @@ def mlp_graph() -> Graph:
     b1 = const(g, rng, random_type(rng, (8,), (0, 1), (0, 3)), "b1")
     h = g.add(OpKind.DENSE, [x, w1, b1], name="fc1").result
     h = g.add(OpKind.RELU, [h], types=[random_type(rng, (8,), (1, 3), (1, 3), signed=0, pruned=0.1)]).result
-    q = g.add(OpKind.QUANT, [h], {"round": "RND_CONV", "overflow": "SAT_SYM"},
-              types=[random_type(rng, (8,), (0, 2), (0, 2), signed=0.5)], name="q").result
-    bn = g.add(OpKind.BATCHNORM, [q, const(g, rng, FixedType.uniform((8,), 1, 1, 3), "s"),
-                                  const(g, rng, FixedType.uniform((8,), 1, 0, 2), "o")],
-               types=[FixedType.uniform((8,), 1, 3, 3)], name="bn").result
+    q = g.add(
+        OpKind.QUANT,
+        [h],
+        {"round": "RND_CONV", "overflow": "SAT_SYM"},
+        types=[random_type(rng, (8,), (0, 2), (0, 2), signed=0.5)],
+        name="q",
+    ).result
+    bn = g.add(
+        OpKind.BATCHNORM,
+        [q, const(g, rng, FixedType.uniform((8,), 1, 1, 3), "s"), const(g, rng, FixedType.uniform((8,), 1, 0, 2), "o")],
+        types=[FixedType.uniform((8,), 1, 3, 3)],
+        name="bn",
+    ).result
     t = build_lut(g, bn, np.tanh, (1, 0, 5), func="tanh", name="tanh")
     plus = g.add(OpKind.ADD, [t, const(g, rng, random_type(rng, (8,), (0, 1), (0, 3)), "c")], name="plus").result
     prod = g.add(OpKind.MUL, [plus, q], types=[random_type(rng, (8,), (0, 2), (2, 5))], name="prod").result
@@ -121,7 +137,8 @@ def test_mlp_keeps_ir_types(mlp: tuple[Any, Graph]) -> None:
     layers = {layer.name: layer for layer in prj.hls_model.get_layers()}
     fc1 = layers["fc1"]
     assert str(fc1.get_attr("accum_t").precision).startswith("fixed<")
-    k, i, f = FixedType.union(g.value("fc1").producer.rule.infer(g.value("fc1").producer)[0])
+    op = g.value("fc1").producer
+    k, i, f = op.rule.infer(op)[0].union()  # the exact type of the dense sum
     assert fc1.get_attr("accum_t").precision.width == k + i + f
     assert layers["q_q"].class_name == "FixedPointQuantizer"  # the per-element quant op survives
 
@@ -132,22 +149,41 @@ def conv2d_graph() -> Graph:
     g = Graph("conv2d")
     x = g.input("img", FixedType.uniform((6, 6, 2), 1, 2, 3))  # TRN, WRAP: out-of-range data wraps
     w = const(g, rng, random_type(rng, (3, 3, 2, 4), (0, 1), (1, 4), pruned=0.15), "k1")
-    c = g.add(OpKind.CONV2D, [x, w, const(g, rng, FixedType.uniform((4,), 1, 0, 2), "kb1")],
-              {"stride": (1, 1), "pad": ((1, 1), (1, 1))}, name="conv1").result
+    b = const(g, rng, FixedType.uniform((4,), 1, 0, 2), "kb1")
+    c = g.add(OpKind.CONV2D, [x, w, b], {"stride": (1, 1), "pad": ((1, 1), (1, 1))}, name="conv1").result
     r = g.add(OpKind.RELU, [c], types=[FixedType.uniform(c.shape, 0, 3, 2)], name="relu1").result
     mp = g.add(OpKind.MAXPOOL2D, [r], {"pool": (2, 2), "stride": (2, 2), "pad": ((1, 0), (0, 1))}, name="mp").result
-    ap = g.add(OpKind.AVGPOOL2D, [c], {"pool": (3, 3), "stride": (2, 2), "pad": ((1, 1), (1, 1)), "count_pad": False},
-               types=[random_type(rng, (3, 3, 4), (1, 3), (0, 3), signed=1)], name="ap").result
+    ap = g.add(
+        OpKind.AVGPOOL2D,
+        [c],
+        {"pool": (3, 3), "stride": (2, 2), "pad": ((1, 1), (1, 1)), "count_pad": False},
+        types=[random_type(rng, (3, 3, 4), (1, 3), (0, 3), signed=1)],
+        name="ap",
+    ).result
+    conv2d_heads(g, rng, c, mp, ap)
+    return g
+
+
+def conv2d_heads(g: Graph, rng: np.random.Generator, c: Value, mp: Value, ap: Value) -> None:
+    """Strided conv, global pools, flatten, concat and a dense over [H, W, C] as outputs."""
     w2 = const(g, rng, random_type(rng, (2, 2, 4, 3), (0, 1), (1, 3)), "k2")
-    c2 = g.add(OpKind.CONV2D, [ap, w2], {"stride": (2, 2), "pad": ((0, 0), (0, 0))},
-               types=[FixedType.uniform((1, 1, 3), 1, 4, 2)], name="conv2").result
+    c2 = g.add(
+        OpKind.CONV2D,
+        [ap, w2],
+        {"stride": (2, 2), "pad": ((0, 0), (0, 0))},
+        types=[FixedType.uniform((1, 1, 3), 1, 4, 2)],
+        name="conv2",
+    ).result
     gap = g.add(OpKind.GLOBAL_AVGPOOL, [mp], types=[FixedType.uniform((4,), 0, 2, 2)], name="gap").result
     gmp = g.add(OpKind.GLOBAL_MAXPOOL, [c], name="gmp").result
     flat = g.add(OpKind.RESHAPE, [c2], {"shape": (3,)}, name="flat").result
     cat = g.add(OpKind.CONCAT, [gap, gmp, flat], {"axis": 0}, name="cat").result
+    w3 = const(g, rng, random_type(rng, (4, 2), (0, 1), (1, 3)), "pw")
+    pw_type = random_type(rng, (3, 3, 2), (1, 3), (1, 3), signed=1)
+    pw = g.add(OpKind.DENSE, [mp, w3], types=[pw_type], name="pointwise").result
     g.output(cat, name="features")
     g.output(mp, name="pooled")
-    return g
+    g.output(pw, name="pointwise")
 
 
 @pytest.fixture(scope="module")
@@ -166,14 +202,20 @@ def conv1d_graph() -> Graph:
     g = Graph("conv1d")
     seq = g.input("seq", random_type(rng, (8, 3), (0, 2), (1, 3), pruned=0.1), round="RND_CONV", overflow="WRAP")
     aux = g.input("aux", FixedType.uniform((3,), 0, 1, 2), round="RND", overflow="SAT")
-    c = g.add(OpKind.CONV1D, [seq, const(g, rng, random_type(rng, (3, 3, 4), (0, 1), (1, 3)), "k")],
-              {"stride": (2,), "pad": ((1, 1),)}, types=[random_type(rng, (4, 4), (1, 4), (1, 4), signed=1)],
-              name="conv").result
-    ap = g.add(OpKind.AVGPOOL1D, [c], {"pool": (2,), "stride": (1,), "pad": ((0, 1),), "count_pad": True},
-               name="ap").result
+    c = g.add(
+        OpKind.CONV1D,
+        [seq, const(g, rng, random_type(rng, (3, 3, 4), (0, 1), (1, 3)), "k")],
+        {"stride": (2,), "pad": ((1, 1),)},
+        types=[random_type(rng, (4, 4), (1, 4), (1, 4), signed=1)],
+        name="conv",
+    ).result
+    ap = g.add(
+        OpKind.AVGPOOL1D, [c], {"pool": (2,), "stride": (1,), "pad": ((0, 1),), "count_pad": True}, name="ap"
+    ).result
     mp = g.add(OpKind.MAXPOOL1D, [c], {"pool": (3,), "stride": (1,), "pad": ((1, 1),)}, name="mp").result
-    pw = g.add(OpKind.DENSE, [seq, const(g, rng, random_type(rng, (3, 2), (0, 1), (1, 3)), "pw")],
-               name="pointwise").result
+    pw = g.add(
+        OpKind.DENSE, [seq, const(g, rng, random_type(rng, (3, 2), (0, 1), (1, 3)), "pw")], name="pointwise"
+    ).result
     diff = g.add(OpKind.SUB, [seq, aux], types=[FixedType.uniform((8, 3), 1, 3, 2)], name="diff").result
     tr = g.add(OpKind.TRANSPOSE, [diff], {"perm": (1, 0)}, name="tr").result
     cube = g.add(OpKind.RESHAPE, [tr], {"shape": (2, 3, 4, 1)}, name="cube").result
@@ -188,7 +230,7 @@ def conv1d_graph() -> Graph:
 
 @pytest.fixture(scope="module")
 def conv1d(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Graph]:
-    return emitted(tmp_path_factory, conv1d_graph, backend="Vivado")
+    return emitted(tmp_path_factory, conv1d_graph, backend="Vivado", strategy="Resource", reuse_factor=2)
 
 
 def test_conv1d_movement_two_inputs_are_exact(conv1d: tuple[Any, Graph]) -> None:
@@ -204,3 +246,32 @@ def test_project_files(conv1d: tuple[Any, Graph]) -> None:
     assert (out / "model.hgq").is_file() and hgqir.load(out / "model.hgq").name == g.name
     assert (out / "firmware" / "myproject.cpp").is_file()
     assert prj.hls_model.config.get_config_value("Backend") == "Vivado"
+
+
+# ---------------------------------------------------------------- graph 4: every rounding and overflow mode
+MODES = [(r.value, o.value) for r in hgqir.RoundMode for o in hgqir.OverflowMode]
+PER_ELEMENT = FixedType((5,), [1, 0, 1, 1, 0], [2, 1, 0, 3, -1], [2, 3, 1, -1, 4])
+
+
+def modes_graph() -> Graph:
+    """Per-element inputs and quant ops in every (round, overflow) pair."""
+    g = Graph("modes")
+    parts = []
+    for n, (rnd, ovf) in enumerate(MODES):
+        x = g.input(f"x{n}", PER_ELEMENT, round=rnd, overflow=ovf)
+        parts.append(g.add(OpKind.QUANT, [x], {"round": ovf == "WRAP" and rnd or "TRN", "overflow": ovf},
+                           types=[PER_ELEMENT], name=f"q{n}").result)
+    g.output(g.add(OpKind.CONCAT, parts, {"axis": 0}, name="all").result)
+    return g
+
+
+@pytest.fixture(scope="module")
+def modes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Graph]:
+    return emitted(tmp_path_factory, modes_graph)
+
+
+def test_every_mode_of_inputs_and_quantizers_is_exact(modes: tuple[Any, Graph]) -> None:
+    prj, g = modes
+    rng = np.random.default_rng(4)
+    xs = [probe(rng, v.type, 30) for v in g.inputs]
+    assert_exact(prj, g, xs)

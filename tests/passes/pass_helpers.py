@@ -20,8 +20,14 @@ from hgqir.ops import build_lut
 Rng = np.random.Generator
 
 
-def rand_type(rng: Rng, shape: tuple[int, ...], i: tuple[int, int] = (0, 3), f: tuple[int, int] = (0, 4),
-              zero: float = 0.0, signed: float = 0.7) -> FixedType:
+def rand_type(
+    rng: Rng,
+    shape: tuple[int, ...],
+    i: tuple[int, int] = (0, 3),
+    f: tuple[int, int] = (0, 4),
+    zero: float = 0.0,
+    signed: float = 0.7,
+) -> FixedType:
     """Per-element random type; a fraction ``zero`` of the elements pruned."""
     k = (rng.random(shape) < signed).astype(np.int64)
     ii = rng.integers(i[0], i[1] + 1, shape)
@@ -43,7 +49,10 @@ def rand_const(g: Graph, rng: Rng, shape: tuple[int, ...], name: str, zero: floa
 
 
 def rand_quant(g: Graph, rng: Rng, x: Value, name: str, **kw: Any) -> Value:
-    modes = {"round": rng.choice(["TRN", "RND", "RND_CONV"]), "overflow": rng.choice(["WRAP", "SAT"])}
+    modes = {
+        "round": rng.choice([m.name for m in hgqir.RoundMode]),
+        "overflow": rng.choice([m.name for m in hgqir.OverflowMode]),
+    }
     return g.add(OpKind.QUANT, [x], modes, [rand_type(rng, x.shape, **kw)], name=name).result
 
 
@@ -52,7 +61,7 @@ def mlp(rng: Rng, sizes: tuple[int, ...] = (8, 6, 5, 3), bn: bool = True, zero: 
     g = Graph("mlp")
     x = g.input("x", rand_type(rng, (sizes[0],), i=(1, 3)))
     h = rand_quant(g, rng, x, "q0")
-    for n, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+    for n, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
         w = rand_const(g, rng, (a, b), f"w{n}", zero=zero)
         bias = rand_const(g, rng, (b,), f"b{n}", zero=zero)
         h = g.add(OpKind.DENSE, [h, w, bias], name=f"fc{n}").result
@@ -74,8 +83,9 @@ def convnet(rng: Rng) -> Graph:
     x = g.input("x", rand_type(rng, (6, 6, 2), i=(1, 2)))
     h = rand_quant(g, rng, x, "q0")
     w = rand_const(g, rng, (3, 3, 2, 4), "k1")
-    h = g.add(OpKind.CONV2D, [h, w, rand_const(g, rng, (4,), "c1")], {"stride": [1, 1], "pad": [[1, 1], [1, 1]]},
-              name="conv1").result
+    h = g.add(
+        OpKind.CONV2D, [h, w, rand_const(g, rng, (4,), "c1")], {"stride": [1, 1], "pad": [[1, 1], [1, 1]]}, name="conv1"
+    ).result
     h = g.add(OpKind.BATCHNORM, [h, rand_const(g, rng, (4,), "s1"), rand_const(g, rng, (4,), "o1")], name="bn1").result
     h = g.add(OpKind.RELU, [h], name="relu1").result
     h = g.add(OpKind.MAXPOOL2D, [h], {"pool": [2, 2], "stride": [2, 2], "pad": [[0, 0], [0, 0]]}, name="mp").result
@@ -93,8 +103,13 @@ def conv1d_net(rng: Rng) -> Graph:
     g = Graph("conv1d")
     x = g.input("x", rand_type(rng, (9, 3)))
     h = g.add(OpKind.CONV1D, [x, rand_const(g, rng, (3, 3, 4), "k")], {"stride": [1], "pad": [[1, 1]]}, name="c").result
-    h = g.add(OpKind.AVGPOOL1D, [h], {"pool": [3], "stride": [1], "pad": [[1, 1]], "count_pad": False},
-              types=[rand_type(rng, (9, 4), i=(2, 5), f=(0, 3))], name="ap").result
+    h = g.add(
+        OpKind.AVGPOOL1D,
+        [h],
+        {"pool": [3], "stride": [1], "pad": [[1, 1]], "count_pad": False},
+        types=[rand_type(rng, (9, 4), i=(2, 5), f=(0, 3))],
+        name="ap",
+    ).result
     h = g.add(OpKind.MAXPOOL1D, [h], {"pool": [2], "stride": [2], "pad": [[0, 1]]}, name="mp").result
     h = g.add(OpKind.GLOBAL_MAXPOOL, [h], name="gmp").result
     g.output(h)
@@ -120,9 +135,13 @@ def elementwise(rng: Rng) -> Graph:
     c = g.add(OpKind.CONCAT, [m, s], {"axis": 0}, name="cat").result
     t = g.add(OpKind.TRANSPOSE, [c], {"perm": [1, 0]}, name="tr").result
     r = g.add(OpKind.RESHAPE, [t], {"shape": [24]}, name="flat").result
-    q = g.add(OpKind.QUANT, [r], {"round": "RND", "overflow": "SAT"}, [FixedType.uniform((24,), 1, 2, 2)], name="q").result
+    q = g.add(
+        OpKind.QUANT, [r], {"round": "RND", "overflow": "SAT"}, [FixedType.uniform((24,), 1, 2, 2)], name="q"
+    ).result
     y = build_lut(g, q, np.tanh, (1, 0, 5), func="tanh", name="tanh")
-    z = g.add(OpKind.QUANT, [m], {"round": "TRN", "overflow": "WRAP"}, [FixedType.uniform((3, 4), 1, 3, 1)], name="qm").result
+    z = g.add(
+        OpKind.QUANT, [m], {"round": "TRN", "overflow": "WRAP"}, [FixedType.uniform((3, 4), 1, 3, 1)], name="qm"
+    ).result
     g.output(y, "y")
     g.output(softmax_op(g, rng, z, "sm"), "p")
     return g
@@ -163,10 +182,12 @@ def check_exact(before: Graph, after: Graph, xs: list[np.ndarray]) -> None:
     after.verify()
     ya, yb = run(before, xs), run(after, xs)
     assert len(ya) == len(yb)
-    for n, (a, b) in enumerate(zip(ya, yb)):
+    for n, (a, b) in enumerate(zip(ya, yb, strict=True)):
         assert a.shape == b.shape, f"output {n}: shape {a.shape} became {b.shape}"
         diff = np.flatnonzero(a != b)
-        assert diff.size == 0, f"output {n} differs at {diff[:5]}: {a.reshape(-1)[diff[:5]]} vs {b.reshape(-1)[diff[:5]]}"
+        assert diff.size == 0, (
+            f"output {n} differs at {diff[:5]}: {a.reshape(-1)[diff[:5]]} vs {b.reshape(-1)[diff[:5]]}"
+        )
 
 
 def apply_spec(g: Graph, spec: str) -> Any:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pass_helpers import check_exact, inputs, run
 
 import hgqir
-from pass_helpers import check_exact, inputs, run
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p for p in GOLDEN.glob("*/*.hgq") if not p.name.endswith(".expected.hgq"))
@@ -48,9 +48,9 @@ def run_case(case: Path) -> tuple[hgqir.Graph, hgqir.Graph, str]:
 def _io_matched(before: hgqir.Graph, after: hgqir.Graph, xs: list[np.ndarray]) -> None:
     """Compare runs where ``keep-io=false`` dropped input features or outputs."""
     kept = after.meta.get("io_kept", {})
-    xs2 = [x[..., kept[v.name]] if v.name in kept else x for x, v in zip(xs, before.inputs)]
+    xs2 = [x[..., kept[v.name]] if v.name in kept else x for x, v in zip(xs, before.inputs, strict=True)]
     names = [op.attrs["name"] for op in after.ops_of(hgqir.OpKind.OUTPUT)]
-    for name, a, b in zip(names, run(before, xs), run(after, xs2)):
+    for name, a, b in zip(names, run(before, xs), run(after, xs2), strict=True):
         assert np.array_equal(a[..., kept[name]] if name in kept else a, b)
 
 

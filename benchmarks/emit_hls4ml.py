@@ -1,0 +1,199 @@
+"""IR → hls4ml conversion time against HGQ2's own hls4ml conversion of the same model.
+
+The model is an HGQ2 ``QDense`` network 16-64-32-32-5 (relu) with per-element bitwidths:
+random fractional bits on every activation and weight (some weights pruned to 0 bits), then
+HGQ2's ``trace_minmax`` calibration of the WRAP activation quantizers.
+
+* **hgqir**: the model's IR graph → hls4ml ``ModelGraph`` (``hgqir.backends.hls4ml.to_hls_model``);
+* **HGQ2**: ``hls4ml.converters.convert_from_keras_model`` on the Keras model (hls4ml's HGQ2
+  support, including its bit-exact precision inference).
+
+Both conversions stop at the ``ModelGraph`` (nothing written); each is timed ``--repeat``
+times after a warm-up and the median is reported. ``compile()`` (write + g++) is timed once
+each. Both projects' predictions are compared with the interpreter, bit for bit.
+
+The IR graph comes from ``hgqir.from_keras`` when it imports HGQ2 models; otherwise it is
+built by hand from the model's quantizers and quantized weights (``hand_graph``), and the
+report says so.
+
+    python benchmarks/emit_hls4ml.py [--repeat 5]
+
+Prints a table and writes ``benchmarks/results/emit_hls4ml.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import hgqir
+from hgqir import FixedType, Graph, OpKind
+
+RESULTS = Path(__file__).parent / "results" / "emit_hls4ml.json"
+SIZES = (16, 64, 32, 32, 5)
+
+
+# ---------------------------------------------------------------- the HGQ2 model
+def hgq2_model(seed: int = 0) -> Any:
+    """The HGQ2 network with random per-element fractional bits, calibrated on random data."""
+    import keras
+    from hgq.layers import QDense
+    from hgq.utils import trace_minmax
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    layers: list[Any] = [keras.layers.Input((SIZES[0],))]
+    for n, width in enumerate(SIZES[1:], start=1):
+        layers.append(QDense(width, activation="relu" if n < len(SIZES) - 1 else None))
+    model = keras.Sequential(layers)
+    for layer in model.layers:
+        iq, kq = layer.iq.quantizer, layer.kq.quantizer
+        iq._f.assign(rng.integers(2, 7, tuple(iq._f.shape)).astype("float32"))
+        kq._b.assign(np.where(rng.random(kq._b.shape) < 0.15, 0, rng.integers(2, 7, kq._b.shape)).astype("float32"))
+    trace_minmax(model, rng.normal(size=(2048, SIZES[0])).astype("float32"))
+    return model
+
+
+def _kif(q: Any, shape: tuple[int, ...]) -> FixedType:
+    from keras import ops
+
+    k, i, f = (np.broadcast_to(ops.convert_to_numpy(a), (1, *shape))[0] for a in q.kif)
+    return FixedType(shape, k.astype(np.int64), i.astype(np.int64), f.astype(np.int64))
+
+
+def _weight(g: Graph, q: Any, values: Any, name: str) -> Any:
+    from keras import ops
+
+    data = np.asarray(ops.convert_to_numpy(values), dtype=np.float64)
+    return g.const(data, _kif(q, data.shape), name=name)
+
+
+def hand_graph(model: Any) -> Graph:
+    """The HGQ2 network's IR, read off its quantizers: per layer ``quant → dense → relu``.
+
+    HGQ2's ``QDense`` quantizes its input (``iq``, per element), multiplies by the quantized
+    kernel, adds the quantized bias exactly and applies the activation; the first ``iq``
+    becomes the graph input's type and modes.
+    """
+    g = Graph("hgq2_mlp")
+    h = None
+    for n, layer in enumerate(model.layers):
+        iq = layer.iq.quantizer
+        t = _kif(iq, (layer.kernel.shape[0],))
+        if h is None:
+            h = g.input("x", t, round=iq.round_mode, overflow=iq.overflow_mode)
+        else:
+            attrs = {"round": iq.round_mode, "overflow": iq.overflow_mode}
+            h = g.add(OpKind.QUANT, [h], attrs, [t], name=f"iq{n}").result
+        w = _weight(g, layer.kq.quantizer, layer.qkernel, f"w{n}")
+        b = _weight(g, layer.bq.quantizer, layer.qbias, f"b{n}")
+        h = g.add(OpKind.DENSE, [h, w, b], name=f"dense{n}").result
+        if layer.activation.__name__ == "relu":
+            h = g.add(OpKind.RELU, [h], name=f"relu{n}").result
+    g.output(h)
+    return g
+
+
+def ir_graph(model: Any) -> tuple[Graph, str]:
+    """The model's IR: ``hgqir.from_keras`` if it imports HGQ2 models, else :func:`hand_graph`."""
+    try:
+        return hgqir.from_keras(model), "hgqir.from_keras"
+    except Exception as e:  # the Keras frontend may not import HGQ2 yet
+        return hand_graph(model), f"hand-built (hgqir.from_keras failed: {type(e).__name__}: {str(e)[:120]})"
+
+
+# ---------------------------------------------------------------- timing
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Median wall-clock seconds of ``fn`` over ``repeat`` runs (after one warm-up), and a result."""
+    result = fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def hgq2_convert(model: Any, out_dir: Path) -> Any:
+    from hls4ml.converters import convert_from_keras_model
+
+    config = {"Model": {"Precision": "fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"}}
+    return convert_from_keras_model(
+        model, output_dir=str(out_dir), backend="Vitis", io_type="io_parallel", hls_config=config
+    )
+
+
+def compile_seconds(hls_model: Any) -> float:
+    start = time.perf_counter()
+    hls_model.compile()
+    return time.perf_counter() - start
+
+
+def run(repeat: int) -> dict[str, Any]:
+    from hgqir.backends.hls4ml import to_hls_model
+
+    model = hgq2_model()
+    start = time.perf_counter()
+    g, source = ir_graph(model)
+    import_seconds = time.perf_counter() - start
+    tmp = Path(tempfile.mkdtemp(prefix="emit_hls4ml_"))
+    ours_s, ours = timed(lambda: to_hls_model(g, tmp / "hgqir"), repeat)
+    hgq2_s, theirs = timed(lambda: hgq2_convert(model, tmp / "hgq2"), repeat)
+    ours_c, hgq2_c = compile_seconds(ours), compile_seconds(theirs)
+    x = np.random.default_rng(1).normal(size=(500, SIZES[0])) * 4
+    want = g.run(x)
+    ours_y = np.asarray(ours.predict(np.ascontiguousarray(x))).reshape(want.shape)
+    hgq2_y = np.asarray(theirs.predict(np.ascontiguousarray(x))).reshape(want.shape)
+    return {
+        "model": "HGQ2 QDense " + "-".join(map(str, SIZES)) + " (relu), per-element bitwidths",
+        "ir_source": source,
+        "import_seconds": round(import_seconds, 4),
+        "repeat": repeat,
+        "convert_seconds": {"hgqir": round(ours_s, 4), "hgq2": round(hgq2_s, 4)},
+        "convert_speedup": round(hgq2_s / ours_s, 2),
+        "compile_seconds": {"hgqir": round(ours_c, 2), "hgq2": round(hgq2_c, 2)},
+        "layers": {"hgqir": len(ours.get_layers()), "hgq2": len(theirs.get_layers())},
+        "bit_exact_vs_interpreter": {
+            "hgqir": bool(np.array_equal(ours_y, want)),
+            "hgq2": bool(np.array_equal(hgq2_y, want)),
+        },
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [
+        ("", "hgqir (IR → hls4ml)", "HGQ2 (Keras → hls4ml)"),
+        ("convert [s]", f"{r['convert_seconds']['hgqir']:.4f}", f"{r['convert_seconds']['hgq2']:.4f}"),
+        ("compile [s]", f"{r['compile_seconds']['hgqir']:.1f}", f"{r['compile_seconds']['hgq2']:.1f}"),
+        ("hls4ml layers", str(r["layers"]["hgqir"]), str(r["layers"]["hgq2"])),
+        ("== g.run(x)", str(r["bit_exact_vs_interpreter"]["hgqir"]), str(r["bit_exact_vs_interpreter"]["hgq2"])),
+    ]
+    lines = [f"{a:<15} {b:>22} {c:>24}" for a, b, c in rows]
+    lines.append(f"{r['model']}; IR: {r['ir_source']}; conversion speedup x{r['convert_speedup']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    result = run(args.repeat)
+    print(table(result))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Training speed and EBOPs of the hgqir Keras shim against plain Keras and HGQ2.
+
+Per-epoch training time, side by side in one run, of (a) the plain float model, (b) the hgqir
+shim of it (``hgqir.quantize_keras``), (c) the same model written with HGQ2 layers, on
+
+* a 16-64-32-32-5 ReLU MLP, 20,000 synthetic samples (labels from a random teacher), batch 256;
+* a small CNN on scikit-learn's digits (8x8), batch 128.
+
+Also accuracy and EBOPs of (b) and (c) after the same epochs with the same beta. EBOPs are
+counted the same way for both: import into hgqir after calibration, ``hgqir.bops(g).total``
+(HGQ2's own EBOPs metric, which uses a different formula, is printed too).
+
+Usage: ``python benchmarks/train_keras.py [--epochs 6] [--beta 1e-5] [--quick]``; writes
+``benchmarks/results/train_keras.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import hgqir  # noqa: E402
+
+L = keras.layers
+RESULTS = Path(__file__).parent / "results" / "train_keras.json"
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.times.append(time.perf_counter() - self._t0)
+
+
+# ---------------------------------------------------------------- data and models
+def mlp_data(n: int = 20000, seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 16)).astype("float32")
+    w1, w2 = rng.normal(size=(16, 32)), rng.normal(size=(32, 5))
+    y = np.argmax(np.tanh(x @ w1) @ w2, axis=1)
+    cut = int(0.8 * n)
+    return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+def digits_data() -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[..., None]
+    y = d.target
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    x, y = x[order], y[order]
+    cut = int(0.8 * len(x))
+    return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+def mlp_float() -> keras.Model:
+    return keras.Sequential([
+        keras.Input((16,)), L.Dense(64, activation="relu"), L.Dense(32, activation="relu"),
+        L.Dense(32, activation="relu"), L.Dense(5),
+    ], name="mlp")
+
+
+def mlp_hgq(beta: float) -> keras.Model:
+    import hgq.layers as H
+    from hgq.config import LayerConfigScope
+
+    with LayerConfigScope(beta0=beta):
+        return keras.Sequential([
+            keras.Input((16,)), H.QDense(64, activation="relu"), H.QDense(32, activation="relu"),
+            H.QDense(32, activation="relu"), H.QDense(5),
+        ], name="mlp_hgq")
+
+
+def cnn_float() -> keras.Model:
+    return keras.Sequential([
+        keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(16, 3, activation="relu"), L.Flatten(), L.Dense(10),
+    ], name="cnn")
+
+
+def cnn_hgq(beta: float) -> keras.Model:
+    import hgq.layers as H
+    from hgq.config import LayerConfigScope
+
+    with LayerConfigScope(beta0=beta):
+        return keras.Sequential([
+            keras.Input((8, 8, 1)), H.QConv2D(8, 3, activation="relu"), H.QMaxPooling2D(2),
+            H.QConv2D(16, 3, activation="relu"), L.Flatten(), H.QDense(10),
+        ], name="cnn_hgq")
+
+
+# ---------------------------------------------------------------- one training run
+def train(model: keras.Model, data: tuple[np.ndarray, ...], epochs: int, batch: int, seed: int) -> dict[str, Any]:
+    x, y, xt, yt = data
+    keras.utils.set_random_seed(seed)
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    timer = EpochTimer()
+    model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=[timer], shuffle=True)
+    steady = timer.times[1:] or timer.times
+    logits = np.asarray(model.predict(xt, batch_size=1024, verbose=0))
+    return {
+        "epoch_times": [round(t, 4) for t in timer.times],
+        "epoch_time": statistics.median(steady),
+        "accuracy": float(np.mean(np.argmax(logits, axis=1) == yt)),
+    }
+
+
+def ir_ebops(model: keras.Model, x: np.ndarray) -> float:
+    g = hgqir.from_keras(model, calibration=x)
+    return float(hgqir.bops(g).total)
+
+
+def hgq_own_ebops(model: keras.Model) -> float:
+    return float(sum(int(layer.ebops) for layer in model.layers if getattr(layer, "enable_ebops", False)))
+
+
+def bench(name: str, make_float: Any, make_hgq: Any, data: tuple[np.ndarray, ...], args: argparse.Namespace,
+          batch: int) -> dict[str, Any]:
+    seed = 1
+    keras.utils.set_random_seed(seed)
+    plain = train(make_float(), data, args.epochs, batch, seed)
+    keras.utils.set_random_seed(seed)
+    shim_model = hgqir.quantize_keras(make_float(), beta=args.beta)
+    shim = train(shim_model, data, args.epochs, batch, seed)
+    shim["ebops"] = ir_ebops(shim_model, data[0])
+    shim["shim_ebops"] = shim_model.ebops()
+    shim["accuracy_calibrated"] = float(np.mean(np.argmax(shim_model.predict(data[2], verbose=0), 1) == data[3]))
+    keras.utils.set_random_seed(seed)
+    hgq_model = make_hgq(args.beta)
+    hgq = train(hgq_model, data, args.epochs, batch, seed)
+    hgq["ebops"] = ir_ebops(hgq_model, data[0])
+    hgq["hgq_own_ebops"] = hgq_own_ebops(hgq_model)
+    hgq["accuracy_calibrated"] = float(np.mean(np.argmax(hgq_model.predict(data[2], verbose=0), 1) == data[3]))
+    return {
+        "model": name, "batch": batch, "epochs": args.epochs, "beta": args.beta,
+        "plain": plain, "shim": shim, "hgq2": hgq,
+        "shim_overhead": shim["epoch_time"] / plain["epoch_time"],
+        "hgq2_overhead": hgq["epoch_time"] / plain["epoch_time"],
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (f"{'model':<6} {'plain s/ep':>10} {'shim s/ep':>10} {'HGQ2 s/ep':>10} {'shim x':>7} {'HGQ2 x':>7} "
+            f"{'acc plain':>9} {'acc shim':>9} {'acc HGQ2':>9} {'EBOPs shim':>11} {'EBOPs HGQ2':>11}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        p, s, h = r["plain"], r["shim"], r["hgq2"]
+        lines.append(
+            f"{r['model']:<6} {p['epoch_time']:>10.3f} {s['epoch_time']:>10.3f} {h['epoch_time']:>10.3f} "
+            f"{r['shim_overhead']:>7.2f} {r['hgq2_overhead']:>7.2f} {p['accuracy']:>9.3f} "
+            f"{s['accuracy_calibrated']:>9.3f} {h['accuracy_calibrated']:>9.3f} {s['ebops']:>11.0f} {h['ebops']:>11.0f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--beta", type=float, default=1e-5)
+    ap.add_argument("--quick", action="store_true", help="2 epochs, fewer samples (smoke test)")
+    ap.add_argument("--only", choices=["mlp", "cnn"], help="run one model only")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    if args.quick:
+        args.epochs = 2
+    rows = []
+    if args.only in (None, "mlp"):
+        rows.append(bench("mlp", mlp_float, mlp_hgq, mlp_data(4000 if args.quick else 20000), args, 256))
+    if args.only in (None, "cnn"):
+        rows.append(bench("cnn", cnn_float, cnn_hgq, digits_data(), args, 128))
+    print(table(rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"keras": keras.__version__, "results": rows}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

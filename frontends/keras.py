@@ -1,0 +1,144 @@
+"""Keras 3 frontend: import models into hgqir graphs, and build trainable quantized shims.
+
+Three kinds of model come in:
+
+* an **hgqir shim** (from :func:`quantize_keras`, trained or not): its learned per-element types
+  are imported as they are; ``calibration=x`` first fixes the integer bits of its WRAP
+  quantizers from data (:meth:`ShimModel.calibrate`);
+* an **HGQ2** model (``hgq.layers``): imported with HGQ2's own quantizers
+  (``calibration=x`` runs HGQ2's ``trace_minmax``);
+* a **plain float** model: it has no fixed-point types, so it is imported through a frozen shim
+  with one documented default type everywhere (``default_type``, ``weight_f``; a warning says so).
+
+>>> g = hgqir.from_keras(qmodel, calibration=x_train)     # doctest: +SKIP
+>>> np.array_equal(g.run(x), qmodel.predict(x))           # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from typing import Any
+
+import numpy as np
+
+from hgqir.errors import HgqirError
+from hgqir.ir import Graph
+
+from .keras_build import ShimOptions, quantize_keras
+from .keras_convert import Converter, Emitter, QuantSpec
+from .keras_graph import KNode, check_supported, walk
+from .keras_model import BetaScheduler, ShimModel
+from .keras_quant import Quantizer, WeightQuantizer
+from .keras_shim_ir import SHIM_CONVERTERS, SHIM_LAYERS, quantized_reason, shim_input_quantizer
+
+__all__ = [
+    "BetaScheduler", "Quantizer", "ShimModel", "ShimOptions", "WeightQuantizer", "from_keras",
+    "load_for_cli", "quantize_keras",
+]
+
+DEFAULT_TYPE = (1, 5, 10)
+"""k, i, f of every activation of a plain float model (ap_fixed<16,6>, RND, SAT)."""
+DEFAULT_WEIGHT_F = 10
+"""Fractional bits of weights and biases of a plain float model (RND; integer bits from the values)."""
+IMPORT_OPTIONS = ("default_type", "weight_f", "batch_size")
+
+
+def _hgq() -> Any:
+    """The HGQ2 import module, or None when hgq2 is not installed."""
+    try:
+        from . import keras_hgq
+    except ImportError:
+        return None
+    return keras_hgq
+
+
+def _is_quantized(layer: Any) -> bool:
+    hgq = _hgq()
+    return isinstance(layer, SHIM_LAYERS) or (hgq is not None and hgq.is_hgq_layer(layer))
+
+
+def _dialect() -> tuple[dict[type, Converter], Any, Any]:
+    """Converters, support check and input-quantizer lookup for shim and HGQ2 layers together."""
+    converters = dict(SHIM_CONVERTERS)
+    hgq = _hgq()
+    if hgq is None:
+        return converters, quantized_reason, shim_input_quantizer
+    converters.update(hgq.HGQ_CONVERTERS)
+
+    def reason(node: KNode) -> str | None:
+        return hgq.hgq_reason(node) if hgq.is_hgq_layer(node.layer) else quantized_reason(node)
+
+    def input_quantizer(layer: Any, pos: int, shape: tuple[int, ...]) -> QuantSpec | None:
+        return shim_input_quantizer(layer, pos, shape) or hgq.hgq_input_quantizer(layer, pos, shape)
+
+    return converters, reason, input_quantizer
+
+
+def _frozen_shim(model: Any, options: dict[str, Any], calibrated: bool) -> ShimModel:
+    k, i, f = (int(v) for v in options.get("default_type") or DEFAULT_TYPE)
+    wf = int(options.get("weight_f", DEFAULT_WEIGHT_F))
+    how = "integer bits from the calibration data (WRAP)" if calibrated else f"i={i} (SAT)"
+    warnings.warn(
+        f"model {model.name!r} is a float model without fixed-point types: hgqir imports it with every "
+        f"activation quantized to k={k} f={f}, {how}, RND, and weights rounded to {wf} fractional bits; "
+        "its results differ from the float model's. Pass default_type=(k, i, f) / weight_f=..., or train "
+        "a shim with hgqir.quantize_keras.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return quantize_keras(
+        model, granularity="tensor", weight_granularity="tensor", round="RND",
+        overflow="WRAP" if calibrated else "SAT", signed=bool(k), i0=i, f0=f, weight_f0=wf,
+    )
+
+
+def _calibrate(model: Any, data: Any, batch_size: int) -> None:
+    if isinstance(model, ShimModel):
+        model.calibrate(data, batch_size=batch_size)
+        return
+    hgq = _hgq()
+    if hgq is not None and any(hgq.is_hgq_layer(layer) for layer in model._flatten_layers()):
+        hgq.calibrate(model, data, batch_size)
+        return
+    raise HgqirError(f"model {model.name!r} has no quantizers to calibrate")
+
+
+def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:
+    """Import a Keras 3 model (hgqir shim, HGQ2 or plain float) into a verified :class:`Graph`.
+
+    ``calibration``: inputs (batch first) that fix the integer bits of WRAP quantizers in place.
+    Options: ``default_type=(k, i, f)`` and ``weight_f`` for plain float models,
+    ``batch_size`` for calibration.
+    """
+    unknown = sorted(set(options) - set(IMPORT_OPTIONS))
+    if unknown:
+        raise TypeError(f"from_keras: unknown option(s) {unknown}; valid: {list(IMPORT_OPTIONS)}")
+    kg = walk(model)
+    converters, reason, input_quantizer = _dialect()
+    if not any(_is_quantized(node.layer) for node in kg.nodes):
+        from .keras_support import float_reason
+
+        check_supported(kg, float_reason)
+        model = _frozen_shim(model, options, calibration is not None)
+        kg = walk(model)
+    check_supported(kg, reason)
+    for key, name in zip(kg.inputs, kg.input_names):  # fail before calibration changes the model
+        Emitter(kg, converters, input_quantizer).input_spec(key, name)
+    if calibration is not None:
+        _calibrate(model, calibration, int(options.get("batch_size", 1024)))
+    g = Emitter(kg, converters, input_quantizer).run()
+    g.verify()
+    return g
+
+
+def load_for_cli(path: str, args: argparse.Namespace) -> Graph:
+    """``hgqir import model.keras -o model.hgq``: load a saved model (shim, HGQ2 or float) and import it."""
+    import keras
+
+    _hgq()  # registers HGQ2's serializable classes when hgq2 is installed
+    model = keras.saving.load_model(path, compile=False)
+    calibration = getattr(args, "calibration", None)
+    data = np.load(calibration) if calibration else None
+    return from_keras(model, calibration=data)

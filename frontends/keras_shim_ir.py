@@ -1,0 +1,153 @@
+"""IR converters for the shim's own layers (see :mod:`hgqir.frontends.keras_convert`).
+
+Each converter reads the learned parameters and emits the ops the layer computes in
+inference: ``quant`` for its input quantizer, ``const`` for quantized constants (tightest
+per-element types of their values), then dense / conv / batchnorm / add / lut / softmax.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from keras import ops
+
+from hgqir.fixed import FixedType
+from hgqir.ir import OpKind, Value
+
+from .keras_convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, plain_avgpool_reason
+from .keras_graph import KNode, Shape
+from .keras_layers import QAvgPool, QBatchNorm, QConv1D, QConv2D, QDense, QMerge, conv_pads
+from .keras_quant import Quantizer, WeightQuantizer
+from .keras_support import AVGPOOLS, MERGES, L, layer_activation, movers_reason
+from .keras_tables import QSoftmax, QTable
+
+SHIM_LAYERS = (Quantizer, QDense, QConv1D, QConv2D, QBatchNorm, QMerge, QAvgPool, QTable, QSoftmax)
+
+
+def spec_of(q: Quantizer, shape: Shape) -> QuantSpec:
+    return QuantSpec(q.fixed_type(shape), q.round_mode, q.overflow_mode)
+
+
+def shim_input_quantizer(layer: Any, pos: int, shape: Shape) -> QuantSpec | None:
+    if isinstance(layer, Quantizer):
+        return spec_of(layer, shape)
+    if isinstance(layer, QMerge):
+        return spec_of(layer.iqs[pos], shape)
+    if isinstance(layer, SHIM_LAYERS):
+        return spec_of(layer.iq, shape)
+    return None
+
+
+def weight_const(em: Emitter, q: WeightQuantizer, w: Any, name: str) -> Value:
+    values, t = q.quantized_numpy(w)
+    return em.const(values, t, name)
+
+
+def _quantizer(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
+    return [em.quant(xs[0], spec_of(node.layer, xs[0].shape), node.name)]
+
+
+def _iq(em: Emitter, layer: Any, x: Value) -> Value:
+    return em.quant(x, spec_of(layer.iq, x.shape), f"{layer.name}_iq")
+
+
+def _affine(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    x = _iq(em, layer, xs[0])
+    operands = [x, weight_const(em, layer.kq, layer.kernel, f"{layer.name}_w")]
+    if layer.bq is not None:
+        operands.append(weight_const(em, layer.bq, layer.bias, f"{layer.name}_b"))
+    if isinstance(layer, QDense):
+        y = em.add(OpKind.DENSE, operands, layer.name)
+    else:
+        y = em.add(OpKind.CONV1D if isinstance(layer, QConv1D) else OpKind.CONV2D, operands, layer.name,
+                   **conv_attrs(layer, x.shape))
+    if layer_activation(layer) == "relu":
+        y = em.add(OpKind.RELU, [y], f"{layer.name}_relu")
+    return [y]
+
+
+def conv_attrs(layer: Any, in_shape: Shape) -> dict[str, Any]:
+    kernel = tuple(int(k) for k in layer.kernel_size)
+    stride = tuple(int(s) for s in layer.strides)
+    pads = [conv_pads(n, k, s, layer.padding) for n, k, s in zip(in_shape[:-1], kernel, stride)]
+    return {"stride": stride, "pad": pads}
+
+
+def _batchnorm(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    x = _iq(em, layer, xs[0])
+    scale, offset = layer.affine(layer.moving_mean, layer.moving_variance)
+    s = weight_const(em, layer.sq, scale, f"{layer.name}_scale")
+    o = weight_const(em, layer.oq, offset, f"{layer.name}_offset")
+    return [em.add(OpKind.BATCHNORM, [x, s, o], layer.name)]
+
+
+def _merge(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    qs = [em.quant(x, spec_of(q, x.shape), f"{layer.name}_iq{n}") for n, (q, x) in enumerate(zip(layer.iqs, xs))]
+    kind = {"add": OpKind.ADD, "sub": OpKind.SUB, "mul": OpKind.MUL}[layer.op]
+    return [merge_chain(em, kind, qs, layer.name)]
+
+
+def _avgpool(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    x = _iq(em, layer, xs[0])
+    k, i, f = x.type.union()
+    out_shape = em.shape(node.outputs[0])
+    live = not np.all(x.type.zero_mask)
+    t = FixedType.uniform(out_shape, k, i, f + layer.extra) if live else FixedType.zero(out_shape)
+    if layer.is_global:
+        return [em.g.add(OpKind.GLOBAL_AVGPOOL, [x], {}, types=[t], name=layer.name).result]
+    kind = OpKind.AVGPOOL1D if layer.rank == 1 else OpKind.AVGPOOL2D
+    pads = [conv_pads(n, p, s, layer.padding) for n, p, s in zip(x.shape[:-1], layer.pool_size, layer.strides)]
+    attrs = {"pool": layer.pool_size, "stride": layer.strides, "pad": pads, "count_pad": False}
+    return [em.g.add(kind, [x], attrs, types=[t], name=layer.name).result]
+
+
+def _table(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    x = _iq(em, layer, xs[0])
+    data, t, _ = layer.table_numpy()
+    table = em.g.const_mantissa(data, t, name=f"{layer.name}_table")
+    return [em.add(OpKind.LUT, [x, table], layer.name, func=layer.func)]
+
+
+def _softmax(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    x = _iq(em, layer, xs[0])
+    t = layer.tables()
+    exp = em.const(t["exp"], FixedType.uniform(t["exp"].shape, *t["exp_kif"]), f"{layer.name}_exp")
+    inv = em.const(t["inv"], FixedType.uniform(t["inv"].shape, *t["inv_kif"]), f"{layer.name}_inv")
+    return [em.add(OpKind.SOFTMAX, [x, exp, inv], layer.name, inv_in=t["inv_in"])]
+
+
+SHIM_CONVERTERS: dict[type, Converter] = {
+    **PLAIN_CONVERTERS,
+    Quantizer: _quantizer, QDense: _affine, QConv1D: _affine, QConv2D: _affine, QBatchNorm: _batchnorm,
+    QMerge: _merge, QAvgPool: _avgpool, QTable: _table, QSoftmax: _softmax,
+}
+
+
+def quantized_reason(node: KNode) -> str | None:
+    """Why a layer of a quantized (shim) model cannot be imported exactly (None: it can)."""
+    layer = node.layer
+    cls = type(layer)
+    if cls in SHIM_LAYERS:
+        return None
+    if cls in MERGES:
+        return None
+    if cls in AVGPOOLS:
+        return movers_reason(layer) or plain_avgpool_reason(layer)
+    if cls is L.Activation:
+        act = layer_activation(layer)
+        return None if act in ("relu", "linear") else (
+            f"float activation {act!r} in a quantized model is not exact; apply it through a table layer")
+    if cls in (L.Dense, L.Conv1D, L.Conv2D, L.BatchNormalization):
+        return "float weights in a quantized model; quantize the layer (hgqir.quantize_keras or HGQ2 layers)"
+    return movers_reason(layer)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)

@@ -1,0 +1,124 @@
+"""Which Keras layers hgqir understands, and why it rejects the others.
+
+Layers are matched by exact class (a subclass may change ``call``, so it counts as custom).
+A ``*_reason`` function returns None for a supported layer and otherwise a short reason that
+goes into the one :class:`~hgqir.errors.UnsupportedOpError` listing every offending layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from .keras_graph import KNode
+
+L = keras.layers
+
+ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid", "softmax")
+"""Activation functions a float model may use (fused or as a layer)."""
+
+RESHAPERS = (L.Flatten, L.Reshape, L.Permute)
+"""Pure data movement with one input: a value's type moves with it."""
+MOVERS = (*RESHAPERS, L.MaxPooling1D, L.MaxPooling2D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.Concatenate)
+"""Layers that only move or select values (exact for any type)."""
+IDENTITIES = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
+              L.ActivityRegularization)
+"""Layers that are the identity at inference."""
+AFFINE = (L.Dense, L.Conv1D, L.Conv2D)
+AVGPOOLS = (L.AveragePooling1D, L.AveragePooling2D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)
+MERGES = (L.Add, L.Subtract, L.Multiply)
+
+
+def is_mover(layer: Any) -> bool:
+    return type(layer) in MOVERS
+
+
+def is_identity(layer: Any) -> bool:
+    return type(layer) in IDENTITIES or (type(layer) is L.Activation and layer_activation(layer) == "linear")
+
+
+def layer_activation(layer: Any) -> str | None:
+    """Name of the activation a layer applies (fused or as its job), None if it has none."""
+    if type(layer) is L.Softmax:
+        return "softmax"
+    if type(layer) is L.ReLU:
+        return "relu"
+    act = getattr(layer, "activation", None)
+    if act is None or not callable(act):
+        return None
+    name = keras.activations.serialize(act)
+    return name if isinstance(name, str) else getattr(act, "__name__", str(act))
+
+
+def _activation_reason(layer: Any, allowed: tuple[str, ...]) -> str | None:
+    act = layer_activation(layer)
+    if act not in allowed:
+        return f"activation {act!r} is not supported (supported: {', '.join(allowed)})"
+    return None
+
+
+def conv_reason(layer: Any) -> str | None:
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return "only data_format='channels_last' is supported"
+    if any(d != 1 for d in getattr(layer, "dilation_rate", (1,))):
+        return "dilated convolutions are not supported"
+    if getattr(layer, "groups", 1) != 1:
+        return "grouped convolutions are not supported"
+    if layer.padding not in ("valid", "same", "causal"):
+        return f"padding {layer.padding!r} is not supported"
+    return None
+
+
+def pool_reason(layer: Any) -> str | None:
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return "only data_format='channels_last' is supported"
+    if getattr(layer, "keepdims", False):
+        return "global pooling with keepdims=True is not supported"
+    return None
+
+
+def relu_reason(layer: Any) -> str | None:
+    if layer.max_value is not None or float(layer.negative_slope) != 0 or float(layer.threshold) != 0:
+        return "only the plain ReLU (no max_value, negative_slope or threshold) is supported"
+    return None
+
+
+def batchnorm_reason(layer: Any) -> str | None:
+    axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
+    try:
+        last = len(layer.input.shape) - 1
+    except (AttributeError, ValueError):
+        last = None
+    if axis is None or (axis != -1 and axis != last):
+        return "BatchNormalization must normalize the last (channel) axis"
+    return None
+
+
+def movers_reason(layer: Any) -> str | None:
+    """Reason for data-movement, identity, relu and softmax-axis checks (None when fine)."""
+    cls = type(layer)
+    if cls is L.ReLU:
+        return relu_reason(layer)
+    if cls in (L.MaxPooling1D, L.MaxPooling2D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, *AVGPOOLS):
+        return pool_reason(layer)
+    if cls in MOVERS or cls in IDENTITIES:
+        return None
+    return "not supported"
+
+
+def float_reason(node: KNode) -> str | None:
+    """Why a layer of a float model cannot become a shim layer (None: it can)."""
+    layer = node.layer
+    cls = type(layer)
+    if cls in AFFINE:
+        return _activation_reason(layer, ACTIVATIONS) or (conv_reason(layer) if cls is not L.Dense else None)
+    if cls is L.BatchNormalization:
+        return batchnorm_reason(layer)
+    if cls is L.Activation:
+        return _activation_reason(layer, ACTIVATIONS)
+    if cls is L.Softmax:
+        return None if layer.axis in (-1,) else "softmax must run over the last axis"
+    if cls in MERGES:
+        return None
+    return movers_reason(layer)

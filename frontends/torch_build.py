@@ -1,0 +1,337 @@
+"""Build a shim body: the traced model rewritten with torch.fx into its quantized twin.
+
+Where quantizers go: every model input gets one; every tensor that a multiplying or adding
+op (linear, conv, batchnorm, add, sub, mul) reads is quantized once (shared by its readers);
+sigmoid, tanh and softmax quantize their own input (their tables are indexed by it); average
+pooling quantizes its own output (the division truncates into that type); every model output
+is quantized unless a quantizer or table produced it. Shape ops, relu and max pooling are exact
+and need none. Weights, biases and scalar constants are quantized by the bank.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from .torch_bank import QSpec, QuantBank
+from .torch_config import QuantizerConfig, ShimConfig
+from .torch_ebops import CostTerm
+from .torch_modules import ActQuantizer, AvgPoolQuantizer, QBatchNorm, SoftmaxQuantizer, TableQuantizer
+from .torch_trace import Step, Traced
+
+
+@dataclass
+class Rec:
+    """What the importer needs about one node of the shim body."""
+
+    kind: str
+    inputs: list[Any]
+    """Body node names of tensor operands, or ``int`` spec indices of quantized constants."""
+    attrs: dict[str, Any]
+    shape: tuple[int, ...]
+    """Unbatched result shape, PyTorch layout."""
+
+
+@dataclass
+class Plan:
+    """Everything about a shim body that is not module state (kept by the QuantizedModule)."""
+
+    specs: list[QSpec]
+    records: dict[str, Rec]
+    costs: list[CostTerm]
+    modules: dict[int, str] = field(default_factory=dict)
+    """Spec index -> body module that quantizes with it (act quantizers, batchnorms)."""
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    bn: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Batchnorm module -> (scale spec, offset spec)."""
+
+
+class _Builder:
+    def __init__(self, traced: Traced, cfg: ShimConfig) -> None:
+        self.t, self.cfg = traced, cfg
+        self.src = dict(traced.gm.named_modules())
+        self.g = fx.Graph()
+        self.root: dict[str, Any] = {}
+        self.specs: list[QSpec] = []
+        self.env: dict[str, fx.Node] = {}
+        self.quant_of: dict[str, fx.Node] = {}
+        self.quantized: dict[str, int] = {}
+        """Body node name -> act spec of the quantizer that produced it."""
+        self.typed: set[str] = set()
+        self.records: dict[str, Rec] = {}
+        self.costs: list[CostTerm] = []
+        self.modules: dict[int, str] = {}
+        self.bn: dict[str, tuple[int, int]] = {}
+        self.param_nodes: list[fx.Node] = []
+        self.param_cache: dict[str, tuple[int, fx.Node]] = {}
+        self.bank_node: fx.Node | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _name(self, base: str, dotted: bool = False) -> str:
+        keep = "_." if dotted else "_"
+        base = "".join(c if c.isalnum() or c in keep else "_" for c in base) or "q"
+        name, n = base, 1
+        while name in self.root:
+            name, n = f"{base}_{n}", n + 1
+        return name
+
+    def _shape(self, node_name: str) -> tuple[int, ...]:
+        return self.t.shapes[node_name]
+
+    def _spec(self, name: str, role: str, shape: tuple[int, ...], config: QuantizerConfig, source: str | None = None) -> int:
+        self.specs.append(QSpec(name, role, tuple(shape), config, source))
+        return len(self.specs) - 1
+
+    def _bank_out(self, spec: int, i: bool = False) -> fx.Node:
+        assert self.bank_node is not None
+        return self.g.call_function(operator.getitem, (self.bank_node, 2 * spec + int(i)))
+
+    def _param(self, tensor: torch.Tensor, source: str, config: QuantizerConfig) -> tuple[int, fx.Node]:
+        """Spec and quantized-value node of a weight, bias or constant (shared layers reuse them)."""
+        if source in self.param_cache:
+            return self.param_cache[source]
+        self.root[source] = tensor
+        assert self.bank_node is not None
+        with self.g.inserting_before(self.bank_node):
+            self.param_nodes.append(self.g.get_attr(source))
+        spec = self._spec(source, "param", tuple(tensor.shape), config, source)
+        self.param_cache[source] = (spec, self._bank_out(spec))
+        return self.param_cache[source]
+
+    def _module(self, base: str, module: nn.Module, args: tuple[Any, ...], spec: int | None = None,
+                dotted: bool = False) -> fx.Node:
+        name = self._name(base, dotted)
+        self.root[name] = module
+        if spec is not None:
+            self.modules[spec] = name
+        return self.g.call_module(name, args)
+
+    def _act(self, x: fx.Node, shape: tuple[int, ...], config: QuantizerConfig, base: str,
+             make: Any = None, record: Rec | None = None) -> fx.Node:
+        """Insert an activation quantizer (or a subclass built by ``make``) on ``x``."""
+        spec = self._spec(base, "act", shape, config)
+        group = self.specs[spec].group
+        module = make(group, spec) if make else ActQuantizer(group, config, base)
+        args: tuple[Any, ...] = (x, self._bank_out(spec))
+        if config.learns_i:
+            args += (self._bank_out(spec, i=True),)
+        node = self._module(base, module, args, spec)
+        self.records[node.name] = record or Rec("quant", [x.name], {"spec": spec}, shape)
+        self.quantized[node.name] = spec
+        self.typed.add(node.name)
+        return node
+
+    def _quantized(self, orig: fx.Node) -> fx.Node:
+        """The shared quantized version of an operand."""
+        node = self.env[orig.name]
+        if node.name in self.quantized:
+            return node
+        if node.name not in self.quant_of:
+            self.quant_of[node.name] = self._act(node, self._shape(orig.name), self.cfg.activation, f"{orig.name}_q")
+        return self.quant_of[node.name]
+
+    # ------------------------------------------------------------------ steps
+    def build(self) -> tuple[fx.GraphModule, Plan]:
+        placeholders = [s for s in self.t.steps if s.kind == "input"]
+        for s in placeholders:
+            self.env[s.node.name] = self.g.placeholder(s.node.name)
+        self.bank_node = self.g.call_module("hgq", ())
+        plan_inputs = []
+        for s in placeholders:
+            ph = self.env[s.node.name]
+            shape = self._shape(s.node.name)
+            rec = Rec("input", [], {"name": ph.name}, shape)
+            self.env[s.node.name] = self._act(ph, shape, self.cfg.input, f"{ph.name}_q", record=rec)
+            self.records[self.env[s.node.name].name].attrs["spec"] = self.quantized[self.env[s.node.name].name]
+            plan_inputs.append(self.env[s.node.name].name)
+        outputs: list[str] = []
+        for s in self.t.steps:
+            if s.kind == "output":
+                outputs = self._output(s)
+            elif s.kind != "input":
+                getattr(self, f"_do_{s.kind}")(s)
+        self.bank_node.args = tuple(self.param_nodes)
+        self.root["hgq"] = QuantBank(self.specs)
+        body = fx.GraphModule(self.root, self.g, "ShimBody")
+        return body, Plan(self.specs, self.records, self.costs, self.modules, plan_inputs, outputs, self.bn)
+
+    def _emit(self, s: Step, node: fx.Node, kind: str, inputs: list[Any], **attrs: Any) -> None:
+        self.env[s.node.name] = node
+        self.records[node.name] = Rec(kind, inputs, attrs, self._shape(s.node.name))
+
+    def _output(self, s: Step) -> list[str]:
+        outs = []
+        for o in s.inputs:
+            node = self.env[o.name]
+            if node.name not in self.typed:
+                node = self._act(node, self._shape(o.name), self.cfg.output_config, f"{o.name}_q")
+            outs.append(node)
+        self.g.output(outs[0] if len(outs) == 1 else tuple(outs))
+        return [n.name for n in outs]
+
+    def _weights(self, s: Step) -> tuple[int, fx.Node, int | None, fx.Node | None]:
+        m = s.module
+        path = str(s.node.target)
+        assert m is not None
+        w_spec, w = self._param(m.weight, f"{path}.weight", self.cfg.weight)
+        if getattr(m, "bias", None) is None:
+            return w_spec, w, None, None
+        b_spec, b = self._param(m.bias, f"{path}.bias", self.cfg.bias)
+        return w_spec, w, b_spec, b
+
+    def _do_linear(self, s: Step) -> None:
+        x = self._quantized(s.inputs[0])
+        w_spec, w, b_spec, b = self._weights(s)
+        node = self.g.call_function(F.linear, (x, w, b))
+        self._emit(s, node, "linear", [x.name], w=w_spec, b=b_spec)
+        self.costs.append(CostTerm("dense", (self.quantized[x.name], w_spec)))
+
+    def _do_conv(self, s: Step) -> None:
+        x = self._quantized(s.inputs[0])
+        w_spec, w, b_spec, b = self._weights(s)
+        a = s.attrs
+        pads = a["pads"]
+        if all(p0 == p1 for p0, p1 in pads):
+            padding = tuple(p0 for p0, _ in pads)
+            inp = x
+        else:
+            flat = [v for p in reversed(pads) for v in p]
+            inp = self.g.call_function(F.pad, (x, flat))
+            padding = (0,) * a["nd"]
+        conv = F.conv1d if a["nd"] == 1 else F.conv2d
+        node = self.g.call_function(conv, (inp, w, b, a["stride"], padding))
+        self._emit(s, node, "conv", [x.name], w=w_spec, b=b_spec, stride=a["stride"], pads=pads)
+        self.costs.append(CostTerm("conv", (self.quantized[x.name], w_spec), {"stride": a["stride"], "pads": pads}))
+
+    def _do_batchnorm(self, s: Step) -> None:
+        x = self._quantized(s.inputs[0])
+        m = s.module
+        path = str(s.node.target)
+        c = int(m.num_features)  # type: ignore[union-attr]
+        s_spec = self._spec(f"{path}.scale", "derived", (c,), self.cfg.weight)
+        o_spec = self._spec(f"{path}.offset", "derived", (c,), self.cfg.bias)
+        bn = QBatchNorm(m, self.cfg.weight, self.cfg.bias)  # type: ignore[arg-type]
+        node = self._module(path, bn, (x, self._bank_out(s_spec), self._bank_out(o_spec)), s_spec, dotted=True)
+        self.modules[o_spec] = str(node.target)
+        self.bn[str(node.target)] = (s_spec, o_spec)
+        self._emit(s, node, "batchnorm", [x.name], scale=s_spec, offset=o_spec, module=node.target)
+        self.costs.append(CostTerm("bn", (self.quantized[x.name], s_spec)))
+
+    def _do_relu(self, s: Step) -> None:
+        x = self.env[s.inputs[0].name]
+        self._emit(s, self.g.call_function(torch.relu, (x,)), "relu", [x.name])
+
+    def _table(self, s: Step, make: Any, kind: str, **attrs: Any) -> None:
+        x = self.env[s.inputs[0].name]
+        shape = self._shape(s.inputs[0].name)
+        rec = Rec(kind, [x.name], dict(attrs), self._shape(s.node.name))
+        node = self._act(x, shape, self.cfg.activation, f"{s.node.name}", make=make, record=rec)
+        rec.attrs["spec"] = self.quantized.pop(node.name)
+        rec.attrs["module"] = node.target
+        self.env[s.node.name] = node
+
+    def _do_sigmoid(self, s: Step) -> None:
+        cfg = self.cfg
+        self._table(s, lambda g, n: TableQuantizer(g, cfg.activation, s.node.name, "sigmoid", cfg.table_f), "lut", func="sigmoid")
+
+    def _do_tanh(self, s: Step) -> None:
+        cfg = self.cfg
+        self._table(s, lambda g, n: TableQuantizer(g, cfg.activation, s.node.name, "tanh", cfg.table_f), "lut", func="tanh")
+
+    def _do_softmax(self, s: Step) -> None:
+        cfg, axis = self.cfg, s.attrs["axis"]
+
+        def make(g: tuple[int, ...], n: int) -> SoftmaxQuantizer:
+            return SoftmaxQuantizer(g, cfg.activation, s.node.name, axis, cfg.softmax_exp_f, cfg.softmax_inv_f, cfg.softmax_sum_f)
+
+        self._table(s, make, "softmax", axis=axis)
+
+    def _do_maxpool(self, s: Step) -> None:
+        x = self.env[s.inputs[0].name]
+        a = s.attrs
+        pool = F.max_pool1d if a["nd"] == 1 else F.max_pool2d
+        node = self.g.call_function(pool, (x, a["kernel"], a["stride"], tuple(p for p, _ in a["pads"])))
+        self._emit(s, node, "maxpool", [x.name], **a)
+
+    def _pool_quant(self, s: Step, kind: str, **attrs: Any) -> None:
+        x = self.env[s.inputs[0].name]
+        shape = self._shape(s.node.name)
+        cfg = self.cfg.activation
+        rec = Rec(kind, [x.name], dict(attrs), shape)
+        node = self._act(x, shape, cfg, s.node.name, make=lambda g, n: AvgPoolQuantizer(g, cfg, s.node.name, **attrs), record=rec)
+        rec.attrs["spec"] = self.quantized[node.name]
+        self.env[s.node.name] = node
+
+    def _do_avgpool(self, s: Step) -> None:
+        self._pool_quant(s, "avgpool", **s.attrs)
+
+    def _do_global_avgpool(self, s: Step) -> None:
+        self._pool_quant(s, "global_avgpool", nd=0)
+
+    def _do_global_maxpool(self, s: Step) -> None:
+        x = self.env[s.inputs[0].name]
+        dims = tuple(range(2, len(self._shape(s.inputs[0].name)) + 1))
+        node = self.g.call_function(torch.amax, (x, dims, True))
+        self._emit(s, node, "global_maxpool", [x.name])
+
+    def _do_reshape(self, s: Step) -> None:
+        x = self.env[s.inputs[0].name]
+        shape = self._shape(s.node.name)
+        self._emit(s, self.g.call_method("reshape", (x, (-1, *shape))), "reshape", [x.name])
+
+    def _do_permute(self, s: Step) -> None:
+        x = self.env[s.inputs[0].name]
+        perm = s.attrs["perm"]
+        node = self.g.call_method("permute", (x, 0, *(p + 1 for p in perm)))
+        self._emit(s, node, "permute", [x.name], perm=perm)
+
+    def _do_cat(self, s: Step) -> None:
+        xs = [self.env[a.name] for a in s.inputs]
+        node = self.g.call_function(torch.cat, (xs, s.attrs["axis"] + 1))
+        self._emit(s, node, "cat", [x.name for x in xs], axis=s.attrs["axis"])
+
+    def _do_identity(self, s: Step) -> None:
+        self.env[s.node.name] = self.env[s.inputs[0].name]
+
+    def _do_dropout(self, s: Step) -> None:
+        x = self.env[s.inputs[0].name]
+        p = s.attrs.get("p", getattr(s.module, "p", 0.5))
+        node = self._module(f"{s.node.name}", nn.Dropout(p), (x,))
+        self._emit(s, node, "identity", [x.name])
+
+    def _binary(self, s: Step, fn: Any) -> None:
+        ops, specs, names = [], [], []
+        for n, a in enumerate(s.inputs):
+            if isinstance(a, fx.Node):
+                q = self._quantized(a)
+                ops.append(q)
+                specs.append(self.quantized[q.name])
+                names.append(q.name)
+            else:
+                spec, node = self._param(torch.tensor(float(a)), f"{s.node.name}_c{n}", self.cfg.constant)
+                ops.append(node)
+                specs.append(spec)
+                names.append(spec)
+        self._emit(s, self.g.call_function(fn, tuple(ops)), s.kind, names)
+        self.costs.append(CostTerm("add" if s.kind in ("add", "sub") else "mul", (specs[0], specs[1])))
+
+    def _do_add(self, s: Step) -> None:
+        self._binary(s, operator.add)
+
+    def _do_sub(self, s: Step) -> None:
+        self._binary(s, operator.sub)
+
+    def _do_mul(self, s: Step) -> None:
+        self._binary(s, operator.mul)
+
+
+def build_body(traced: Traced, cfg: ShimConfig) -> tuple[fx.GraphModule, Plan]:
+    """The shim body (an fx GraphModule) and its plan."""
+    return _Builder(traced, cfg).build()

@@ -1,0 +1,82 @@
+"""hls4ml backend on whole imported models: an HGQ2 Keras model through ``hgqir.from_keras``.
+
+The model has what HGQ2 users build: a convolution, max and average pools, a flatten, dense
+layers, batchnorm, a function table and a softmax, all with HGQ2's per-element quantizers
+calibrated by ``trace_minmax``. The compiled hls4ml project must equal the interpreter on
+inputs far beyond the calibration data, and hls4ml's own conversion of the same Keras model
+(HGQ2's route) must agree too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import hgqir
+
+pytest.importorskip("hls4ml")
+pytest.importorskip("hgq")
+pytestmark = pytest.mark.slow
+
+
+def hgq2_model() -> Any:
+    import keras
+    from hgq.layers import (
+        QAveragePooling2D,
+        QBatchNormalization,
+        QConv2D,
+        QDense,
+        QMaxPooling2D,
+        QSoftmax,
+        QUnaryFunctionLUT,
+    )
+    from hgq.utils import trace_minmax
+
+    keras.utils.set_random_seed(3)
+    inp = keras.layers.Input((8, 8, 2))
+    h = QConv2D(4, 3, padding="same", activation="relu")(inp)
+    h = QMaxPooling2D(2)(h)
+    h = QAveragePooling2D(2)(h)
+    h = keras.layers.Flatten()(h)
+    h = QDense(10)(h)
+    h = QBatchNormalization()(h)
+    h = QUnaryFunctionLUT(keras.ops.tanh, allow_heterogeneous_table=False)(h)  # hls4ml needs one table
+    h = QSoftmax()(QDense(5)(h))
+    model = keras.Model(inp, h)
+    trace_minmax(model, np.random.default_rng(0).normal(size=(256, 8, 8, 2)).astype("float32"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, hgqir.Graph]:
+    model = hgq2_model()
+    g = hgqir.from_keras(model)
+    prj = hgqir.emit(g, "hls4ml", tmp_path_factory.mktemp("hgq2"))
+    return model, prj.compile(), g
+
+
+def test_hgq2_model_is_exact(imported: tuple[Any, Any, hgqir.Graph]) -> None:
+    _, prj, g = imported
+    x = np.random.default_rng(1).normal(size=(200, 8, 8, 2)) * 4  # 4x the calibration range
+    got, want = prj.predict(x), g.run(x)
+    assert got.shape == want.shape == (200, 5)
+    assert np.array_equal(got, want)
+
+
+def test_hgq2_own_hls4ml_conversion_agrees(imported: tuple[Any, Any, hgqir.Graph], tmp_path: Path) -> None:
+    from hls4ml.converters import convert_from_keras_model
+
+    model, prj, g = imported
+    theirs = convert_from_keras_model(
+        model,
+        output_dir=str(tmp_path),
+        backend="Vitis",
+        io_type="io_parallel",
+        hls_config={"Model": {"Precision": "fixed<16,6>", "ReuseFactor": 1}},
+    )
+    theirs.compile()
+    x = np.random.default_rng(2).normal(size=(100, 8, 8, 2))
+    assert np.array_equal(np.asarray(theirs.predict(np.ascontiguousarray(x))).reshape(100, 5), prj.predict(x))
