@@ -181,15 +181,15 @@ def _plain_merge(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
 def _plain_avgpool(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     """A float average pool is exact only over power-of-two counts (checked by the support test)."""
     layer = node.layer
-    if type(layer) in (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D):
+    if isinstance(layer, (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)):
         return [em.add(OpKind.GLOBAL_AVGPOOL, xs, node.name)]
-    kind = OpKind.AVGPOOL1D if type(layer) is L.AveragePooling1D else OpKind.AVGPOOL2D
+    kind = OpKind.AVGPOOL1D if isinstance(layer, L.AveragePooling1D) else OpKind.AVGPOOL2D
     return [em.add(kind, xs, node.name, count_pad=False, **window_attrs(layer, xs[0].shape))]
 
 
 def plain_avgpool_reason(layer: Any) -> str | None:
     shape = tuple(int(d) for d in layer.input.shape[1:])
-    if type(layer) in (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D):
+    if isinstance(layer, (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)):
         counts = np.array([int(np.prod(shape[:-1]))])
     else:
         counts = pool_counts(shape[:-1], tuple(layer.pool_size), tuple(layer.strides), layer.padding)

@@ -59,18 +59,25 @@ class QDense(keras.layers.Dense):
             self.bq.build(self.bias.shape)
 
     def call(self, x: Any, training: Any = None) -> Any:
-        y = ops.matmul(self.iq(x, training=training), self.kq(self.kernel, training=training))
+        wq = self.kq(self.kernel, training=training)
+        y = ops.matmul(self.iq(x, training=training), wq)
         if self.bq is not None:
             y = y + self.bq(self.bias, training=training)
+        if training:
+            wb = self.kq.train_bits(ops.stop_gradient(wq))
+            self.ebops_now = self._cost(ops.broadcast_to(self.iq.train_bits(), self.iq.shape), wb)
         return self.activation(y)
 
+    def _cost(self, xb: Any, wb: Any) -> Any:
+        """sum_j bits(x_j) * sum_o bits(w_jo) (x bits summed over leading axes; wb 0 for zero weights)."""
+        xb = ops.sum(ops.reshape(xb, (-1, self.kernel.shape[0])), axis=0)
+        return ops.sum(xb * ops.sum(wb, axis=1))
+
     def ebops(self, dtype: Any = None) -> Any:
-        """sum_j bits(x_j) * sum_o bits(w_jo) over non-zero weights (x bits summed over leading axes)."""
+        """Exact EBOPs of the current types (the IR rule)."""
         dtype = dtype or self.compute_dtype
-        xb = ops.reshape(_bits_full(self.iq, dtype), (-1, self.kernel.shape[0]))
-        wq = ops.stop_gradient(self.kq.call(self.kernel))
-        wb = ops.cast(self.kq.bits(wq), dtype)
-        return ops.sum(ops.sum(xb, axis=0) * ops.sum(wb, axis=1))
+        wq = self.kq.call(self.kernel)
+        return self._cost(_bits_full(self.iq, dtype), ops.cast(self.kq.bits(wq), dtype))
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
@@ -118,16 +125,20 @@ class _QConvMixin:
         return ops.conv(x, kernel, strides=list(self.strides), padding=padding)  # type: ignore[attr-defined]
 
     def call(self, x: Any, training: Any = None) -> Any:
-        y = self._conv(self.iq(x, training=training), self.kq(self.kernel, training=training))  # type: ignore[attr-defined]
+        wq = self.kq(self.kernel, training=training)  # type: ignore[attr-defined]
+        y = self._conv(self.iq(x, training=training), wq)
         if self.bq is not None:
             y = y + self.bq(self.bias, training=training)  # type: ignore[attr-defined]
+        if training:
+            xb = ops.broadcast_to(self.iq.train_bits(), self.iq.shape)[None]
+            self.ebops_now = ops.sum(self._conv(xb, self.kq.train_bits(ops.stop_gradient(wq))))
         return self.activation(y)  # type: ignore[attr-defined]
 
     def ebops(self, dtype: Any = None) -> Any:
         """Sum over output positions of patch bits times non-zero weight bits (the IR rule)."""
         dtype = dtype or self.compute_dtype  # type: ignore[attr-defined]
         xb = _bits_full(self.iq, dtype)[None]
-        wq = ops.stop_gradient(self.kq.call(self.kernel))  # type: ignore[attr-defined]
+        wq = self.kq.call(self.kernel)  # type: ignore[attr-defined]
         return ops.sum(self._conv(xb, ops.cast(self.kq.bits(wq), dtype)))
 
     def get_config(self) -> dict[str, Any]:
@@ -194,7 +205,11 @@ class QBatchNorm(keras.layers.BatchNormalization):
         else:
             mean, var = self.moving_mean, self.moving_variance
         scale, offset = self.affine(ops.cast(mean, x.dtype), ops.cast(var, x.dtype))
-        return xq * self.sq(scale, training=training) + self.oq(offset, training=training)
+        sq = self.sq(scale, training=training)
+        if training:
+            xb = ops.broadcast_to(self.iq.train_bits(), self.iq.shape)
+            self.ebops_now = ops.sum(xb * self.sq.train_bits(ops.stop_gradient(sq)))
+        return xq * sq + self.oq(offset, training=training)
 
     def quantized_affine(self) -> tuple[Any, Any]:
         """Inference scale and offset, quantized."""
@@ -259,16 +274,18 @@ class QMerge(keras.layers.Layer):
         y = qs[0]
         for v in qs[1:]:
             y = self._combine(y, v)
+        if training:
+            self.ebops_now = self.ebops(train=True)
         return y
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         dims = [tuple(s[1:]) for s in input_shape]
         return (input_shape[0][0], *np.broadcast_shapes(*dims))
 
-    def ebops(self, dtype: Any = None) -> Any:
+    def ebops(self, dtype: Any = None, train: bool = False) -> Any:
         """IR rules per binary step: add/sub max(bits), mul bits*bits; chained steps use exact types."""
         dtype = dtype or self.compute_dtype
-        kifs = [tuple(ops.cast(ops.broadcast_to(t, q.shape), dtype) for t in q.kif()) for q in self.iqs]
+        kifs = [tuple(ops.cast(ops.broadcast_to(t, q.shape), dtype) for t in q.kif(train)) for q in self.iqs]
         total = ops.zeros((), dtype)
         acc = _interval(*kifs[0])
         for n, kif in enumerate(kifs[1:]):
@@ -353,8 +370,10 @@ class QAvgPool(keras.layers.Layer):
             return avg
         fu = self.union_f()
         counts = ops.cast(ops.convert_to_tensor(self.counts[..., None]), avg.dtype)
-        total = ops.round(avg * counts * exp2(fu))
-        q = ops.floor(total * float(2**self.extra) / counts)
+        num = ops.round(avg * counts * exp2(fu)) * float(2**self.extra)
+        q = ops.floor(num / counts)
+        # exact floor division even if a graph optimizer turns / into * reciprocal
+        q = ops.where((q + 1.0) * counts <= num, q + 1.0, ops.where(q * counts > num, q - 1.0, q))
         return q * exp2(-(fu + self.extra))
 
     def get_config(self) -> dict[str, Any]:

@@ -78,6 +78,14 @@ class ShimModel(keras.Model):
             total = total + t
         return total
 
+    def _training_ebops(self) -> Any:
+        """The EBOPs each costed layer computed in its training call (same trace)."""
+        terms = [layer.ebops_now for layer in self.costed_layers()]
+        total = ops.zeros((), self.compute_dtype)
+        for t in terms:
+            total = total + ops.cast(t, total.dtype)
+        return total
+
     def ebops(self) -> float:
         """Current EBOPs, computed in float64 (equals ``hgqir.bops(g).total`` of the import)."""
         return float(ops.convert_to_numpy(self.ebops_tensor("float64")))
@@ -87,7 +95,7 @@ class ShimModel(keras.Model):
             self.refresh_tables()
         outputs = super().call(inputs, training=training, mask=mask)
         if training:
-            e = self.ebops_tensor()
+            e = self._training_ebops()
             # Functional.add_loss is symbolic-only; the eager Layer version is what call() needs
             keras.layers.Layer.add_loss(self, ops.cast(self.beta, e.dtype) * e)
             self.ebops_metric.update_state(e)

@@ -21,6 +21,7 @@ type is the tightest one holding its value (``k`` = value < 0, ``i`` from the ma
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -37,6 +38,20 @@ SAT_MODES = (OverflowMode.SAT, OverflowMode.SAT_SYM, OverflowMode.SAT_ZERO)
 def exp2(e: Any) -> Any:
     """``2**e`` for integer-valued ``e`` (exact)."""
     return ops.power(2.0, e)
+
+
+def read(v: Any) -> Any:
+    """A tensor with a variable's current value (Keras' convert_to_tensor returns the variable)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(v.value)
+    return ops.convert_to_tensor(v)
+
+
+def exact_round(v: Any) -> Any:
+    """``floor(v + 0.5)``: the integer a bit-width parameter stands for (no gradient)."""
+    return ops.floor(v + 0.5)
 
 
 def ste_round(v: Any) -> Any:
@@ -106,7 +121,11 @@ def quantize_exact(x: Any, k: Any, i: Any, f: Any, rmode: RoundMode, omode: Over
 
 
 def quantize_train(x: Any, k: Any, i: Any, f: Any, rmode: RoundMode, omode: OverflowMode | None) -> Any:
-    """Training quantization with the HGQ gradients (``omode=None``: round only, as WRAP trains)."""
+    """Training quantization with plain autodiff: ``i`` and ``f`` are already integer-valued.
+
+    Used where speed does not matter (table outputs); the quantizer layers use the fused
+    :func:`train_quantize` below.
+    """
     scale = exp2(f)
     if omode in SAT_MODES:
         hi = exp2(i) - 1.0 / scale
@@ -116,6 +135,94 @@ def quantize_train(x: Any, k: Any, i: Any, f: Any, rmode: RoundMode, omode: Over
     q = round_lsb(ops.stop_gradient(xs), rmode)
     xq = (xs + ops.stop_gradient(q - xs)) / scale
     return ops.where(k + i + f > 0, xq, 0.0)
+
+
+def _round_fast(v: Any, mode: RoundMode) -> Any:
+    """Training rounding: ``floor(v + 0.5)`` for RND (one op less), exact rules otherwise."""
+    return ops.floor(v + 0.5) if mode is RoundMode.RND else round_lsb(v, mode)
+
+
+def _reduce_to(t: Any, axes: tuple[int, ...], shape: tuple[int, ...]) -> Any:
+    return ops.reshape(ops.sum(t, axis=axes), shape)
+
+
+def train_quantize(x: Any, k: Any, i_var: Any, f_var: Any, rmode: RoundMode, omode: OverflowMode | None,
+                   axes: tuple[int, ...]) -> Any:
+    """Training forward and HGQ gradients in one fused op (few graph nodes, hand-written backward).
+
+    ``i_var`` and ``f_var`` are the raw parameters (rounded inside, gradients straight through);
+    ``axes`` reduce a gradient of ``x``'s shape to the parameter shape. ``omode=None`` rounds
+    only (WRAP while training); SAT modes clip first with gradients to ``i`` and ``f``.
+    """
+    pshape = tuple(f_var.shape)
+    ln2 = math.log(2.0)
+
+    @ops.custom_gradient
+    def fn(x: Any, k: Any, i_var: Any, f_var: Any) -> Any:
+        f = ops.floor(f_var + 0.5)
+        i = ops.floor(i_var + 0.5)
+        scale = exp2(f)
+        live = k + i + f > 0
+        xc = x
+        if omode in SAT_MODES:
+            top = exp2(i)
+            hi = top - 1.0 / scale
+            lo = -k * (hi if omode is OverflowMode.SAT_SYM else top)
+            xc = ops.minimum(ops.maximum(x, lo), hi)
+        xq = _round_fast(xc * scale, rmode) / scale
+        out = ops.where(live, xq, 0.0)
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            g = ops.where(live, args[0] if upstream is None else upstream, 0.0)
+            dk = ops.zeros_like(k)
+            if omode not in SAT_MODES:
+                df = _reduce_to(g * (xc - xq), axes, pshape) * ln2
+                return g, dk, ops.zeros_like(i_var), df
+            over, under = x > hi, x < lo
+            g_over, g_under = ops.where(over, g, 0.0), ops.where(under, g, 0.0)
+            dx = g - g_over - g_under
+            df = _reduce_to(g * (xc - xq) + g_over / scale, axes, pshape) * ln2
+            di = _reduce_to(g_over * top - g_under * (k * top), axes, pshape) * ln2
+            return dx, dk, di, df
+
+        return out, grad
+
+    return fn(x, k, i_var, f_var)
+
+
+def train_round_weights(w: Any, f_var: Any, rmode: RoundMode, axes: tuple[int, ...]) -> Any:
+    """Fused training rounding of a constant (no overflow): ``dw`` straight through, HGQ ``df``."""
+    pshape = tuple(f_var.shape)
+    ln2 = math.log(2.0)
+
+    @ops.custom_gradient
+    def fn(w: Any, f_var: Any) -> Any:
+        scale = exp2(ops.floor(f_var + 0.5))
+        wq = _round_fast(w * scale, rmode) / scale
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            g = args[0] if upstream is None else upstream
+            return g, _reduce_to(g * (w - wq), axes, pshape) * ln2
+
+        return wq, grad
+
+    return fn(w, f_var)
+
+
+def train_bits(k: Any, i_var: Any, f_var: Any) -> Any:
+    """``max(k + round(i) + round(f), 0)`` with gradient 1 to ``i`` and ``f`` where positive."""
+    width = k + ops.floor(i_var + 0.5) + ops.floor(f_var + 0.5)
+    return ops.relu(i_var + f_var + ops.stop_gradient(width - i_var - f_var))
+
+
+def train_weight_bits(wq: Any, f_var: Any) -> Any:
+    """Tightest width of each quantized value (0 where 0), gradient 1 to ``f``; log2 need not be exact."""
+    f = ops.floor(f_var + 0.5)
+    a = ops.abs(wq)
+    neg = ops.cast(wq < 0, wq.dtype)
+    top = a + (1.0 - neg) * exp2(-f)
+    fixed = neg + ops.ceil(ops.log2(top)) + f - f_var
+    return ops.where(a > 0, f_var + ops.stop_gradient(fixed), 0.0)
 
 
 # ---------------------------------------------------------------- parameter shapes
@@ -202,19 +309,25 @@ class Quantizer(keras.layers.Layer):
                                  trainable=not self.wraps, constraint=ClipConstraint(-32.0, 32.0))
         self.k = self.add_weight(name="k", shape=pshape, initializer=const(self.k0), trainable=False)
 
-    def kif(self) -> tuple[Any, Any, Any]:
-        """``(k, i, f)`` tensors with the integer values used (straight-through)."""
-        return ops.convert_to_tensor(self.k), ste_round(self.i), ste_round(self.f)
+    def kif(self, train: bool = False) -> tuple[Any, Any, Any]:
+        """``(k, i, f)`` tensors with the integer values used.
+
+        ``train=True``: straight-through gradients (``v + sg(round(v) - v)``, which graph
+        optimizers may evaluate an ulp off); otherwise exact integers without gradients.
+        """
+        rnd = ste_round if train else exact_round
+        return read(self.k), rnd(read(self.i)), rnd(read(self.f))
 
     def call(self, x: Any, training: Any = None) -> Any:
         k, i, f = self.kif()
         if self._trace is not None:
             return self._record(x, f)
         if training:
+            axes = self._reduce_axes(len(x.shape))
+            kv, iv, fv = (read(v) for v in (self.k, self.i, self.f))
             if self.wraps:
-                self._track(x, f)
-                return quantize_train(x, k, i, f, self.round_mode, None)
-            return quantize_train(x, k, i, f, self.round_mode, self.overflow_mode)
+                self._track(x, fv)
+            return train_quantize(x, kv, iv, fv, self.round_mode, None if self.wraps else self.overflow_mode, axes)
         return quantize_exact(x, k, i, f, self.round_mode, self.overflow_mode)
 
     def _reduce_axes(self, rank: int) -> tuple[int, ...]:
@@ -225,14 +338,19 @@ class Quantizer(keras.layers.Layer):
         return tuple(range(rank))
 
     def _track(self, x: Any, f: Any) -> None:
+        """Running integer bits of a WRAP quantizer (approximate log2 is fine: calibration decides)."""
         amax = ops.max(ops.abs(ops.stop_gradient(x)), axis=self._reduce_axes(len(x.shape)))
-        need = ceil_log2(ops.reshape(amax, self.f.shape) + exp2(-ops.stop_gradient(f)))
+        need = ops.ceil(ops.log2(ops.reshape(amax, self.f.shape) + exp2(-ops.floor(f + 0.5))))
         self.i.assign(ops.maximum(self.i - self.i_decay, need))
 
     def bits(self) -> Any:
-        """Width per parameter element (differentiable): ``max(k + i + f, 0)``."""
+        """Exact width per parameter element, ``max(k + i + f, 0)`` (reports; no gradient)."""
         k, i, f = self.kif()
         return ops.relu(k + i + f)
+
+    def train_bits(self) -> Any:
+        """:meth:`bits` with fewer graph nodes (the training regularizer)."""
+        return train_bits(read(self.k), read(self.i), read(self.f))
 
     # ---------------------------------------------------------- numpy side
     def kif_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -299,14 +417,19 @@ class WeightQuantizer(keras.layers.Layer):
                                  constraint=ClipConstraint(*self.f_range))
 
     def call(self, w: Any, training: Any = None) -> Any:
-        f = ste_round(self.f)
         if training:
-            return quantize_train(w, 1.0, 64.0, f, self.round_mode, None)
-        return quantize_exact(w, 1.0, 64.0, f, self.round_mode, None)
+            pshape = tuple(self.f.shape)
+            axes = tuple(n for n, a in enumerate(self.shape) if not pshape or pshape[n] != a)
+            return train_round_weights(w, read(self.f), self.round_mode, axes)
+        return quantize_exact(w, 1.0, 64.0, exact_round(read(self.f)), self.round_mode, None)
+
+    def train_bits(self, wq: Any) -> Any:
+        """:meth:`bits` with fewer graph nodes (the training regularizer)."""
+        return train_weight_bits(wq, read(self.f))
 
     def bits(self, wq: Any) -> Any:
-        """Width of the tightest type of each quantized value (0 where it is 0); grads reach ``f``."""
-        f = ste_round(self.f) + ops.zeros_like(wq)
+        """Exact width of the tightest type of each quantized value (0 where it is 0), for reports."""
+        f = exact_round(read(self.f)) + ops.zeros_like(wq)
         a = ops.stop_gradient(ops.abs(wq))
         neg = ops.stop_gradient(wq) < 0
         top = ops.where(neg, a, a + exp2(-ops.stop_gradient(f)))

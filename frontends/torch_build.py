@@ -89,11 +89,13 @@ class _Builder:
         self.specs.append(QSpec(name, role, tuple(shape), config, source))
         return len(self.specs) - 1
 
-    def _bank_out(self, spec: int, i: bool = False) -> fx.Node:
+    def _bank_out(self, spec: int, item: int = 0) -> fx.Node:
+        """Bank output ``item`` of a spec: 0 value or ``f``, 1 learned ``i``, 2 ``vmax``, 3 ``vmin``."""
         assert self.bank_node is not None
-        return self.g.call_function(operator.getitem, (self.bank_node, 2 * spec + int(i)))
+        return self.g.call_function(operator.getitem, (self.bank_node, 4 * spec + item))
 
-    def _param(self, tensor: torch.Tensor, source: str, config: QuantizerConfig) -> tuple[int, fx.Node]:
+    def _param(self, tensor: torch.Tensor, source: str, config: QuantizerConfig,
+               shape: tuple[int, ...] | None = None) -> tuple[int, fx.Node]:
         """Spec and quantized-value node of a weight, bias or constant (shared layers reuse them)."""
         if source in self.param_cache:
             return self.param_cache[source]
@@ -101,7 +103,7 @@ class _Builder:
         assert self.bank_node is not None
         with self.g.inserting_before(self.bank_node):
             self.param_nodes.append(self.g.get_attr(source))
-        spec = self._spec(source, "param", tuple(tensor.shape), config, source)
+        spec = self._spec(source, "param", tuple(tensor.shape) if shape is None else shape, config, source)
         self.param_cache[source] = (spec, self._bank_out(spec))
         return self.param_cache[source]
 
@@ -119,9 +121,9 @@ class _Builder:
         spec = self._spec(base, "act", shape, config)
         group = self.specs[spec].group
         module = make(group, spec) if make else ActQuantizer(group, config, base)
-        args: tuple[Any, ...] = (x, self._bank_out(spec))
+        args: tuple[Any, ...] = (x, self._bank_out(spec), self._bank_out(spec, 2), self._bank_out(spec, 3))
         if config.learns_i:
-            args += (self._bank_out(spec, i=True),)
+            args += (self._bank_out(spec, 1),)
         node = self._module(base, module, args, spec)
         self.records[node.name] = record or Rec("quant", [x.name], {"spec": spec}, shape)
         self.quantized[node.name] = spec
@@ -148,7 +150,7 @@ class _Builder:
             ph = self.env[s.node.name]
             shape = self._shape(s.node.name)
             rec = Rec("input", [], {"name": ph.name}, shape)
-            self.env[s.node.name] = self._act(ph, shape, self.cfg.input, f"{ph.name}_q", record=rec)
+            self.env[s.node.name] = self._act(ph, shape, self.cfg.input, f"{s.node.target}_q", record=rec)
             self.records[self.env[s.node.name].name].attrs["spec"] = self.quantized[self.env[s.node.name].name]
             plan_inputs.append(self.env[s.node.name].name)
         outputs: list[str] = []
@@ -309,7 +311,12 @@ class _Builder:
     def _binary(self, s: Step, fn: Any) -> None:
         ops, specs, names = [], [], []
         for n, a in enumerate(s.inputs):
-            if isinstance(a, fx.Node):
+            if isinstance(a, fx.Node) and a.op == "get_attr":
+                spec, node = self._attr(a, s)
+                ops.append(node)
+                specs.append(spec)
+                names.append(spec)
+            elif isinstance(a, fx.Node):
                 q = self._quantized(a)
                 ops.append(q)
                 specs.append(self.quantized[q.name])
@@ -321,6 +328,17 @@ class _Builder:
                 names.append(spec)
         self._emit(s, self.g.call_function(fn, tuple(ops)), s.kind, names)
         self.costs.append(CostTerm("add" if s.kind in ("add", "sub") else "mul", (specs[0], specs[1])))
+
+    def _attr(self, a: fx.Node, s: Step) -> tuple[int, fx.Node]:
+        """A parameter or buffer operand, quantized as a weight (a leading batch-size-1 axis dropped)."""
+        from .torch_shim import fetch
+
+        tensor = fetch(self.t.gm, str(a.target))
+        other = next(x for x in s.inputs if isinstance(x, fx.Node) and x.op != "get_attr")
+        shape = tuple(tensor.shape)
+        if len(shape) == len(self._shape(other.name)) + 1:  # [1, ...] spans the batch axis with size 1
+            shape = shape[1:]
+        return self._param(tensor, str(a.target), self.cfg.weight, shape)
 
     def _do_add(self, s: Step) -> None:
         self._binary(s, operator.add)

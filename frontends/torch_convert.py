@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, OpKind, Value
 from hgqir.ops import build_lut
@@ -219,8 +221,16 @@ class Converter:
     def _binary(self, name: str, rec: Rec, kind: OpKind) -> None:
         tensors = [n for n in rec.inputs if isinstance(n, str)]
         perm = self.perm_of(tensors[0])
-        ops = [self.get(n, perm) if isinstance(n, str) else self.const(n, (), f"{name}_c") for n in rec.inputs]
+        ops = [self.get(n, perm) if isinstance(n, str) else self._scalar(n, perm, f"{name}_c") for n in rec.inputs]
         self._set(name, self.g.add(kind, ops, name=name).result, perm)
+
+    def _scalar(self, spec: int, perm: Perm, name: str) -> Value:
+        """A quantized constant operand, at the operands' rank and layout (PyTorch broadcasting)."""
+        k, i, f, values = self.types[spec]
+        assert values is not None
+        shape = (1,) * (len(perm) - values.ndim) + values.shape
+        arrs = [np.reshape(a, shape).transpose(perm) for a in (k, i, f, values)]
+        return self.g.const(arrs[3], FixedType(arrs[0].shape, *arrs[:3]), name=name)
 
     def _do_add(self, name: str, rec: Rec) -> None:
         self._binary(name, rec, OpKind.ADD)

@@ -6,19 +6,19 @@ add and sub sum ``max(bits(a), bits(b))``. All of them are gathered, once, into 
 over one flat vector of bit counts (weights per element, activations per group), so one
 autograd call computes the total: ``sum_r (A bits)_r * (B bits)_r + sum max(bits[p], bits[q])``.
 
-The vector's layout follows the bank: free weight blocks (element by element), saturating
-weights, batchnorm scales and offsets (per channel), then activation groups.
+The vector's layout is :class:`~hgqir.frontends.torch_bits.BitLayout`.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from .torch_bank import QuantBank
+from .torch_bits import BitLayout, gradient_to_params
 
 Tensor = torch.Tensor
 
@@ -32,29 +32,6 @@ class CostTerm:
     specs: tuple[int, int]
     """(input activation spec, weight / scale spec); for mul and add the two operands."""
     attrs: dict[str, Any] = field(default_factory=dict)
-
-
-def columns(bank: QuantBank) -> tuple[dict[int, np.ndarray], int]:
-    """Column of every element of every spec's tensor in the flat bit-count vector, and its length."""
-    cols: dict[int, np.ndarray] = {}
-    off = 0
-    for block in bank.blocks:
-        for n in block.specs:
-            s = bank.specs[n]
-            cols[n] = np.arange(s.size).reshape(s.shape) + off
-            off += s.size
-    for n in bank.rest:
-        s = bank.specs[n]
-        if s.role == "act":
-            continue
-        cols[n] = np.arange(s.size).reshape(s.shape) + off
-        off += s.size
-    for n in bank.rest:
-        s = bank.specs[n]
-        if s.role == "act":
-            cols[n] = np.broadcast_to(np.arange(s.group_size).reshape(s.group), s.shape) + off
-            off += s.group_size
-    return cols, off
 
 
 def _dense(x: np.ndarray, w: np.ndarray) -> tuple[list[np.ndarray], ...]:
@@ -90,9 +67,9 @@ def _bn(x: np.ndarray, s: np.ndarray) -> tuple[Any, ...]:
     return (rows, s.reshape(-1)), (np.broadcast_to(rows[:, None], xs.shape).reshape(-1), xs.reshape(-1))
 
 
-def build_index(bank: QuantBank, terms: list[CostTerm]) -> EbopsIndex:
+def build_index(layout: BitLayout, terms: list[CostTerm]) -> EbopsIndex:
     """Index arrays of the bilinear and max terms of every costed op."""
-    cols, n_bits = columns(bank)
+    cols, n_bits = layout.columns, layout.size
     ra, ca, rb, cb, ma, mb = [], [], [], [], [], []
     base = 0
     for t in terms:
@@ -168,11 +145,13 @@ class EbopsIndex:
     def tensors(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
         key = (dtype, device)
         if key not in self._cache:
-            mats = tuple(
-                torch.sparse_csr_tensor(torch.from_numpy(cr), torch.from_numpy(co), torch.from_numpy(v).to(dtype),
-                                        size=shape, device=device)
-                for cr, co, v, shape in self.mats
-            )
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+                mats = tuple(
+                    torch.sparse_csr_tensor(torch.from_numpy(cr), torch.from_numpy(co), torch.from_numpy(v).to(dtype),
+                                            size=shape, device=device, check_invariants=False)
+                    for cr, co, v, shape in self.mats
+                )
             self._cache[key] = mats + (torch.from_numpy(self.ma).to(device), torch.from_numpy(self.mb).to(device))
         return self._cache[key]
 
@@ -180,11 +159,18 @@ class EbopsIndex:
         return {**self.__dict__, "_cache": {}}
 
 
-class EbopsFn(torch.autograd.Function):
-    """``sum_r (A b)_r (B b)_r + sum max(b[p], b[q])`` with its gradient in closed form."""
+class RegFn(torch.autograd.Function):
+    """``scale * EBOPs + l1 * sum(bits)`` of a shim, as a function of its ``f`` (and ``i``).
+
+    EBOPs ``= sum_r (A b)_r (B b)_r + sum max(b[p], b[q])`` over the bit counts ``b``, which are
+    computed without autograd; the backward pass maps ``d/db`` (masked where a width is clipped
+    at 0 or a weight is zero) straight onto ``f`` and ``i``: a handful of ops per step.
+    """
 
     @staticmethod
-    def forward(ctx: Any, bits: Tensor, index: EbopsIndex) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, f: Tensor, i: Tensor | None, qmod: Any, scale: float, l1: float) -> Tensor:  # type: ignore[override]
+        bits = qmod.bit_counts()
+        index: EbopsIndex = qmod.ebops_index
         a, b, at, bt, ma, mb = index.tensors(bits.dtype, bits.device)
         u, v = a @ bits, b @ bits
         total = torch.dot(u, v)
@@ -193,17 +179,22 @@ class EbopsFn(torch.autograd.Function):
             pa, pb = bits.index_select(0, ma), bits.index_select(0, mb)
             first = pa >= pb
             total = total + torch.where(first, pa, pb).sum()
-        ctx.save_for_backward(u, v, first)
-        ctx.index = index
-        ctx.n = bits.numel()
-        return total
+        ctx.save_for_backward(bits, u, v, first)
+        ctx.qmod, ctx.scale, ctx.l1 = qmod, scale, l1
+        value = total * scale
+        return value + bits.sum() * l1 if l1 else value
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        u, v, first = ctx.saved_tensors
-        _, _, at, bt, ma, mb = ctx.index.tensors(u.dtype, u.device)
+        bits, u, v, first = ctx.saved_tensors
+        _, _, at, bt, ma, mb = ctx.qmod.ebops_index.tensors(bits.dtype, bits.device)
         grad = at @ v + bt @ u
         if ma.numel():
             one = first.to(u.dtype)
             grad = grad.index_add(0, ma, one).index_add(0, mb, 1.0 - one)
-        return grad * g, None
+        grad = grad * (g * ctx.scale)
+        if ctx.l1:
+            grad = grad + g * ctx.l1
+        grad = grad * torch.sign(bits)  # no gradient where a width is clipped at 0 (or a weight is 0)
+        gf, gi = gradient_to_params(ctx.qmod.bit_layout, ctx.qmod.bank, grad)
+        return gf.to(ctx.qmod.bank.f.dtype), gi, None, None, None

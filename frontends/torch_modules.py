@@ -33,7 +33,11 @@ Tensor = torch.Tensor
 
 
 class ActQuantizer(nn.Module):
-    """Quantizer of an activation (or a model input / output) with per-group bit counts."""
+    """Quantizer of an activation (or a model input / output) with per-group bit counts.
+
+    Stateless: ``f`` (and ``i``) and the running range views ``vmax``/``vmin`` come from the
+    bank as call arguments, so that all of them live in a few flat tensors.
+    """
 
     def __init__(self, group: tuple[int, ...], config: QuantizerConfig, spec: str) -> None:
         super().__init__()
@@ -42,56 +46,52 @@ class ActQuantizer(nn.Module):
         self.round: RoundMode = config.round
         self.overflow: OverflowMode = config.overflow
         self.learns_i = config.learns_i
-        self.register_buffer("vmax", torch.full(self.group, -math.inf))
-        self.register_buffer("vmin", torch.full(self.group, math.inf))
         self.calibrating = False
         self._dims: tuple[int, ...] | None = None
 
     def extra_repr(self) -> str:
         return f"group={list(self.group)}, round={self.round.name}, overflow={self.overflow.name}"
 
-    def forward(self, x: Tensor, f: Tensor, i: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, f: Tensor, vmax: Tensor, vmin: Tensor, i: Tensor | None = None) -> Tensor:
         f = f if f.dtype == x.dtype else f.to(x.dtype)
         if self.calibrating:
-            return self.observe(round_exact(x, f.detach(), self.round))
+            return self.observe(round_exact(x, f.detach(), self.round), vmax, vmin)
         if self.training:
-            return self._train(x, f, i)
-        k, ii = self.ki(f.detach(), i)
+            return self._train(x, f, vmax, vmin, i)
+        k, ii = self.ki(f.detach(), vmax, vmin, i)
         return ExactQuant.apply(x, f, k, ii, self.round, self.overflow)
 
-    def _train(self, x: Tensor, f: Tensor, i: Tensor | None) -> Tensor:
+    def _train(self, x: Tensor, f: Tensor, vmax: Tensor, vmin: Tensor, i: Tensor | None) -> Tensor:
+        if self._dims is None:
+            self._dims = reduce_dims(tuple(x.shape[1:]), self.group)
         if not self.learns_i:
-            if self._dims is None:
-                self._dims = reduce_dims(tuple(x.shape[1:]), self.group)
-            return FreeQuant.apply(x, f, self.round, self.vmax, self.vmin, self._dims)
+            return FreeQuant.apply(x, f, self.round, vmax, vmin, self._dims)
         assert i is not None
-        k = (self.vmin < 0).to(x.dtype)
+        k = torch.clamp(torch.sign(-vmin), min=0.0).to(x.dtype)
         q = ClipQuant.apply(x, f, i.to(x.dtype), k, self.round, self.overflow is OverflowMode.SAT_SYM)
-        self.observe(q.detach())
+        self.observe(q.detach(), vmax, vmin)
         return q
 
     @torch.no_grad()
-    def observe(self, q: Tensor) -> Tensor:
-        """Fold a batch of quantized values into the running range."""
-        torch.maximum(self.vmax, reduce_to(q, self.group, "max"), out=self.vmax)
-        torch.minimum(self.vmin, reduce_to(q, self.group, "min"), out=self.vmin)
+    def observe(self, q: Tensor, vmax: Tensor, vmin: Tensor) -> Tensor:
+        """Fold a batch of quantized values into the running range (in place)."""
+        torch.maximum(vmax, reduce_to(q, self.group, "max").to(vmax.dtype), out=vmax)
+        torch.minimum(vmin, reduce_to(q, self.group, "min").to(vmin.dtype), out=vmin)
         return q
 
-    def reset(self) -> None:
-        """Forget the running range (calibration starts from scratch)."""
-        self.vmax.fill_(-math.inf)
-        self.vmin.fill_(math.inf)
-
-    def ki(self, f: Tensor, i: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def ki(self, f: Tensor, vmax: Tensor, vmin: Tensor, i: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Sign and integer bits per group: learned ``i`` (saturating) or from the range (WRAP)."""
+        vmin, vmax = vmin.to(f.dtype), vmax.to(f.dtype)
+        k, need = needed_ki(vmin, vmax, f)
         if self.learns_i and i is not None:
-            return (self.vmin < 0).to(f.dtype), i.to(f.dtype)
-        return needed_ki(self.vmin.to(f.dtype), self.vmax.to(f.dtype), f)
+            return k, i.to(f.dtype)
+        return k, need
 
-    def kif(self, f: Tensor, i: Tensor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def kif(self, f: Tensor, vmax: Tensor, vmin: Tensor, i: Tensor | None = None) -> tuple[np.ndarray, ...]:
         """Integer numpy ``k``, ``i``, ``f`` per group (what the IR gets)."""
-        k, ii = self.ki(f.detach().double(), None if i is None else i.detach().double())
-        return tuple(a.cpu().numpy().astype(np.int64) for a in (k, ii, f.detach().double()))  # type: ignore[return-value]
+        f64 = f.detach().double()
+        k, ii = self.ki(f64, vmax.detach(), vmin.detach(), None if i is None else i.detach().double())
+        return tuple(a.cpu().numpy().astype(np.int64) for a in (k, ii, f64))
 
 
 class TableQuantizer(ActQuantizer):
@@ -106,8 +106,8 @@ class TableQuantizer(ActQuantizer):
     def extra_repr(self) -> str:
         return f"{self.func}, out_f={self.out_f}, " + super().extra_repr()
 
-    def forward(self, x: Tensor, f: Tensor, i: Tensor | None = None) -> Tensor:
-        q = super().forward(x, f, i)
+    def forward(self, x: Tensor, f: Tensor, vmax: Tensor, vmin: Tensor, i: Tensor | None = None) -> Tensor:
+        q = super().forward(x, f, vmax, vmin, i)
         k, ii, ff = (float(v) for v in lut_out_kif(self.func, self.out_f))
         if self.training:
             y = torch.sigmoid(q) if self.func == "sigmoid" else torch.tanh(q)
@@ -118,10 +118,9 @@ class TableQuantizer(ActQuantizer):
             y = torch.from_numpy(FUNCTIONS[self.func](q.detach().cpu().double().numpy())).to(q)
             return quantize_exact(y, *(torch.tensor(v, dtype=y.dtype) for v in (k, ii, ff)),
                                   RoundMode.RND, OverflowMode.SAT)
-        return self._lookup(q, f, i)
+        return self._lookup(q, union_kif(*self.kif(f, vmax, vmin, i)))
 
-    def _lookup(self, q: Tensor, f: Tensor, i: Tensor | None) -> Tensor:
-        in_kif = union_kif(*self.kif(f, i))
+    def _lookup(self, q: Tensor, in_kif: tuple[int, int, int]) -> Tensor:
         key = (in_kif, q.dtype, q.device)
         if key not in self._tables:
             data, t = lut_table(self.func, in_kif, self.out_f)
@@ -142,10 +141,6 @@ class SoftmaxQuantizer(ActQuantizer):
         self.exp_f, self.inv_f, self.sum_f = int(exp_f), int(inv_f), int(sum_f)
         self._tables: dict[Any, tuple[SoftmaxTables, Tensor, Tensor]] = {}
 
-    def tables(self, f: Tensor, i: Tensor | None, n: int) -> SoftmaxTables:
-        """The tables for the current input type (cached)."""
-        return self._cached(union_kif(*self.kif(f, i)), n, torch.float64, torch.device("cpu"))[0]
-
     def _cached(self, in_kif: Any, n: int, dtype: torch.dtype, device: Any) -> tuple[SoftmaxTables, Tensor, Tensor]:
         key = (in_kif, n, dtype, device)
         if key not in self._tables:
@@ -154,13 +149,13 @@ class SoftmaxQuantizer(ActQuantizer):
             self._tables[key] = (t, to(t.exp_data, t.exp_type), to(t.inv_data, t.inv_type))
         return self._tables[key]
 
-    def forward(self, x: Tensor, f: Tensor, i: Tensor | None = None) -> Tensor:
-        q = super().forward(x, f, i)
+    def forward(self, x: Tensor, f: Tensor, vmax: Tensor, vmin: Tensor, i: Tensor | None = None) -> Tensor:
+        q = super().forward(x, f, vmax, vmin, i)
         dim = self.axis + 1
         if self.training or self.calibrating:
             return F.softmax(q, dim=dim)
         n = q.shape[dim]
-        t, exp_t, inv_t = self._cached(union_kif(*self.kif(f, i)), n, q.dtype, q.device)
+        t, exp_t, inv_t = self._cached(union_kif(*self.kif(f, vmax, vmin, i)), n, q.dtype, q.device)
         m = q.detach() * 2.0**t.in_f
         d = (m.amax(dim=dim, keepdim=True) - m).to(torch.int64).clamp(max=exp_t.numel() - 1)
         e = exp_t[d]
@@ -203,8 +198,8 @@ class AvgPoolQuantizer(ActQuantizer):
         out = total / count
         return out.squeeze(2) if self.nd == 1 else out
 
-    def forward(self, x: Tensor, f: Tensor, i: Tensor | None = None) -> Tensor:
-        return super().forward(self.mean(x), f, i)
+    def forward(self, x: Tensor, f: Tensor, vmax: Tensor, vmin: Tensor, i: Tensor | None = None) -> Tensor:
+        return super().forward(self.mean(x), f, vmax, vmin, i)
 
 
 class QBatchNorm(nn.Module):

@@ -236,10 +236,11 @@ def _method(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
 def _binary(kind: str, node: fx.Node, args: Any, kwargs: Any, shapes: dict[str, tuple[int, ...]]) -> Result:
     if kwargs.get("alpha", 1) != 1 or len(args) > 2:
         return f"{kind} with alpha"
-    ops = []
+    ops: list[Any] = []
     for a in args[:2]:
         if isinstance(a, fx.Node) and a.op == "get_attr":
-            return f"{kind} with a tensor attribute ({a.target}); use a scalar or a layer"
+            ops.append(a)  # a parameter or buffer: quantized like a weight
+            continue
         if isinstance(a, fx.Node):
             if a.name not in shapes:
                 return f"{kind} of a non-tensor value"
@@ -248,9 +249,15 @@ def _binary(kind: str, node: fx.Node, args: Any, kwargs: Any, shapes: dict[str, 
             ops.append(float(a))
         else:
             return f"{kind} with an operand of type {type(a).__name__}"
-    if not any(isinstance(a, fx.Node) for a in ops):
+    tensors = [a for a in ops if isinstance(a, fx.Node) and a.op != "get_attr"]
+    if not tensors:
         return None
-    tensors = [a for a in ops if isinstance(a, fx.Node)]
+    for a in ops:
+        if isinstance(a, fx.Node) and a.op == "get_attr":
+            shape = shapes.get(a.name, ())
+            full = len(shapes[tensors[0].name])
+            if len(shape) > full or (len(shape) == full and shape[0] != 1):
+                return f"{kind} with attribute {a.target} of shape {list(shape)} that spans the batch axis"
     if len(tensors) == 2 and _rank(tensors[0], shapes) != _rank(tensors[1], shapes):
         return f"{kind} of tensors of different rank {list(shapes[tensors[0].name])} and {list(shapes[tensors[1].name])}"
     if len(tensors) == 2 and any(shapes[t.name][0] != shapes[node.name][0] for t in tensors):

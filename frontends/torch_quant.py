@@ -29,27 +29,35 @@ Tensor = torch.Tensor
 
 # ---------------------------------------------------------------- exact casts
 def _round(v: Tensor, mode: RoundMode) -> Tensor:
-    """Round integer-scaled values ``v`` exactly with an ap_fixed rounding mode."""
-    fl = torch.floor(v)
+    """Round integer-scaled values ``v`` exactly with an ap_fixed rounding mode.
+
+    Ties are decided by the sign of ``v - (floor(v) + 0.5)``: ``floor(v) + 0.5`` is exact below
+    2**52 and a difference of two floats never rounds to the wrong sign (the remainder
+    ``v - floor(v)`` itself can round up to 0.5 for negative ``v``). Arithmetic instead of
+    comparisons keeps the common modes fast on CPU.
+    """
     if mode is RoundMode.TRN:
-        return fl
+        return torch.floor(v)
     if mode is RoundMode.TRN_ZERO:
         return torch.trunc(v)
-    half = fl + 0.5  # exact below 2**52; beyond, every float is an integer and never above half
-    above, tie = v > half, v == half
+    if mode is RoundMode.RND_CONV:
+        return torch.round(v)  # IEEE round-half-even of an exactly scaled value
+    fl = torch.floor(v)
+    side = torch.sign(v - (fl + 0.5))  # -1 below half, 0 at a tie, 1 above
     if mode is RoundMode.RND:
-        up = above | tie
-    elif mode is RoundMode.RND_ZERO:
-        up = above | (tie & (v < 0))
-    elif mode is RoundMode.RND_MIN_INF:
-        up = above
-    elif mode is RoundMode.RND_INF:
-        up = above | (tie & (v > 0))
-    elif mode is RoundMode.RND_CONV:
-        up = above | (tie & (torch.remainder(fl, 2.0) != 0))
-    else:  # pragma: no cover - every enum member is handled above
-        raise ValueError(f"unhandled rounding mode {mode}")
-    return fl + up.to(v.dtype)
+        return fl + torch.ceil(side * 0.5 + 0.5)
+    if mode is RoundMode.RND_MIN_INF:
+        return fl + torch.clamp(side, min=0.0)
+    tie_up = (v > 0) if mode is RoundMode.RND_INF else (v < 0)
+    if mode in (RoundMode.RND_INF, RoundMode.RND_ZERO):
+        return fl + torch.where(side == 0, tie_up.to(v.dtype), torch.clamp(side, min=0.0))
+    raise ValueError(f"unhandled rounding mode {mode}")  # pragma: no cover
+
+
+def ceil_log2(top: Tensor) -> Tensor:
+    """``ceil(log2(top))`` exactly for positive normal floats, in ``top``'s dtype."""
+    mant, exp = torch.frexp(top)  # top = mant * 2**exp, mant in [0.5, 1)
+    return exp.to(top.dtype) + torch.ceil(mant * 2.0 - 1.0) - 1.0
 
 
 def _overflow(q: Tensor, k: Tensor, width: Tensor, mode: OverflowMode) -> Tensor:
@@ -91,17 +99,13 @@ def quantize_exact(
 def needed_ki(lo: Tensor, hi: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
     """Smallest ``(k, i)`` holding quantized values in ``[lo, hi]`` at ``f`` fractional bits.
 
-    Groups that only ever held 0 get ``k = 0, i = -f`` (width 0: pruned).
+    Groups that only ever held 0 (or nothing: ``lo = inf``, ``hi = -inf``) get ``k = 0,
+    i = -f``: width 0, pruned. ``lo`` and ``hi`` are multiples of ``2**-f``.
     """
     lsb = torch.exp2(-f)
-    pos = torch.where(hi > 0, hi + lsb, torch.zeros_like(hi))
-    neg = torch.where(lo < 0, -lo, torch.zeros_like(lo))
-    top = torch.maximum(pos, neg)
-    mant, exp = torch.frexp(torch.where(top > 0, top, torch.ones_like(top)))
-    i = exp.to(f.dtype) - (mant == 0.5).to(f.dtype)  # ceil(log2(top)) without rounding
-    k = (lo < 0).to(f.dtype)
-    dead = top <= 0
-    return torch.where(dead, torch.zeros_like(k), k), torch.where(dead, -f, i)
+    top = torch.maximum(torch.clamp(hi + lsb, min=lsb), -lo)  # lsb exactly when nothing is nonzero
+    k = torch.clamp(torch.sign(-lo), min=0.0)
+    return k, ceil_log2(top)
 
 
 def group_ki(v: Tensor, group: tuple[int, ...], f: Tensor) -> tuple[Tensor, Tensor]:
@@ -151,12 +155,13 @@ class RoundSTE(torch.autograd.Function):
         return g
 
 
-def _train_round(v: Tensor, rmode: RoundMode) -> Tensor:
-    """Fast in-place rounding for training (ties to even stand in for the rarer tie modes)."""
+def _train_round(x: Tensor, scale: Tensor, rmode: RoundMode) -> Tensor:
+    """``round(x * scale)`` fast, for training (ties to even stand in for the rarer tie modes)."""
+    if rmode is RoundMode.RND:
+        return torch.addcmul(x.new_full((), 0.5), x, scale).floor_()
+    v = x * scale
     if rmode is RoundMode.TRN:
         return v.floor_()
-    if rmode is RoundMode.RND:
-        return v.add_(0.5).floor_()
     if rmode is RoundMode.TRN_ZERO:
         return v.trunc_()
     return v.round_()
@@ -175,7 +180,7 @@ class FreeQuant(torch.autograd.Function):
         ctx: Any, x: Tensor, f: Tensor, rmode: RoundMode, vmax: Tensor | None, vmin: Tensor | None,
         dims: tuple[int, ...] = (0,),
     ) -> Tensor:
-        q = _train_round(x * torch.exp2(f), rmode).mul_(torch.exp2(-f))
+        q = _train_round(x, torch.exp2(f), rmode).mul_(torch.exp2(-f))
         if vmax is not None and vmin is not None:
             hi = q.amax(dim=dims, keepdim=len(dims) > 1)
             lo = q.amin(dim=dims, keepdim=len(dims) > 1)
@@ -185,6 +190,7 @@ class FreeQuant(torch.autograd.Function):
             torch.minimum(vmin, lo, out=vmin)
         ctx.save_for_backward(q - x)
         ctx.f_shape = f.shape
+        ctx.vec = x.dim() == f.dim() + 1 and x.shape[1:] == f.shape
         return q
 
     @staticmethod
@@ -192,7 +198,8 @@ class FreeQuant(torch.autograd.Function):
         (delta,) = ctx.saved_tensors
         gf = None
         if ctx.needs_input_grad[1]:
-            gf = _grad_to(g * delta, ctx.f_shape).mul_(-LN2)
+            gf = torch.linalg.vecdot(g, delta, dim=0) if ctx.vec else _grad_to(g * delta, ctx.f_shape)
+            gf = gf.mul_(-LN2)
         return g, gf, None, None, None, None
 
 
@@ -212,7 +219,7 @@ class ClipQuant(torch.autograd.Function):
         top = torch.exp2(i)
         hi = top - lsb
         lo = torch.where(k > 0, -hi if symmetric else -top, torch.zeros_like(top))
-        q = _train_round(x * torch.exp2(f), rmode).mul_(lsb)
+        q = _train_round(x, torch.exp2(f), rmode).mul_(lsb)
         above, below = q > hi, q < lo
         out = torch.where(above, hi, torch.where(below, lo, q))
         width_live = (k + i + f) > 0

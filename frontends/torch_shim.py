@@ -17,11 +17,11 @@ import torch.fx as fx
 from torch import nn
 
 from .torch_bank import QuantBank
+from .torch_bits import BitLayout, bit_counts
 from .torch_build import Plan
 from .torch_config import ShimConfig
-from .torch_ebops import EbopsFn, build_index
-from .torch_modules import ActQuantizer, QBatchNorm
-from .torch_quant import RoundSTE, group_ki, needed_ki
+from .torch_ebops import RegFn, build_index
+from .torch_modules import QBatchNorm
 
 Tensor = torch.Tensor
 
@@ -41,7 +41,7 @@ class QuantizedModule(nn.Module):
     the differentiable EBOPs estimate of the hardware cost, exactly what ``hgqir.bops`` gives
     on the imported graph. In eval mode the module computes the bit-exact fixed-point result
     (use ``.double()`` for exact agreement with the IR). All state (the flat ``body.hgq.f``
-    bitwidth parameter, running ranges, ``beta``) lives in the module: ``state_dict``,
+    bitwidth parameter, the ``body.hgq.vmax``/``vmin`` running ranges, ``beta``) lives in the module: ``state_dict``,
     ``.to(device)``, ``.double()`` and DistributedDataParallel work as for any module.
     """
 
@@ -51,7 +51,8 @@ class QuantizedModule(nn.Module):
         self.plan = plan
         self.config = config
         self.register_buffer("_beta", torch.tensor(float(beta)))
-        self._index = build_index(self.bank, plan.costs)
+        self.bit_layout = BitLayout(self.bank)
+        self.ebops_index = build_index(self.bit_layout, plan.costs)
         self.register_forward_hook(_sync_running_ranges)
 
     @property
@@ -70,76 +71,45 @@ class QuantizedModule(nn.Module):
     def forward(self, *inputs: Tensor) -> Any:
         return self.body(*inputs)
 
+    def bit_parameters(self) -> list[nn.Parameter]:
+        """The learned bitwidths (``f``, and ``i`` of saturating quantizers), e.g. for their own
+        optimizer parameter group with a larger learning rate."""
+        return [p for p in (self.bank.f, self.bank.i) if p is not None]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every other parameter (the model's own weights)."""
+        bits = {id(p) for p in self.bit_parameters()}
+        return [p for p in self.parameters() if id(p) not in bits]
+
     # ------------------------------------------------------------------ EBOPs
-    def act_modules(self) -> list[ActQuantizer]:
-        """Activation quantizers in bank order (the last block of the bit-count vector)."""
-        return [self.body.get_submodule(self.plan.modules[n]) for n in self.bank.rest  # type: ignore[misc]
-                if self.bank.specs[n].role == "act"]
+    def params(self) -> list[Tensor]:
+        """The tensors the bank quantizes (weights, biases, constants), in bank order."""
+        return [fetch(self.body, self.bank.specs[n].source or "") for n in self.bank.param_specs]
 
-    def bit_counts(self) -> Tensor:
-        """Differentiable bits of every quantizer group, laid out as :mod:`.torch_ebops` expects."""
-        bank = self.bank
-        fr_flat = RoundSTE.apply(bank.f)
-        pieces, iv = bank.rounded(fr_flat)
-        params = [fetch(self.body, bank.specs[n].source or "") for n in bank.param_specs]
-        parts = [bank.param_bits(params, pieces, iv)]
-        rest = dict(zip(bank.rest, pieces[len(bank.blocks):]))
-        parts += self._derived_bits(rest)
-        parts.append(self._act_bits(fr_flat, rest, dict(zip(bank.i_specs, iv))))
-        return torch.cat([p.reshape(-1) for p in parts])
-
-    def _derived_bits(self, rest: dict[int, Tensor]) -> list[Tensor]:
-        out = []
-        done: dict[str, tuple[Tensor, Tensor]] = {}
-        for n in self.bank.rest:
-            spec = self.bank.specs[n]
-            if spec.role != "derived":
-                continue
-            name = self.plan.modules[n]
+    def derived_values(self, dtype: torch.dtype | None = None) -> dict[int, Tensor]:
+        """Exact folded batchnorm scale and offset by spec (from the running statistics)."""
+        out: dict[int, Tensor] = {}
+        if not self.plan.bn:
+            return out
+        fr = torch.round(self.bank.f.detach())
+        for name, (s_spec, o_spec) in self.plan.bn.items():
             bn: QBatchNorm = self.body.get_submodule(name)  # type: ignore[assignment]
-            s_spec, o_spec = self.plan.bn[name]
-            if name not in done:
-                with torch.no_grad():
-                    done[name] = bn.affine(rest[s_spec].view(-1), rest[o_spec].view(-1))
-            value = done[name][0 if n == s_spec else 1]
-            f = rest[n].view(spec.group).to(value.dtype)
-            k, i = group_ki(value, spec.group, f.detach())
-            out.append(torch.relu(k + i + f).expand(spec.shape) * (value != 0).to(f.dtype))
+            fs, fo = (fr[self.bank.f_offset(n):][: self.bank.specs[n].group_size] for n in (s_spec, o_spec))
+            with torch.no_grad():
+                out[s_spec], out[o_spec] = bn.affine(fs, fo, dtype)
         return out
 
-    def _act_bits(self, fr_flat: Tensor, rest: dict[int, Tensor], i_of: dict[int, Tensor]) -> Tensor:
-        acts = self.act_modules()
-        if not acts:
-            return fr_flat.new_zeros(0)
-        if not i_of:  # every activation quantizer follows its range: one flat computation
-            fr_act = fr_flat[fr_flat.numel() - self.bank.n_act_groups:]
-            vmax = torch.cat([m.vmax.reshape(-1) for m in acts]).to(fr_act.dtype)
-            vmin = torch.cat([m.vmin.reshape(-1) for m in acts]).to(fr_act.dtype)
-            k, i = needed_ki(vmin, vmax, fr_act.detach())
-            return torch.relu(k + i + fr_act)
-        bits = []
-        act_specs = [n for n in self.bank.rest if self.bank.specs[n].role == "act"]
-        for n, m in zip(act_specs, acts):
-            f = rest[n].view(self.bank.specs[n].group)
-            i = i_of.get(n)
-            k, ii = m.ki(f.detach(), i)
-            bits.append(torch.relu(k + (ii if i is None else i.to(f.dtype)) + f).reshape(-1))
-        return torch.cat(bits)
-
-    def _ebops_of(self, bits: Tensor) -> Tensor:
-        return EbopsFn.apply(bits, self._index)
+    def bit_counts(self) -> Tensor:
+        """Bits of every quantizer element / group (no gradient): see :mod:`.torch_bits`."""
+        return bit_counts(self.bank, self.bit_layout, self.params(), self.derived_values())
 
     def ebops(self) -> Tensor:
         """Current EBOPs (a differentiable scalar): what ``hgqir.bops(g).total`` reports."""
-        return self._ebops_of(self.bit_counts())
+        return RegFn.apply(self.bank.f, self.bank.i, self, 1.0, 0.0)
 
     def regularization(self) -> Tensor:
         """``beta * EBOPs`` plus ``bit_l1 * (sum of all bitwidths)``: add it to the task loss."""
-        bits = self.bit_counts()
-        reg = self._beta.to(bits.dtype) * self._ebops_of(bits)
-        if self.config.bit_l1:
-            reg = reg + self.config.bit_l1 * bits.sum()
-        return reg
+        return RegFn.apply(self.bank.f, self.bank.i, self, float(self._beta), float(self.config.bit_l1))
 
     # ------------------------------------------------------------------ inspection
     def quantizer_types(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -165,13 +135,9 @@ def _sync_running_ranges(module: QuantizedModule, args: Any, output: Any) -> Non
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return
-    acts = [m for m in module.body.modules() if isinstance(m, ActQuantizer)]
-    if not acts:
-        return
-    flat = torch.cat([m.vmax.reshape(-1) for m in acts] + [-m.vmin.reshape(-1) for m in acts])
+    bank = module.bank
+    flat = torch.cat([bank.vmax, -bank.vmin])
     dist.all_reduce(flat, op=dist.ReduceOp.MAX)
-    sizes = [m.vmax.numel() for m in acts]
-    hi, lo = flat.split([sum(sizes), sum(sizes)])
-    for m, h, neg in zip(acts, hi.split(sizes), lo.split(sizes)):
-        m.vmax.copy_(h.view_as(m.vmax))
-        m.vmin.copy_(-neg.view_as(m.vmin))
+    hi, lo = flat.split([bank.n_act, bank.n_act])
+    bank.vmax.copy_(hi)
+    bank.vmin.copy_(-lo)

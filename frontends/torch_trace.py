@@ -152,6 +152,8 @@ def _guard_autograd_functions(tracer: _Tracer) -> Iterator[None]:
 def trace(module: nn.Module) -> tuple[fx.GraphModule, list[str], set[str]]:
     """fx-trace ``module``; returns the graph module, the recorded failures, the opaque paths."""
     tracer = _Tracer()
+    if tracer.is_leaf_module(module, ""):  # fx always traces into the root: wrap a bare layer
+        module = nn.Sequential(module)
     try:
         with _guard_autograd_functions(tracer):
             graph = tracer.trace(module)

@@ -3,7 +3,7 @@
 >>> import numpy as np, hgqir
 >>> g = hgqir.Graph("tiny")
 >>> x = g.input("x", hgqir.FixedType.uniform((3,), 1, 2, 2))
->>> g.output(g.add(hgqir.OpKind.RELU, [x]).result)
+>>> _ = g.output(g.add(hgqir.OpKind.RELU, [x]).result)
 >>> g.run(np.array([[-1.0, 0.5, 3.75]])).tolist()
 [[0.0, 0.5, 3.75]]
 """

@@ -37,10 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except HgqirError as e:
-        print(f"hgqir {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    except FileNotFoundError as e:
+    except (HgqirError, OSError) as e:  # user errors and unreadable files: one message, no traceback
         print(f"hgqir {args.command}: error: {e}", file=sys.stderr)
         return 1
 

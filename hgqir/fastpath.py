@@ -86,13 +86,13 @@ class QuantPlan:
     rounder: Any
     """``fn(v + half)`` rounds; None: use the exact general rounding."""
     mode: RoundMode
-    lo: np.ndarray
-    hi: np.ndarray
-    """Result mantissa bounds (ReLU folded into ``lo``)."""
     overflow: OverflowMode | None
     """None when the input range provably fits (no overflow handling needed)."""
-    k: np.ndarray
-    width: np.ndarray
+    lo: np.ndarray | None
+    hi: np.ndarray | None
+    """Saturation bounds in result LSBs (ReLU folded into ``lo``); None where that side cannot overflow."""
+    wrap: tuple[np.ndarray, np.ndarray] | None
+    """WRAP's offset and modulus per element."""
     out_e: np.ndarray
 
     def round(self, v: np.ndarray) -> np.ndarray:
@@ -100,6 +100,25 @@ class QuantPlan:
         if self.rounder is None:
             return _round_float(v, self.mode)
         return self.rounder(v, out=v)
+
+    def overflow_fix(self, q: np.ndarray, relu: bool) -> np.ndarray:
+        """Overflow handling of rounded grid values ``q`` (``|q| < 2**52``), in place where possible."""
+        if self.overflow in (OverflowMode.SAT, OverflowMode.SAT_SYM):
+            if self.hi is not None:
+                np.minimum(q, self.hi, out=q)
+            if self.lo is not None:
+                np.maximum(q, self.lo, out=q)
+            return q
+        if relu:
+            np.maximum(q, 0.0, out=q)
+        if self.overflow is None:
+            return q
+        if self.wrap is not None:
+            off, mod = self.wrap
+            np.add(q, off, out=q)
+            np.mod(q, mod, out=q)
+            return np.subtract(q, off, out=q)
+        return np.where((q < self.lo) | (q > self.hi), 0.0, q)  # SAT_ZERO
 
 
 def quant_plan(
@@ -114,10 +133,21 @@ def quant_plan(
     if np.any(live & ((shift > MAX_SHIFT) | (top > FLOAT_BITS - 1) | (shift < -1000))):
         return None
     half, fn = _GRID_ROUND.get(rmode, (0.0, None))
+    lo, hi = _bounds(dst, omode, relu)
+    need_lo, need_hi = _overflow_sides(src, dst, lo, hi, relu)
+    overflow = omode if (need_lo or need_hi) else None
+    if omode in (OverflowMode.SAT, OverflowMode.SAT_SYM) and relu:
+        need_lo = True  # the clip's low end is the ReLU
+        overflow = omode
+    wrap = None
+    if overflow is OverflowMode.WRAP:
+        w = np.maximum(dst.width, 1)
+        wrap = (np.where(dst.k == 1, np.ldexp(1.0, w - 1), 0.0), np.ldexp(1.0, w))
     return QuantPlan(
-        np.where(live, np.ldexp(1.0, np.where(live, -shift, 0)), 0.0), half, fn, rmode,
-        *_bounds(dst, omode, relu), _needs_overflow(src, dst, omode, relu), dst.k, dst.width,
-        np.where(live, dst.f, 0),
+        np.where(live, np.ldexp(1.0, np.where(live, -shift, 0)), 0.0), half, fn, rmode, overflow,
+        lo if need_lo or overflow is OverflowMode.SAT_ZERO else None,
+        hi if need_hi or overflow is OverflowMode.SAT_ZERO else None,
+        wrap, np.where(live, dst.f, 0),
     )
 
 
@@ -132,62 +162,82 @@ def _bounds(dst: FixedType, omode: OverflowMode, relu: bool) -> tuple[np.ndarray
     return (np.maximum(lo, 0.0) if relu else lo), hi
 
 
-def _needs_overflow(src: FixedType, dst: FixedType, omode: OverflowMode, relu: bool) -> OverflowMode | None:
-    """``omode`` unless every rounded value of ``src`` provably lies inside ``dst`` already."""
+def _overflow_sides(src: FixedType, dst: FixedType, lo: np.ndarray, hi: np.ndarray, relu: bool) -> tuple[bool, bool]:
+    """Whether rounded values of ``src`` can fall below ``lo`` / rise above ``hi`` (pruned results are 0 anyway)."""
     lo_v = np.maximum(src.lo, 0.0) if relu else src.lo
-    lo = np.floor(np.ldexp(lo_v, dst.f))
-    hi = np.ceil(np.ldexp(src.hi, dst.f))
-    blo, bhi = _bounds(dst, omode, relu)
-    fits = (lo >= blo) & (hi <= bhi)
-    return None if np.all(fits | dst.zero_mask) else omode
-
-
-def apply_overflow(q: np.ndarray, p: QuantPlan, relu: bool) -> np.ndarray:
-    """Overflow handling of rounded grid values ``q`` (``|q| < 2**52``), in place where possible."""
-    mode = p.overflow
-    if mode in (OverflowMode.SAT, OverflowMode.SAT_SYM):
-        return np.clip(q, p.lo, p.hi, out=q)
-    if relu:
-        np.maximum(q, 0.0, out=q)
-    if mode is None:
-        return q
-    if mode is OverflowMode.WRAP:
-        off = np.where(p.k == 1, np.ldexp(1.0, np.maximum(p.width, 1) - 1), 0.0)
-        mod = np.ldexp(1.0, np.maximum(p.width, 1))
-        np.add(q, off, out=q)
-        np.mod(q, mod, out=q)
-        return np.subtract(q, off, out=q)
-    return np.where((q < p.lo) | (q > p.hi), 0.0, q)
+    below = np.floor(np.ldexp(lo_v, dst.f)) < lo
+    above = np.ceil(np.ldexp(src.hi, dst.f)) > hi
+    live = ~dst.zero_mask
+    return bool(np.any(below & live)), bool(np.any(above & live))
 
 
 def run_quant(x: Scaled, p: QuantPlan, relu: bool = False) -> Scaled:
     v = x.m * p.scale
     if p.half and p.rounder is not None:
         v += p.half
-    return Scaled(apply_overflow(p.round(v), p, relu), p.out_e)
+    return Scaled(p.overflow_fix(p.round(v), relu), p.out_e)
 
 
 # ---------------------------------------------------------------- input conversion
-def run_input(op: Op, x: np.ndarray) -> Scaled | None:
-    """External float data into the input's type; None when the fast path cannot prove exactness."""
+@dataclass
+class InputPlan:
+    """Static part of converting external floats into an input's type (see :func:`run_input`)."""
+
+    scale: np.ndarray
+    f: np.ndarray
+    max_f: int
+    k: np.ndarray
+    width: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    rmode: RoundMode
+    omode: OverflowMode
+
+
+def input_plan(op: Op) -> InputPlan | None:
+    """None when the fast path cannot prove exactness for this input's type."""
     t = op.result.type
     if t.size == 0 or int(t.width.max()) > FLOAT_BITS:
         return None
     live = ~t.zero_mask
     f = np.where(live, t.f, 0)
+    if f.min() < 0 or f.max() > 1000:
+        return None  # scaling could leave float64's normal range: generic path
+    omode = op.attrs["overflow"]
+    lo, hi = _bounds(t, omode, False)
+    scale = np.where(live, np.ldexp(1.0, f), 0.0)
+    return InputPlan(scale, f, int(f.max()), t.k, t.width, lo, hi, op.attrs["round"], omode)
+
+
+def run_input(p: InputPlan, x: np.ndarray) -> Scaled | None:
+    """External float data (any finite values) into the type, exactly; None if out of the plan's reach."""
     top = max(abs(float(x.min(initial=0.0))), abs(float(x.max(initial=0.0))))
     if not np.isfinite(top):
         raise HgqirError("input holds NaN or infinity; fixed-point inputs must be finite")
-    if f.min() < 0 or f.max() > 1000 or top * 2.0 ** int(f.max()) >= 2.0**1000:
-        return None  # scaling could leave float64's normal range: generic path
-    rmode, omode = op.attrs["round"], op.attrs["overflow"]
-    q = _round_float(x * np.where(live, np.ldexp(1.0, f), 0.0), rmode)
-    if omode in (OverflowMode.SAT, OverflowMode.SAT_SYM):
-        lo, hi = _bounds(t, omode, False)
-        np.clip(q, lo, hi, out=q)
-    else:
-        q = _overflow(q, t.k, t.width, omode)
-    return Scaled(q, f)
+    if top * 2.0**p.max_f >= 2.0**1000:
+        return None
+    v = x * p.scale  # exact: scaling up by 2**f stays normal
+    if p.omode in (OverflowMode.SAT, OverflowMode.SAT_SYM):
+        # saturating first gives the same result: the bounds are integers and rounding is monotone
+        np.minimum(v, p.hi, out=v)
+        np.maximum(v, p.lo, out=v)
+        return Scaled(round_any(v, p.rmode), p.f)
+    return Scaled(_overflow(round_any(v, p.rmode), p.k, p.width, p.omode), p.f)
+
+
+def round_any(v: np.ndarray, mode: RoundMode) -> np.ndarray:
+    """:func:`_round_float` (exact for any finite float64), reusing ``v``'s memory where it can."""
+    if mode is RoundMode.TRN:
+        return np.floor(v, out=v)
+    if mode is RoundMode.TRN_ZERO:
+        return np.trunc(v, out=v)
+    if mode is RoundMode.RND_CONV:
+        return np.rint(v, out=v)
+    if mode is not RoundMode.RND:
+        return _round_float(v, mode)
+    r = np.rint(v)
+    np.subtract(v, r, out=v)  # exact remainder in [-1/2, 1/2]
+    return np.add(r, v == 0.5, out=r)  # ties that rint sent down go up
 
 
 # ---------------------------------------------------------------- fused dense chains
@@ -282,7 +332,7 @@ def run_dense(x: Scaled, d: DensePlan) -> Scaled:
         if d.relu:
             np.maximum(acc, 0.0, out=acc)
         return Scaled(acc, d.out_e)
-    return Scaled(apply_overflow(d.quant.round(acc), d.quant, d.relu), d.out_e)
+    return Scaled(d.quant.overflow_fix(d.quant.round(acc), d.relu), d.out_e)
 
 
 def bound_ok(x: Exact | Scaled, t: FixedType) -> bool:

@@ -7,7 +7,7 @@ Use-lists are kept right by the graph's own methods (``add``, ``set_operand``,
 >>> g = Graph("tiny")
 >>> x = g.input("x", FixedType.uniform((4,), 1, 2, 3))
 >>> y = g.add(OpKind.RELU, [x]).result
->>> g.output(y)
+>>> _ = g.output(y)
 >>> [op.kind.value for op in g.ops]
 ['input', 'relu', 'output']
 """
@@ -220,9 +220,9 @@ class Graph:
             shapes = rule.shapes(op)
         except VerifyError:
             raise
-        except (ValueError, TypeError, IndexError, KeyError) as e:
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as e:
             raise VerifyError(f"{what}: operands or attributes do not fit: {type(e).__name__}: {e}") from None
-        for t, shape in zip(types, shapes):
+        for t, shape in zip(types, shapes, strict=False):
             if t.shape != tuple(shape):
                 raise VerifyError(f"{what} gives shape {list(shape)}, but the result type has shape {list(t.shape)}")
         return types

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,87 +11,12 @@ import numpy as np
 from .errors import HgqirError, ParseError, VerifyError
 from .fixed import FixedType
 from .ir import Graph, OpKind, Value
+from .lexer import Line, Tok, dims_ok, fast_ints
 
-_TOKEN = re.compile(
-    r"""(?P<ws>\s+)
-    |(?P<value>%[A-Za-z0-9_.]+)
-    |(?P<ref>\$[td]\d+)
-    |(?P<int>-?\d+)
-    |(?P<str>"(?:[^"\\]|\\.)*")
-    |(?P<ident>[A-Za-z_][A-Za-z0-9_-]*)
-    |(?P<punct>[=,:{}\[\]<>])""",
-    re.VERBOSE,
-)
 _KINDS = {k.value: k for k in OpKind}
 _RESULT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 MAX_BITS = 2**24
 """Largest |i| and |f| the parser accepts (guards numpy's int64 arithmetic on types)."""
-
-
-def _dims_ok(shape: list[int] | tuple[int, ...]) -> bool:
-    return all(d >= 0 for d in shape) and int(np.prod([float(d) for d in shape])) < 2**40
-
-
-@dataclass
-class Tok:
-    kind: str
-    text: str
-    col: int
-
-
-class _Line:
-    """Tokens of one line with a cursor; every error points at a column of that line."""
-
-    def __init__(self, text: str, lineno: int) -> None:
-        self.text, self.lineno = text, lineno
-        self.toks: list[Tok] = []
-        pos = 0
-        while pos < len(text):
-            m = _TOKEN.match(text, pos)
-            if m is None:
-                raise ParseError(f"unexpected character {text[pos]!r}", lineno, pos + 1, text)
-            if m.lastgroup != "ws":
-                self.toks.append(Tok(m.lastgroup or "", m.group(), pos + 1))
-            pos = m.end()
-        self.pos = 0
-
-    def error(self, message: str, tok: Tok | None = None) -> ParseError:
-        col = tok.col if tok else (self.peek().col if self.peek() else len(self.text) + 1)
-        return ParseError(message, self.lineno, col, self.text)
-
-    def peek(self) -> Tok | None:
-        return self.toks[self.pos] if self.pos < len(self.toks) else None
-
-    def next(self, what: str) -> Tok:
-        tok = self.peek()
-        if tok is None:
-            raise ParseError(f"expected {what}, found end of line", self.lineno, len(self.text) + 1, self.text)
-        self.pos += 1
-        return tok
-
-    def expect(self, text: str) -> Tok:
-        tok = self.next(f"'{text}'")
-        if tok.text != text:
-            raise self.error(f"expected '{text}', found '{tok.text}'", tok)
-        return tok
-
-    def accept(self, text: str) -> bool:
-        tok = self.peek()
-        if tok is not None and tok.text == text:
-            self.pos += 1
-            return True
-        return False
-
-    def int(self, what: str = "an integer") -> int:
-        tok = self.next(what)
-        if tok.kind != "int":
-            raise self.error(f"expected {what}, found '{tok.text}'", tok)
-        return int(tok.text)
-
-    def done(self) -> None:
-        tok = self.peek()
-        if tok is not None:
-            raise self.error(f"unexpected '{tok.text}' at end of op", tok)
 
 
 class Parser:
@@ -121,7 +45,7 @@ class Parser:
                 except json.JSONDecodeError as e:
                     raise ParseError(f"bad meta JSON: {e.msg}", n + 1, 6 + e.pos, text) from None
                 continue
-            self._op(g, _Line(text, n + 1))
+            self._op(g, Line(text, n + 1))
             self.op_lines[id(g.ops[-1])] = n + 1
         if not g.ops_of(OpKind.OUTPUT):
             last = max((n for n in range(body_end) if self.lines[n].strip()), default=0)
@@ -175,7 +99,7 @@ class Parser:
                 raise ParseError(f"{name} must be a {'types' if name.startswith('$t') else 'data'} table",
                                  n + 1, 1, text)
             shape = tuple(int(s) for s in m.group(3).replace(",", " ").split())
-            if not _dims_ok(shape):
+            if not dims_ok(shape):
                 raise ParseError(f"bad table shape {list(shape)}: fewer than 2**40 elements please", n + 1, 1, text)
             rows = 3 if kind == "types" else 1
             body = self.lines[n + 1 : n + 1 + rows]
@@ -193,7 +117,7 @@ class Parser:
 
     def _types_table(self, shape: tuple[int, ...], body: list[str], lineno: int) -> FixedType:
         arrays = []
-        for off, (letter, text) in enumerate(zip("kif", body)):
+        for off, (letter, text) in enumerate(zip("kif", body, strict=True)):
             prefix = f"  {letter}: "
             if not text.startswith(prefix) and text != prefix.rstrip():
                 raise ParseError(f"expected row '{letter}: ...'", lineno + off, 1, text)
@@ -206,8 +130,11 @@ class Parser:
             raise ParseError(f"bad type table: {e}", lineno, 1, body[0]) from None
 
     def _ints_row(self, text: str, shape: tuple[int, ...], lineno: int, line: str, collapse: bool) -> np.ndarray:
-        toks = text.split()
         size = int(np.prod(shape, dtype=np.int64))
+        fast = fast_ints(text, size)
+        if fast is not None:
+            return fast.reshape(shape)
+        toks = text.split()
         if collapse and len(toks) == 1:
             toks_arr = self._to_int(toks, lineno, line)
             return np.broadcast_to(toks_arr[0], shape)
@@ -229,7 +156,7 @@ class Parser:
         return arr
 
     # -------------------------------------------------------------- ops
-    def _op(self, g: Graph, ln: _Line) -> None:
+    def _op(self, g: Graph, ln: Line) -> None:
         results: list[str] = []
         if ln.peek() is not None and ln.peek().kind == "value":  # type: ignore[union-attr]
             results.append(self._result_name(ln))
@@ -257,7 +184,7 @@ class Parser:
             raise ln.error(f"{len(results)} result(s) but {len(types)} type(s)", tok)
         self._build(g, ln, tok, kind, operands, attrs, types, results)
 
-    def _build(self, g: Graph, ln: _Line, tok: Tok, kind: OpKind, operands: list[Value], attrs: dict[str, Any],
+    def _build(self, g: Graph, ln: Line, tok: Tok, kind: OpKind, operands: list[Value], attrs: dict[str, Any],
                types: list[FixedType], results: list[str]) -> None:
         """Add the op; any inconsistency (count, shapes, constants) points at the op name."""
         for name in results:
@@ -271,30 +198,30 @@ class Parser:
                 kind.rule.check(op)
         except HgqirError as e:
             raise ln.error(str(e).split("\n")[0], tok) from None
-        except (ValueError, TypeError, IndexError, KeyError) as e:
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as e:
             raise ln.error(f"invalid {kind.value} op: {e}", tok) from None
 
-    def _result_name(self, ln: _Line) -> str:
+    def _result_name(self, ln: Line) -> str:
         tok = ln.peek()
         name = self._value_name(ln)
         if not _RESULT_NAME.match(name):
             raise ln.error(f"value name %{name} must start with a letter or '_' (e.g. %x0)", tok)
         return name
 
-    def _value_name(self, ln: _Line) -> str:
+    def _value_name(self, ln: Line) -> str:
         tok = ln.next("a value name")
         if tok.kind != "value":
             raise ln.error(f"expected a value such as %x, found '{tok.text}'", tok)
         return tok.text[1:]
 
-    def _operand(self, g: Graph, ln: _Line) -> Value:
+    def _operand(self, g: Graph, ln: Line) -> Value:
         tok = ln.peek()
         name = self._value_name(ln)
         if name not in g._names:
             raise ln.error(f"undefined value %{name} (operands must be defined on an earlier line)", tok)
         return g._names[name]
 
-    def _attrs(self, ln: _Line, kind: OpKind) -> dict[str, Any]:
+    def _attrs(self, ln: Line, kind: OpKind) -> dict[str, Any]:
         attrs: dict[str, Any] = {}
         schema = kind.rule.attrs
         while True:
@@ -317,7 +244,7 @@ class Parser:
                 return attrs
             ln.expect(",")
 
-    def _attr_value(self, ln: _Line) -> Any:
+    def _attr_value(self, ln: Line) -> Any:
         tok = ln.next("an attribute value")
         if tok.kind == "int":
             return int(tok.text)
@@ -348,7 +275,7 @@ class Parser:
             return (k, i, f)
         raise ln.error(f"expected an attribute value, found '{tok.text}'", tok)
 
-    def _type(self, ln: _Line) -> FixedType:
+    def _type(self, ln: Line) -> FixedType:
         start = ln.expect("[")
         shape: list[int] = []
         if not ln.accept("]"):
@@ -356,7 +283,7 @@ class Parser:
             while ln.accept(","):
                 shape.append(ln.int("a dimension"))
             ln.expect("]")
-        if not _dims_ok(shape):
+        if not dims_ok(shape):
             raise ln.error(f"bad shape {shape}: dimensions must be >= 0 with fewer than 2**40 elements", start)
         tok = ln.next("a type such as <1,3,4> or $t0")
         if tok.text == "<":

@@ -130,7 +130,7 @@ def _pow2(e: Any, dtype: Any) -> Any:
     e = np.asarray(e, dtype=np.int64)
     if dtype == np.float64:
         return np.ldexp(1.0, e)
-    if dtype == object:
+    if np.dtype(dtype).kind == "O":
         if e.ndim == 0:
             return 1 << int(e)
         return np.array([1 << int(v) for v in e.reshape(-1)], dtype=object).reshape(e.shape)
@@ -225,6 +225,10 @@ def quantize_mantissas(
     broadcast against it (``m`` may carry leading batch axes). Pruned elements give 0. The
     float64 path runs when every width is at most 52 bits; otherwise integers, never rounding.
     """
+    shape = np.broadcast_shapes(np.shape(m), np.shape(k), np.shape(i), np.shape(f))
+    if shape == ():  # numpy turns 0-d object arithmetic into Python scalars: work on one element
+        one = quantize_mantissas(np.reshape(m, 1), scale, *(np.reshape(a, 1) for a in (k, i, f)), rmode, omode)
+        return one.reshape(())
     width = k + i + f
     max_width = int(width.max()) if width.size else 0
     shift = scale - f  # > 0: drop bits with rounding; <= 0: exact left shift
@@ -281,7 +285,7 @@ def convert(m: np.ndarray, dtype: Any) -> np.ndarray:
     m = np.asarray(m)
     if m.dtype == dtype:
         return m
-    if dtype == object:
+    if np.dtype(dtype).kind == "O":
         if m.dtype == np.float64:
             return np.array([int(v) for v in m.reshape(-1)], dtype=object).reshape(m.shape)
         return m.astype(object)

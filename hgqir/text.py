@@ -71,11 +71,17 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 
 def _ints(a: np.ndarray, collapse: bool = True) -> str:
+    """Space-separated integers (one number when ``collapse`` and all equal)."""
     flat = a.reshape(-1)
     if flat.size == 0:
         return ""
     if collapse and (a.strides == (0,) * a.ndim or bool(np.all(flat == flat[0]))):
         return str(int(flat[0]))
+    if flat.dtype != object and flat.size > 256:
+        lo, hi = int(flat.min()), int(flat.max())
+        if hi - lo < 1 << 16:  # narrow range: format each distinct number once
+            table = np.array([str(v) for v in range(lo, hi + 1)], dtype=object)
+            return " ".join(table[flat - lo].tolist())
     return " ".join(map(str, flat.tolist()))
 
 

@@ -46,10 +46,13 @@ def verify(g: Graph) -> None:
                 _fail(g, op, f"value name %{v.name} is defined twice")
             names[v.name] = 1
             seen.add(id(v))
+        _check_op(g, op)
+    for op in g.ops:
+        for v in op.results:
             for u in v.users:
                 if id(u) not in in_graph:
-                    _fail(g, op, f"%{v.name} is used by an op that is not in the graph")
-        _check_op(g, op)
+                    _fail(g, op, f"%{v.name} lists a user {u!r} that is not in the graph "
+                                 "(remove ops with Graph.erase, which keeps use-lists right)")
     if not g.ops_of(OpKind.OUTPUT):
         raise VerifyError(f"graph {g.name!r} has no output op; add one with g.output(value)")
 
@@ -90,6 +93,6 @@ def _check_op(g: Graph, op: Op) -> None:
     except Exception as e:
         _fail(g, op, f"{op.kind.value} could not be checked: {type(e).__name__}: {e}")
         return
-    for v, shape in zip(op.results, shapes):
+    for v, shape in zip(op.results, shapes, strict=False):
         if v.shape != tuple(shape):
             _fail(g, op, f"result %{v.name} has shape {list(v.shape)}, the op produces {list(shape)}")

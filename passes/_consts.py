@@ -6,10 +6,13 @@ mantissas as int64 while they provably fit and switch to Python ints (object arr
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from hgqir.errors import HgqirError
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, Op, OpKind, Value
 
@@ -114,3 +117,20 @@ def slice_const(g: Graph, v: Value, index: Any, before: Op) -> Value:
     """A new const holding ``v[index]`` (data and type sliced alike)."""
     data = np.asarray(v.producer.attrs["data"])[index]  # type: ignore[union-attr]
     return g.const_mantissa(np.ascontiguousarray(data), v.type[index], name=v.name, before=before)
+
+
+@contextlib.contextmanager
+def atomic(g: Graph, what: str, op: Op | None = None) -> Iterator[None]:
+    """Undo every change to ``g`` if the block raises; the error then names ``what`` and ``op``.
+
+    The snapshot shares constant data and types with ``g`` (see ``Graph.clone``): cheap.
+    """
+    snapshot = g.clone()
+    try:
+        yield
+    except Exception as e:
+        g.restore(snapshot)
+        if isinstance(e, HgqirError) and op is None:
+            raise
+        where = f" at {op!r}" if op is not None else ""
+        raise HgqirError(f"{what} failed{where}: {type(e).__name__}: {e}; the graph is unchanged") from e

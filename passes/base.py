@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, get_type_hints
 
-from hgqir.errors import HgqirError, PipelineError, VerifyError
+from hgqir.errors import PipelineError, VerifyError
 from hgqir.ir import Graph
 
 PASSES: dict[str, type[Pass]] = {}
@@ -91,9 +91,6 @@ def _convert(cls: type[Pass], key: str, raw: str) -> Any:
     raise PipelineError(f"pass '{cls.name}': option '{key}' has unsupported type {typ}")
 
 
-_SPEC = re.compile(r"\s*([a-z0-9-]+)\s*(\{([^{}]*)\})?\s*(,|$)")
-
-
 def parse_pass(text: str) -> Pass:
     """One pass from ``name`` or ``name{key=value,...}``."""
     m = re.fullmatch(r"\s*([A-Za-z0-9_-]+)\s*(?:\{([^{}]*)\})?\s*", text)
@@ -111,8 +108,11 @@ def parse_pass(text: str) -> Pass:
         if "=" not in item:
             raise PipelineError(f"pass '{name}': option {item.strip()!r} needs a value (key=value)")
         key, raw = (s.strip() for s in item.split("=", 1))
-        kwargs[key.replace("-", "_")] = _convert(cls, key, raw)
-        order.append(key.replace("-", "_"))
+        attr = key.replace("-", "_")
+        if attr in kwargs:
+            raise PipelineError(f"pass '{name}': option '{key}' given twice")
+        kwargs[attr] = _convert(cls, key, raw)
+        order.append(attr)
     return cls(**kwargs, explicit=tuple(order))
 
 
@@ -188,14 +188,12 @@ class PassManager:
                 self.results[p.name] = p.apply(g)
                 if self.verify_each:
                     g.verify()
-            except Exception as e:
+            except Exception as e:  # any failure: roll back, then name the pass and its predecessors
                 g.restore(snapshot)
                 ran = ", ".join(before) if before else "none"
                 kind = "left an invalid graph" if isinstance(e, VerifyError) else "failed"
                 err = PipelineError(f"pass '{p}' {kind}: {e}\n  passes run before it: {ran}")
                 err.pass_name = p.name  # type: ignore[attr-defined]
-                if isinstance(e, HgqirError) or isinstance(e, (ValueError, TypeError, KeyError)):
-                    raise err from e
                 raise err from e
             if self.dump_dir is not None:
                 self._dump(g, n + 1, p.name)

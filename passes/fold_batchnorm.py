@@ -18,7 +18,7 @@ import numpy as np
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, Op, OpKind, Value
 
-from ._consts import bit_length, mantissas, minimal_const
+from ._consts import atomic, bit_length, mantissas, minimal_const
 from .base import Pass, register
 from .intervals import Facts, analyze
 
@@ -121,8 +121,10 @@ def fold_batchnorms(g: Graph) -> FoldReport:
         else:
             todo.append(bn)
     for bn in todo:  # decided on the unchanged graph; each fold touches only its own pair
-        into = fold(g, bn)
-        report.folded.append(f"%{bn.result.name} -> %{into.result.name}")
+        name = bn.result.name
+        with atomic(g, "fold-batchnorm", bn):
+            into = fold(g, bn)
+        report.folded.append(f"%{name} -> %{into.result.name}")
     return report
 
 

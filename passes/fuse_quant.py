@@ -29,6 +29,7 @@ from hgqir.fixed import OverflowMode, RoundMode
 from hgqir.ir import Graph, Op, OpKind, Value
 from hgqir.ops.base import PAD_F, Interval
 
+from ._consts import atomic
 from .base import Pass, register
 from .intervals import Facts, analyze, lowest
 
@@ -126,7 +127,8 @@ def fuse_quants(g: Graph, max_rounds: int = 10) -> FuseReport:
                 continue
             q1 = q2.operands[0].producer
             name = q2.result.name
-            rule = try_fuse(g, q2, facts)
+            with atomic(g, "fuse-quant", q2):
+                rule = try_fuse(g, q2, facts)
             if rule:
                 report.fused[name] = rule
                 changed = True

@@ -38,7 +38,7 @@ import numpy as np
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, Op, OpKind, Value
 
-from ._consts import mantissas, minimal_const
+from ._consts import atomic, mantissas, minimal_const
 from .base import Pass, register
 from .calibration import load_calibration, observe
 from .explain import BitwidthReport, Reason, describe
@@ -114,13 +114,18 @@ def infer_bitwidth(
             t, data, why = _plan_value(op, facts, consts, observed is not None)
             plan.append((op.result, t, data, why))
     report = BitwidthReport(lossy=observed is not None)
+    with atomic(g, "infer-bitwidth"):
+        _apply(plan, report)
+    return report
+
+
+def _apply(plan: list[tuple[Value, FixedType, Any, str]], report: BitwidthReport) -> None:
     for v, t, data, why in plan:  # everything decided: now mutate
         report.reasons[v.name] = Reason(v.name, v.producer.kind.value, v.type, t, why)  # type: ignore[union-attr]
         if data is not None:
             op = v.producer
             op.attrs["data"] = op.rule.attrs["data"].normalize("data", data)  # type: ignore[union-attr]
         v.type = t
-    return report
 
 
 @register

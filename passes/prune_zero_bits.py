@@ -25,7 +25,7 @@ import numpy as np
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, OpKind, Value
 
-from ._consts import is_const
+from ._consts import atomic, is_const
 from .base import Pass, register
 from .channel_plan import ChannelPlan, plan_group
 from .channels import channel_groups
@@ -98,23 +98,31 @@ def _record_io(g: Graph, plan: ChannelPlan) -> None:
 
 
 def prune(g: Graph, keep_io: bool = True, max_sweeps: int = 20) -> PruneReport:
-    """Run the pruning to a fixed point (see the module docstring)."""
+    """Run the pruning to a fixed point (see the module docstring); all or nothing."""
     report = PruneReport()
-    for _ in range(max_sweeps):
-        facts = analyze(g)
-        report.elements += prune_elements(g, facts)
-        plan = ChannelPlan()
-        for grp in channel_groups(g, keep_io):
-            plan_group(grp, facts, plan)
-        if not plan:
-            break
-        if not keep_io:
-            _record_io(g, plan)
-        apply_plan(g, plan)
-        report.channels += plan.removed
-        report.folds += len(plan.folds)
-    report.ops = DeadCodeElimination(keep_io=keep_io).apply(g)
+    with atomic(g, "prune-zero-bits"):
+        for _ in range(max_sweeps):
+            if not _sweep(g, keep_io, report):
+                break
+        report.ops = DeadCodeElimination(keep_io=keep_io).apply(g)
     return report
+
+
+def _sweep(g: Graph, keep_io: bool, report: PruneReport) -> bool:
+    """One round: prune always-zero elements, then remove channels; False when nothing went."""
+    facts = analyze(g)
+    report.elements += prune_elements(g, facts)
+    plan = ChannelPlan()
+    for grp in channel_groups(g, keep_io):
+        plan_group(grp, facts, plan)
+    if not plan:
+        return False
+    if not keep_io:
+        _record_io(g, plan)
+    apply_plan(g, plan)
+    report.channels += plan.removed
+    report.folds += len(plan.folds)
+    return True
 
 
 @register

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from hgqir.errors import HgqirError
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, Op, OpKind, Value
 
-from ._consts import is_const, mantissas, minimal_const
+from ._consts import atomic, is_const, mantissas, minimal_const
 from .channel_plan import ChannelPlan, Fold
 
 _LINEAR = (OpKind.DENSE, OpKind.CONV1D, OpKind.CONV2D)
@@ -114,18 +115,31 @@ class Reslicer:
         )
 
     def run(self) -> None:
+        """Rebuild, redirect, erase, rename; on any failure the graph is restored."""
+        with atomic(self.g, "prune-zero-bits: shrinking channels"):
+            self._finish(self._rebuild_all())
+
+    def _rebuild_all(self) -> list[Op]:
         g = self.g
         vmap: dict[Value, Value] = {}
         rebuilt: list[Op] = []
         for op in list(g.ops):
             operands = [vmap.get(v, v) for v in op.operands]
             if self.touched(op):
-                vmap.update(zip(op.results, self.rebuild(op, operands).results, strict=True))
+                try:
+                    new = self.rebuild(op, operands)
+                except Exception as e:
+                    raise HgqirError(f"rebuilding {op!r} failed: {type(e).__name__}: {e}") from e
+                vmap.update(zip(op.results, new.results, strict=True))
                 rebuilt.append(op)
                 continue
             for n, v in enumerate(operands):
                 if v is not op.operands[n]:
                     g.set_operand(op, n, v)
+        return rebuilt
+
+    def _finish(self, rebuilt: list[Op]) -> None:
+        g = self.g
         consts = {v.producer for op in rebuilt for v in op.operands if is_const(v)}
         for op in reversed(rebuilt):
             g.erase(op)

@@ -20,8 +20,16 @@ from hgqir.ir import Op, Value
 
 from .precision import Kif, is_plain, mask_kbi, to_precision, union_kif
 
-RESERVED = {"input", "output", "result", "model", "layer"}
-"""Names hls4ml reserves or that would collide with its generated identifiers."""
+RESERVED = frozenset(
+    "input output result model layer alignas alignof and asm auto bitand bitor bool break case catch char "
+    "class compl const constexpr continue decltype default delete do double else enum explicit export extern "
+    "false float for friend goto if inline int long mutable namespace new noexcept not nullptr operator or "
+    "private protected public register return short signed sizeof static struct switch template this throw "
+    "true try typedef typeid typename union unsigned using virtual void volatile while xor".split()
+)
+"""Names hls4ml reserves and C++ keywords (input layer names become C++ argument names)."""
+GENERATED = re.compile(r"^(w|b|s|t|layer)\d+$")
+"""hls4ml's own identifiers (weights ``w3``, biases ``b3``, ...) that a layer name must not shadow."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class LayerRecord:
     precisions: dict[str, Any]
     forced_result: Kif | None = None
     """Result precision hls4ml sets by itself (Transpose and Reshape keep their input's)."""
+    mult: tuple[int, int] | None = None
+    """``(n_in, n_out)`` of a convolution's kernel product: its reuse factor must divide it validly."""
 
 
 @dataclass
@@ -57,7 +67,7 @@ class LayerList:
     def unique(self, base: str) -> str:
         """A lower-case C++-safe layer name (hls4ml keys its configuration case-insensitively)."""
         name = re.sub(r"[^a-z0-9_]", "_", base.lower()).strip("_") or "v"
-        if name[0].isdigit() or name in RESERVED:
+        if name[0].isdigit() or name in RESERVED or GENERATED.match(name):
             name = "v_" + name
         candidate, n = name, 1
         while candidate in self.records:
@@ -74,6 +84,7 @@ class LayerList:
         attrs: dict[str, Any],
         precisions: dict[str, Any],
         forced_result: Kif | None = None,
+        mult: tuple[int, int] | None = None,
     ) -> str:
         """Append one hls4ml layer; ``precisions`` maps hls4ml variable names to precisions."""
         name = self.unique(base)
@@ -81,7 +92,7 @@ class LayerList:
         if inputs:
             layer["inputs"] = [h.layer for h in inputs]
         self.layers.append(layer)
-        self.records[name] = LayerRecord(class_name, precisions, forced_result)
+        self.records[name] = LayerRecord(class_name, precisions, forced_result, mult)
         return name
 
     def quantizer(self, src: Holder | str, t: FixedType, round: RoundMode, overflow: OverflowMode, base: str) -> Holder:
@@ -108,6 +119,20 @@ class LayerList:
         k, i, f = src.kif
         t = FixedType.uniform(src.shape, 1, i, f)
         return self.quantizer(src, t, RoundMode.TRN, OverflowMode.WRAP, f"{src.layer}_signed")
+
+    def reshape(self, src: Holder, shape: Shape, base: str) -> Holder:
+        """``src`` seen with another shape (io_parallel reshapes move nothing; hls4ml keeps the type)."""
+        prec = {"result": to_precision(src.kif)}
+        name = self.add("Reshape", base, [src], {"target_shape": list(shape)}, prec, forced_result=src.kif)
+        return Holder(name, src.kif, tuple(shape))
+
+    def transpose(self, src: Holder, perm: list[int], base: str) -> Holder:
+        """``src`` with its axes permuted (hls4ml keeps the type)."""
+        if self.records[src.layer].class_name == "InputLayer" and src.shape[0] == 1:
+            src = self.copy(src)  # hls4ml drops transposes of inputs with one leading row, whatever perm
+        prec = {"result": to_precision(src.kif)}
+        name = self.add("Transpose", base, [src], {"perm": perm}, prec, forced_result=src.kif)
+        return Holder(name, src.kif, tuple(src.shape[p] for p in perm))
 
     # ------------------------------------------------------------------ values
     def holder(self, v: Value) -> Holder:
@@ -143,10 +168,9 @@ class LayerList:
     def hls_config(self, reuse_factor: int, strategy: str) -> dict[str, Any]:
         """hls4ml's ``HLSConfig``: every layer's precisions set explicitly, hls4ml's bit-exact
         inference off (the IR already fixed every type)."""
-        names = {
-            name: {"Precision": {var: str(p) for var, p in rec.precisions.items()}}
-            for name, rec in self.records.items()
-        }
+        names: dict[str, dict[str, Any]] = {}
+        for name, rec in self.records.items():
+            names[name] = {"Precision": {var: str(p) for var, p in rec.precisions.items()}}
         model = {
             "Precision": "fixed<16,6>",
             "ReuseFactor": reuse_factor,

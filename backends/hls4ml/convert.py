@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from hgqir.errors import HgqirError, UnsupportedOpError
-from hgqir.ir import Graph, Op
-from hgqir.text import dumps
+from hgqir.ir import Graph
+from hgqir.text import op_line
 
 from . import lower_basic, lower_linear, lower_pool, lower_softmax, lower_table  # noqa: F401  (registration)
 from .builder import LayerList, LayerRecord
@@ -26,12 +26,6 @@ REMOVABLE = {"Reshape"}
 """Layers hls4ml may delete without changing values (io_parallel reshapes move nothing)."""
 
 
-def _op_line(op: Op) -> str:
-    res = ", ".join(f"%{v.name}" for v in op.results)
-    args = ", ".join(f"%{v.name}" for v in op.operands)
-    return f"{res + ' = ' if res else ''}{op.kind.value} {args}".strip()
-
-
 def check_supported(g: Graph) -> None:
     """Raise one UnsupportedOpError naming every op hls4ml cannot express exactly, and why."""
     items = []
@@ -39,7 +33,7 @@ def check_supported(g: Graph) -> None:
         rule = LOWERINGS.get(op.kind)
         reason = "no hls4ml lowering for this op kind" if rule is None else rule.check(op)
         if reason:
-            items.append(f"{_op_line(op)}: {reason}")
+            items.append(f"{op_line(op, elide=True)}: {reason}")
     if items:
         raise UnsupportedOpError(f"graph {g.name!r}: {len(items)} op(s) cannot be emitted bit-exactly to hls4ml", items)
 
@@ -70,7 +64,21 @@ def hls_config(b: LayerList, out_dir: Path, options: Hls4mlOptions) -> dict[str,
             "HLSConfig": b.hls_config(options.reuse_factor, options.strategy),
         }
     )
+    for name, rec in b.records.items():
+        if rec.mult is not None and options.reuse_factor > 1:
+            config["HLSConfig"]["LayerName"][name]["ReuseFactor"] = conv_reuse_factor(backend, rec.mult, options)
     return config
+
+
+def conv_reuse_factor(backend: Any, mult: tuple[int, int], options: Hls4mlOptions) -> int:
+    """The valid reuse factor closest to the requested one for a convolution.
+
+    hls4ml's resource convolutions assert ``RF <= kernel size x channels`` (and its dense
+    rules) in C++ at run time, which aborts the process; hls4ml does not always adjust it.
+    """
+    n_in, n_out = mult
+    valid = [rf for rf in backend.get_valid_reuse_factors(n_in, n_out) if rf <= n_in]
+    return int(backend.get_closest_reuse_factor(valid, options.reuse_factor))
 
 
 def build_model(g: Graph, out_dir: Path, options: Hls4mlOptions) -> Any:
@@ -122,8 +130,3 @@ def check_precisions(model: Any, b: LayerList) -> None:
             "hls4ml changed the converted model, which would no longer be bit-exact:\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
-
-
-def describe(g: Graph) -> str:
-    """The graph's elided text, for error messages and the project README."""
-    return dumps(g, elide=True)

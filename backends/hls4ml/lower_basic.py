@@ -2,9 +2,12 @@
 
 * ``input``: a uniform type becomes the port type itself (hls4ml's bridge casts the double
   data with the input's rounding and overflow). A per-element type needs a quantizer after
-  the port; the port is then the union type with TRN and one guard bit for RND (so the
-  quantizer's rounding sees every bit that decides it), or ``double`` for rounding modes
-  whose ties depend on bits no finite guard keeps.
+  the port, which then casts with the input's modes. The port is the union type widened so
+  that it decides nothing itself: one more integer bit (with RND an element of coarse LSB
+  can round from just below the union's range back into its own range), TRN, one guard
+  bit for RND (so the element's rounding still sees the bit that decides it), and the
+  input's overflow mode (which composes: nested saturation ranges, or moduli that divide).
+  Rounding modes whose ties depend on every lower bit (RND_CONV, ...) get a ``double`` port.
 * ``quant``: a ``FixedPointQuantizer`` with the op's modes.
 * ``add``/``sub``/``mul`` of two tensors: hls4ml ``Merge`` (exact ``ap_fixed`` arithmetic,
   then the cast into the result type). With one constant operand: ``BatchNormalization``
@@ -41,7 +44,7 @@ def lower_input(b: LayerList, op: Op) -> None:
         return
     if rnd in (RoundMode.TRN, RoundMode.RND):
         k, i, f = union_kif(v.type)
-        port: object = to_precision((k, i, f + (rnd is RoundMode.RND)), RoundMode.TRN, ovf)
+        port: object = to_precision((k, i + 1, f + (rnd is RoundMode.RND)), RoundMode.TRN, ovf)
     else:
         port = "double"
     name = b.add("InputLayer", f"{v.name}_port", [], attrs, {"result": port})
@@ -192,10 +195,8 @@ def lower_concat(b: LayerList, op: Op) -> None:
 @lowering(OpKind.RESHAPE, check=const_data_operands)
 def lower_reshape(b: LayerList, op: Op) -> None:
     v = op.result
-    src = b.holder(op.operands[0])
-    attrs = {"target_shape": list(v.shape)}
-    name = b.add("Reshape", v.name, [src], attrs, {"result": to_precision(src.kif)}, forced_result=src.kif)
-    b.finish(op, name, src.kif)
+    held = b.reshape(b.holder(op.operands[0]), v.shape, v.name)
+    b.finish(op, held.layer, held.kif)
 
 
 @lowering(OpKind.TRANSPOSE, check=const_data_operands)
@@ -206,8 +207,5 @@ def lower_transpose(b: LayerList, op: Op) -> None:
     if perm == sorted(perm):
         b.finish(op, src.layer, src.kif)  # identity permutation moves nothing
         return
-    if b.records[src.layer].class_name == "InputLayer" and src.shape[0] == 1:
-        src = b.copy(src)  # hls4ml drops transposes of inputs with one leading row, whatever perm
-    attrs = {"perm": perm}
-    name = b.add("Transpose", v.name, [src], attrs, {"result": to_precision(src.kif)}, forced_result=src.kif)
-    b.finish(op, name, src.kif)
+    held = b.transpose(src, perm, v.name)
+    b.finish(op, held.layer, held.kif)

@@ -140,7 +140,8 @@ def _add_conv(b: LayerList, op: Op, attrs: dict[str, Any], kernel: np.ndarray) -
         }
     )
     class_name = "Conv1D" if len(x.shape) == 2 else "Conv2D"
-    name = b.add(class_name, v.name, [b.holder(x)], attrs, prec)
+    mult = (int(np.prod(kernel.shape[:-1])), int(kernel.shape[-1]))  # kernel size x channels, filters
+    name = b.add(class_name, v.name, [b.holder(x)], attrs, prec, mult=mult)
     b.finish(op, name, kif)
 
 

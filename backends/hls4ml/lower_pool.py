@@ -84,15 +84,7 @@ def lower_global_pool(b: LayerList, op: Op) -> None:
     shape = tuple(x.shape)
     if len(shape) > 3:  # fold the spatial axes into one; io_parallel reshapes move nothing
         shape = (int(np.prod(shape[:-1])), shape[-1])
-        name = b.add(
-            "Reshape",
-            f"{v.name}_rows",
-            [src],
-            {"target_shape": list(shape)},
-            {"result": to_precision(src.kif)},
-            forced_result=src.kif,
-        )
-        src = Holder(name, src.kif, shape)
+        src = b.reshape(src, shape, f"{v.name}_rows")
     kind = "Max" if op.kind is OpKind.GLOBAL_MAXPOOL else "Average"
     if len(shape) == 2:
         class_name = f"Global{kind}Pooling1D"

@@ -1,18 +1,20 @@
-"""Softmax as a chain of exact hls4ml layers (see :mod:`.lower_table` for why and how).
+"""Softmax as a chain of exact hls4ml layers (see :mod:`.lower_table` for why).
 
-With ``x`` held in its union type ``(k, i, f)`` and one row of ``n`` values:
+``x`` is viewed as ``R`` rows of ``n`` values and held in its union type ``(k, i, f)``. hls4ml
+cannot broadcast one value per row with ``Merge``, so a pointwise convolution with unit
+weights spreads a ``[R, 1]`` column over ``[R, n]`` (each output is one input times 1), and
+another sums each row (``[R, n] -> [R, 1]``):
 
-====================  ===============================  ======================================
-step                  hls4ml layer                     held in
-====================  ===============================  ======================================
-``m = max(x)``        Reshape ``[n, 1]`` +             x's type
-                      GlobalMaxPooling1D
-``d = m - x``         Merge subtract (broadcast m)     ``(0, k + i, f)``: ``d`` in x's LSBs
-``e = exp[min(d,)]``  UnaryLUT over ``d``              exp table's type
-``s = sum(e)``        Dense, unit weights, no bias     ``inv_in`` with TRN/SAT (the IR's cast)
-``r = inv[s]``        UnaryLUT over ``s``              inverse table's type
-``y = e * r``         Merge multiply (broadcast r)     the result type
-====================  ===============================  ======================================
+=======================  ==========================================  ===============================
+step                     hls4ml layers                               held in
+=======================  ==========================================  ===============================
+``m = max(row)``         Transpose ``[n, R]`` + GlobalMaxPooling1D   x's type
+``d = m - x``            pointwise Conv1D (spread m) + Merge         ``(0, k + i, f)``: d in x's LSBs
+``e = exp[min(d, L)]``   UnaryLUT over ``d``                         exp table's type
+``s = sum(row e)``       pointwise Conv1D, unit weights              ``inv_in`` with TRN/SAT
+``r = inv[s]``           UnaryLUT over ``s``                         inverse table's type
+``y = e * r``            pointwise Conv1D (spread r) + Merge         the result type
+=======================  ==========================================  ===============================
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hgqir.ir import Op, OpKind
 from hgqir.ops.table import MAX_TABLE_BITS
 
 from .builder import Holder, LayerList
+from .lower_linear import _conv_attrs
 from .lower_table import _table_check, table_values, unary_lut
 from .precision import Kif, to_precision, union_kif, width
 from .registry import lowering
@@ -33,13 +36,7 @@ from .registry import lowering
 
 def _softmax_check(op: Op) -> str | None:
     x = op.operands[0]
-    rows = int(np.prod(x.shape[:-1]))
-    if rows != 1:
-        return (
-            f"{rows} rows: hls4ml's own Softmax recomputes its tables (not bit-exact) and its "
-            "Merge cannot broadcast one maximum per row, so only a single row is supported"
-        )
-    bits = width(union_kif(x.type)) + 1
+    bits = width(union_kif(x.type))  # d = max - x needs as many bits as x
     if bits > MAX_TABLE_BITS:
         return f"the exponential table would be indexed by {bits} bits; at most {MAX_TABLE_BITS}"
     if sum(op.attrs["inv_in"]) <= 0:
@@ -47,28 +44,38 @@ def _softmax_check(op: Op) -> str | None:
     return _table_check(op)
 
 
-def _row_max(b: LayerList, src: Holder, base: str) -> Holder:
-    n = int(np.prod(src.shape))
-    prec = {"result": to_precision(src.kif)}
-    col = b.add("Reshape", f"{base}_col", [src], {"target_shape": [n, 1]}, prec, forced_result=src.kif)
-    attrs = {"n_in": n, "n_filt": 1, "data_format": "channels_last"}
-    prec = {"result": to_precision(src.kif), "accum": to_precision(src.kif)}
-    name = b.add("GlobalMaxPooling1D", f"{base}_max", [Holder(col, src.kif, (n, 1))], attrs, prec)
-    return Holder(name, src.kif, (1,))
-
-
-def _row_sum(b: LayerList, e: Holder, inv_in: Kif, base: str) -> Holder:
-    """``sum(e)`` cast with TRN/SAT into ``inv_in`` by a unit-weight dense layer."""
-    n = int(np.prod(e.shape))
-    k, i, f = e.kif
+def _pointwise(
+    b: LayerList, src: Holder, n_out: int, kif: Kif, accum: Kif, base: str, overflow: OverflowMode = OverflowMode.WRAP
+) -> Holder:
+    """``[R, a] -> [R, n_out]`` with unit weights: spreads a column (a=1) or sums a row (n_out=1)."""
+    rows, a = src.shape
+    attrs = _conv_attrs((rows,), (rows,), (1,), (1,), ((0, 0),))
+    attrs.update(
+        {
+            "n_chan": a,
+            "n_filt": n_out,
+            "data_format": "channels_last",
+            "weight_data": np.ones((1, a, n_out)),
+            "bias_data": None,
+        }
+    )
     prec = {
-        "result": to_precision(inv_in, RoundMode.TRN, OverflowMode.SAT),
-        "accum": to_precision((k, i + math.ceil(math.log2(max(n, 1))) + 1, f)),
+        "result": to_precision(kif, RoundMode.TRN, overflow),
+        "accum": to_precision(accum),
         "weight": to_precision((0, 1, 0)),
     }
-    attrs = {"n_in": n, "n_out": 1, "weight_data": np.ones((n, 1)), "bias_data": None}
-    name = b.add("Dense", f"{base}_sum", [e], attrs, prec)
-    return Holder(name, inv_in, (1,))
+    return Holder(b.add("Conv1D", base, [src], attrs, prec, mult=(a, n_out)), kif, (rows, n_out))
+
+
+def _row_max(b: LayerList, x: Holder, base: str) -> Holder:
+    """The maximum of every row, spread back over the row: ``[R, n]``."""
+    rows, n = x.shape
+    cols = b.transpose(x, [1, 0], f"{base}_cols")
+    attrs = {"n_in": n, "n_filt": rows, "data_format": "channels_last"}
+    prec = {"result": to_precision(x.kif), "accum": to_precision(x.kif)}
+    top = b.add("GlobalMaxPooling1D", f"{base}_max", [cols], attrs, prec)
+    column = b.reshape(Holder(top, x.kif, (rows,)), (rows, 1), f"{base}_maxcol")
+    return _pointwise(b, column, n, x.kif, x.kif, f"{base}_maxrow")
 
 
 @lowering(OpKind.SOFTMAX, check=_softmax_check)
@@ -79,17 +86,27 @@ def lower_softmax(b: LayerList, op: Op) -> None:
     src = b.holder(x)
     if src.kif != kif:
         src = b.quantizer(src, FixedType.uniform(x.shape, *kif), RoundMode.TRN, OverflowMode.WRAP, f"{v.name}_x")
-    top = _row_max(b, src, v.name)
+    rows, n = int(np.prod(x.shape[:-1])), x.shape[-1]
+    if src.shape != (rows, n):
+        src = b.reshape(src, (rows, n), f"{v.name}_rows")
     d_kif = (0, kif[0] + kif[1], kif[2])
-    d = b.add("Merge", f"{v.name}_diff", [top, src], {"op": "subtract"}, {"result": to_precision(d_kif)})
+    d = b.add(
+        "Merge", f"{v.name}_diff", [_row_max(b, src, v.name), src], {"op": "subtract"}, {"result": to_precision(d_kif)}
+    )
     exp = table_values(exp_table)
     exp = exp[np.minimum(np.arange(1 << width(d_kif)), exp.size - 1)]  # the IR clamps d at the table end
-    d_type = FixedType.uniform((1,), *d_kif)
-    e = unary_lut(b, Holder(d, d_kif, x.shape), d_type, exp, union_kif(exp_table.type), f"{v.name}_exp")
+    e = unary_lut(
+        b, Holder(d, d_kif, src.shape), FixedType.uniform((1,), *d_kif), exp, union_kif(exp_table.type), f"{v.name}_exp"
+    )
     inv_in = op.attrs["inv_in"]
-    s = _row_sum(b, e, inv_in, v.name)
-    inv = table_values(inv_table)
-    r = unary_lut(b, s, FixedType.uniform((1,), *inv_in), inv, union_kif(inv_table.type), f"{v.name}_inv")
+    sum_kif = (e.kif[0], e.kif[1] + math.ceil(math.log2(max(n, 1))) + 1, e.kif[2])
+    s = _pointwise(b, e, 1, inv_in, sum_kif, f"{v.name}_sum", overflow=OverflowMode.SAT)
+    r = unary_lut(
+        b, s, FixedType.uniform((1,), *inv_in), table_values(inv_table), union_kif(inv_table.type), f"{v.name}_inv"
+    )
+    spread = _pointwise(b, r, n, r.kif, r.kif, f"{v.name}_invrow")
     out_kif, prec = b.result_precision(v)
-    name = b.add("Merge", v.name, [e, r], {"op": "multiply"}, prec)
-    b.finish(op, name, out_kif)
+    y = Holder(b.add("Merge", v.name, [e, spread], {"op": "multiply"}, prec), out_kif, src.shape)
+    if y.shape != v.shape:
+        y = b.reshape(y, v.shape, f"{v.name}_out")
+    b.finish(op, y.layer, y.kif)

@@ -144,7 +144,7 @@ def _conv_out_shape(op: Op, spatial: Shape, kernel: Shape) -> Shape:
     nd = len(spatial)
     expect(len(stride) == nd and len(pads) == nd, op, f"stride and pad need {nd} entries")
     out = []
-    for n, (s, k, st, (p0, p1)) in enumerate(zip(spatial, kernel, stride, pads)):
+    for n, (s, k, st, (p0, p1)) in enumerate(zip(spatial, kernel, stride, pads, strict=True)):
         full = s + p0 + p1 - k
         expect(st >= 1 and p0 >= 0 and p1 >= 0, op, "stride must be >= 1 and padding >= 0")
         expect(full >= 0, op, f"kernel {k} larger than padded input {s + p0 + p1} on axis {n}")

@@ -28,8 +28,8 @@ def _pool_shapes(op: Op) -> list[Shape]:
         return [(x[-1],)]
     nd = _WINDOWED[op.kind]
     expect(len(x) == nd + 1, op, f"needs rank {nd + 1} channels-last input, got {list(x)}")
-    expect(len(op.attrs["pool"]) == nd, op, f"pool needs {nd} entries")
-    for p, (a, b) in zip(op.attrs["pool"], op.attrs["pad"]):
+    expect(len(op.attrs["pool"]) == nd and len(op.attrs["pad"]) == nd, op, f"pool and pad need {nd} entries")
+    for p, (a, b) in zip(op.attrs["pool"], op.attrs["pad"], strict=True):
         expect(a < p and b < p, op, "padding must be smaller than the pool size")
     return [(*_conv_out_shape(op, x[:-1], op.attrs["pool"]), x[-1])]
 

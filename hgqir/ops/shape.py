@@ -20,7 +20,7 @@ def _concat_shapes(op: Op) -> list[Shape]:
     rank = len(shapes[0])
     expect(0 <= axis < rank, op, f"axis {axis} out of range for rank {rank}")
     for s in shapes:
-        same = len(s) == rank and all(a == b for n, (a, b) in enumerate(zip(s, shapes[0])) if n != axis)
+        same = len(s) == rank and all(a == b for n, (a, b) in enumerate(zip(s, shapes[0], strict=True)) if n != axis)
         expect(same, op, f"operand shapes {[list(x) for x in shapes]} differ off axis {axis}")
     out = list(shapes[0])
     out[axis] = sum(s[axis] for s in shapes)

@@ -47,12 +47,14 @@ def const(g: Graph, rng: np.random.Generator, t: FixedType, name: str, scale: fl
 
 
 def probe(rng: np.random.Generator, t: FixedType, n: int) -> np.ndarray:
-    """Inputs: in range, exact half-LSB ties of every element, and far out of range."""
+    """Inputs: in range, exact half-LSB ties, next to the range ends and far out of range."""
     top = np.ldexp(1.0, t.i)
+    lsb = np.ldexp(1.0, -t.f)
     inside = rng.uniform(-1.2, 1.2, (n, *t.shape)) * top
-    ties = (rng.integers(-64, 64, (n, *t.shape)) + 0.5) * np.ldexp(1.0, -t.f)
+    ties = (rng.integers(-64, 64, (n, *t.shape)) + 0.5) * lsb
+    edges = rng.choice([-2.0, -1.0, 1.0, 2.0], (n, *t.shape)) * top + rng.uniform(-3, 3, (n, *t.shape)) * lsb
     huge = rng.normal(size=(n, *t.shape)) * top * 300
-    return np.concatenate([inside, ties, huge])
+    return np.concatenate([inside, ties, edges, huge])
 
 
 def assert_exact(prj: Any, g: Graph, x: Any) -> None:
@@ -221,6 +223,7 @@ def conv1d_graph() -> Graph:
     cube = g.add(OpKind.RESHAPE, [tr], {"shape": (2, 3, 4, 1)}, name="cube").result
     gmp = g.add(OpKind.GLOBAL_MAXPOOL, [cube], name="gmp4d").result
     cat = g.add(OpKind.CONCAT, [ap, mp, c], {"axis": 0}, name="cat").result
+    g.output(softmax(g, c, exp_len=300, inv_in=(0, 2, 5)), name="rows_softmax")  # 4 rows of 4
     g.output(cat, name="pools")
     g.output(pw, name="pointwise")
     g.output(tr, name="transposed")
@@ -259,8 +262,15 @@ def modes_graph() -> Graph:
     parts = []
     for n, (rnd, ovf) in enumerate(MODES):
         x = g.input(f"x{n}", PER_ELEMENT, round=rnd, overflow=ovf)
-        parts.append(g.add(OpKind.QUANT, [x], {"round": ovf == "WRAP" and rnd or "TRN", "overflow": ovf},
-                           types=[PER_ELEMENT], name=f"q{n}").result)
+        parts.append(
+            g.add(
+                OpKind.QUANT,
+                [x],
+                {"round": ovf == "WRAP" and rnd or "TRN", "overflow": ovf},
+                types=[PER_ELEMENT],
+                name=f"q{n}",
+            ).result
+        )
     g.output(g.add(OpKind.CONCAT, parts, {"axis": 0}, name="all").result)
     return g
 

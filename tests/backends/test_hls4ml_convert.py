@@ -130,11 +130,12 @@ def unsupported_graph() -> Graph:
     g.output(g.add(OpKind.CONCAT, [big, big], {"axis": 3}, name="cat4d").result)
     exp, et = make_table(lambda d: np.exp(-d / 4), (0, 6, 0), (0, 1, 6))
     inv, it = make_table(lambda s: 1 / np.maximum(s, 0.25), (0, 3, 2), (0, 3, 4))
+    wide = g.input("wide", FixedType.uniform((2, 4), 1, 12, 9))
     sm = g.add(
         OpKind.SOFTMAX,
-        [x, g.const_mantissa(exp, et, name="e"), g.const_mantissa(inv, it, name="i")],
+        [wide, g.const_mantissa(exp, et, name="e"), g.const_mantissa(inv, it, name="i")],
         {"inv_in": (0, 3, 2)},
-        name="sm2rows",
+        name="sm_wide",
     ).result
     g.output(sm)
     col = g.input("col", FixedType.uniform((2, 1), 1, 2, 2))
@@ -153,7 +154,7 @@ def test_unsupported_ops_are_listed_with_reasons(tmp_path: Path) -> None:
     text = "\n".join(items)
     for name, reason in [
         ("cat4d", "rank 4"),
-        ("sm2rows", "2 rows"),
+        ("sm_wide", "22 bits"),
         ("outer", "Merge"),
         ("relu_const", "constant"),
         ("output %c", "constant"),
@@ -177,3 +178,12 @@ def test_emit_takes_the_hls4ml_backend_option(tmp_path: Path) -> None:
     assert (tmp_path / "prj" / "firmware" / "tiny.cpp").is_file()
     with pytest.raises(HgqirError, match="compile"):
         prj.predict(np.zeros(3))
+
+
+def test_layer_names_are_safe_cxx_identifiers(tmp_path: Path) -> None:
+    g = Graph("names")
+    x = g.input("int", FixedType.uniform((2,), 1, 2, 2))
+    y = g.add(OpKind.RELU, [x], name="w2").result
+    g.output(g.add(OpKind.RELU, [y], name="Input.1").result)
+    names = [layer.name for layer in to_hls_model(g, tmp_path).get_layers()]
+    assert names == ["v_int", "v_w2", "input_1"]

@@ -17,7 +17,14 @@ from hgqir import FixedType, OpKind, VerifyError
 from hgqir.interp import run_exact
 
 from .helpers import (
-    assert_results_fit, expected_type, fractions, inputs_graph, rand_type, rand_values, run_all_paths, single_op,
+    assert_results_fit,
+    expected_type,
+    fractions,
+    inputs_graph,
+    rand_type,
+    rand_values,
+    run_all_paths,
+    single_op,
 )
 from .reference import ref_quantize, ref_quantize_one, trn_wrap
 

@@ -157,3 +157,10 @@ def test_broadcasts_per_element_types() -> None:
     x = np.array([[0.3, 0.3, 0.3], [-0.3, -0.3, -0.3]])
     got = hgqir.quantize(x, k=[1, 1, 0], i=0, f=[1, 2, 3], round="RND", overflow="SAT")
     assert got.tolist() == [[0.5, 0.25, 0.25], [-0.5, -0.25, 0.0]]
+
+
+def test_scalars_and_empty_arrays() -> None:
+    assert hgqir.quantize(0.3, 1, 2, 2) == 0.25
+    assert hgqir.quantize(-0.3, 1, 40, 30) == float(ref_quantize_one(-0.3, 1, 40, 30))  # 0-d, integer path
+    assert hgqir.quantize([], 1, 2, 2).shape == (0,)
+    assert hgqir.quantize(np.zeros((0, 3)), 1, [1, 2, 3], 2).shape == (0, 3)

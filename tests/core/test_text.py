@@ -136,3 +136,17 @@ def test_save_and_load(tmp_path) -> None:
     hgqir.save(g, path)
     assert path.read_text() == hgqir.dumps(g)
     assert hgqir.dumps(hgqir.load(path)) == hgqir.dumps(g)
+
+
+def test_large_tables_round_trip() -> None:
+    """Rows of thousands of numbers take the fast writer and reader: still exact."""
+    rng = np.random.default_rng(42)
+    t = rand_type(rng, (60, 50), pruned=0.1, i_range=(-3, 3))
+    g, (x,) = inputs_graph([rand_type(rng, (60,))])
+    w = g.const_mantissa(np.ldexp(rand_values(rng, t, 1, corners=False)[0], t.f).astype(np.int64), t, name="w")
+    g.output(g.add(OpKind.DENSE, [x, w]).result)
+    text = hgqir.dumps(g)
+    g2 = hgqir.loads(text)
+    assert hgqir.dumps(g2) == text and g2.value("w").type == t
+    assert np.array_equal(g2.value("w").producer.attrs["data"], w.producer.attrs["data"])
+    assert_same_results(g, g2)

@@ -113,3 +113,31 @@ def test_benchmark_network_runs_the_pipeline_exactly() -> None:
     hgqir.PassManager.parse(bench.PIPELINE).run(h)
     assert bench.weights(h) < bench.weights(g)
     check_exact(g, h, inputs(g, np.random.default_rng(0), 100))
+
+
+def test_direct_calls_roll_back_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a PassManager the passes still leave the graph untouched when they fail."""
+    from hgqir.passes import fold_batchnorm
+    from hgqir.passes.fold_batchnorm import fold_batchnorms
+    from hgqir.passes.prune_zero_bits import prune
+
+    g = BUILDERS["mlp"](np.random.default_rng(1))
+    text = hgqir.dumps(g)
+    real = fold_batchnorm.fold
+
+    def late_failure(graph, bn):  # type: ignore[no-untyped-def]
+        real(graph, bn)
+        raise RuntimeError("after the rewrite")
+
+    monkeypatch.setattr(fold_batchnorm, "fold", late_failure)
+    with pytest.raises(hgqir.HgqirError, match=r"fold-batchnorm failed at Op\(%bn1 = batchnorm"):
+        fold_batchnorms(g)
+    assert hgqir.dumps(g) == text
+
+    monkeypatch.setattr(Reslicer, "rebuild", lambda self, op, operands: 1 / 0)
+    g = BUILDERS["mlp_nobn"](np.random.default_rng(1))
+    text = hgqir.dumps(g)
+    with pytest.raises(hgqir.HgqirError, match=r"rebuilding Op\(%fc2 = dense .*ZeroDivisionError"):
+        prune(g)
+    assert hgqir.dumps(g) == text
+    g.verify()

@@ -1,0 +1,49 @@
+"""Helpers to check a PyTorch shim against its imported graph (used by the tests and examples).
+
+>>> import torch, hgqir
+>>> from hgqir.frontends.torch_testing import check_bit_exact
+>>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+>>> x = torch.randn(32, 3)
+>>> qmod = hgqir.quantize_torch(net, x)
+>>> g = hgqir.from_torch(qmod, x, calibration=x)
+>>> check_bit_exact(qmod, g, [x, 4 * x])
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+
+from hgqir.errors import HgqirError
+from hgqir.ir import Graph
+
+
+def _as_list(y: Any) -> list[np.ndarray]:
+    if isinstance(y, (tuple, list)):
+        return [np.asarray(a) for a in y]
+    return [np.asarray(y)]
+
+
+def shim_outputs(qmod: torch.nn.Module, x: Any) -> list[np.ndarray]:
+    """Outputs of a float64 eval-mode copy of ``qmod`` (the module itself is left alone)."""
+    twin = copy.deepcopy(qmod).eval().double()
+    xs = x if isinstance(x, (tuple, list)) else (x,)
+    with torch.no_grad():
+        y = twin(*(torch.as_tensor(np.asarray(a)).double() for a in xs))
+    ys = y if isinstance(y, (tuple, list)) else (y,)
+    return [a.numpy() for a in ys]
+
+
+def check_bit_exact(qmod: torch.nn.Module, g: Graph, inputs: list[Any]) -> None:
+    """Raise unless the float64 shim and ``g.run`` agree exactly (``np.array_equal``) on every input."""
+    for n, x in enumerate(inputs):
+        xs = x if isinstance(x, (tuple, list)) else (x,)
+        want = shim_outputs(qmod, x)
+        got = _as_list(g.run(*(np.asarray(a, dtype=np.float64) for a in xs)))
+        for o, (a, b) in enumerate(zip(want, got)):
+            if a.shape != b.shape or not np.array_equal(a, b):
+                diff = np.abs(a - b).max() if a.shape == b.shape else f"shapes {a.shape} vs {b.shape}"
+                raise HgqirError(f"input set {n}, output {o}: shim and graph differ (max |diff| {diff})")
