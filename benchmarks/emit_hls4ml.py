@@ -9,8 +9,9 @@ HGQ2's ``trace_minmax`` calibration of the WRAP activation quantizers.
   support, including its bit-exact precision inference).
 
 Both conversions stop at the ``ModelGraph`` (nothing written); each is timed ``--repeat``
-times after a warm-up and the median is reported. ``compile()`` (write + g++) is timed once
-each. Both projects' predictions are compared with the interpreter, bit for bit.
+times after a warm-up and the median is reported. The Keras → IR import (once, cold) is
+reported separately. ``compile()`` (write + g++) is timed once each. Both projects'
+predictions are compared with the interpreter, bit for bit.
 
 The IR graph comes from ``hgqir.from_keras`` when it imports HGQ2 models; otherwise it is
 built by hand from the model's quantizers and quantized weights (``hand_graph``), and the
@@ -174,6 +175,7 @@ def run(repeat: int) -> dict[str, Any]:
 def table(r: dict[str, Any]) -> str:
     rows = [
         ("", "hgqir (IR → hls4ml)", "HGQ2 (Keras → hls4ml)"),
+        ("Keras → IR [s]", f"{r['import_seconds']:.4f}", "-"),
         ("convert [s]", f"{r['convert_seconds']['hgqir']:.4f}", f"{r['convert_seconds']['hgq2']:.4f}"),
         ("compile [s]", f"{r['compile_seconds']['hgqir']:.1f}", f"{r['compile_seconds']['hgq2']:.1f}"),
         ("hls4ml layers", str(r["layers"]["hgqir"]), str(r["layers"]["hgq2"])),

@@ -104,7 +104,8 @@ def overflow_lsb(q: Any, k: Any, width: Any, mode: OverflowMode) -> Any:
         r = q - modulus * ops.floor(q / modulus)
         return ops.where(ops.logical_and(k > 0, r > hi), r - modulus, r)
     if mode is OverflowMode.SAT_SYM:
-        lo = ops.where(k > 0, -hi, 0.0)
+        # as ap_fixed (and hgqir.quantize): a 1-bit signed type keeps -1 LSB, so it saturates like SAT
+        lo = ops.where(ops.logical_and(k > 0, safe > 1), -hi, lo)
     if mode is OverflowMode.SAT_ZERO:
         return ops.where(ops.logical_or(q < lo, q > hi), 0.0, q)
     return ops.where(q > hi, hi, ops.where(q < lo, lo, q))

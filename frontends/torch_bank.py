@@ -103,6 +103,7 @@ class QuantBank(nn.Module):
         self.register_buffer("vmax", torch.full((self.n_act,), -math.inf))
         self.register_buffer("vmin", torch.full((self.n_act,), math.inf))
         self._consts: dict[Any, Tensor] = {}
+        self._ranges: tuple[Any, dict[int, tuple[Tensor, Tensor]]] | None = None
         self.last: tuple[Any, list[Tensor]] | None = None
         """Quantized flat weights of the last forward, with the key they are valid for."""
 
@@ -157,35 +158,47 @@ class QuantBank(nn.Module):
         raise KeyError(spec)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_consts": {}, "last": None}
+        return {**self.__dict__, "_consts": {}, "last": None, "_ranges": None}
 
     # ------------------------------------------------------------------ forward
     def forward(self, *params: Tensor) -> tuple[Tensor | None, ...]:
         if len(params) != len(self.param_specs):
             raise TypeError(f"the bank takes {len(self.param_specs)} tensors, got {len(params)}")
-        pieces = RoundSTE.apply(self.f).split(self._sizes) if self.f.numel() else ()
+        pieces = RoundSTE.apply(self.f).split_with_sizes(self._sizes) if self.f.numel() else ()
         by_spec = dict(zip(self.param_specs, params))
         out: list[Tensor | None] = [None] * (4 * len(self.specs))
         cached = []
         for b, block in enumerate(self.blocks):
             wq = self.quantize_block(b, [by_spec[n] for n in block.specs], pieces[b], not self.training)
             cached.append(wq.detach())
-            for n, part in zip(block.specs, wq.split(block.numels)):
-                out[4 * n] = part.view(self.specs[n].shape)
+            parts = wq.split_with_sizes(block.numels) if len(block.specs) > 1 else (wq,)
+            for n, part in zip(block.specs, parts):
+                shape = self.specs[n].shape
+                out[4 * n] = part if len(shape) == 1 else part.view(shape)
         self.last = (self.key(params), cached)
         i_of = self.i_views(RoundSTE.apply(self.i)) if self.i is not None else {}
-        ranges = dict(zip(self.act_specs, zip(self.vmax.split(self._act_sizes), self.vmin.split(self._act_sizes))))
+        ranges = self._range_views()
         for n, piece in zip(self.rest, pieces[len(self.blocks):]):
             spec = self.specs[n]
-            fv = piece.view(spec.group)
+            fv = piece if len(spec.group) == 1 else piece.view(spec.group)
             if spec.role == "param":
                 out[4 * n] = self.clip_param(spec, by_spec[n], fv, i_of[n], not self.training)
             else:
                 out[4 * n] = fv
             out[4 * n + 1] = i_of.get(n)
             if n in ranges:
-                out[4 * n + 2], out[4 * n + 3] = (r.view(spec.group) for r in ranges[n])
+                out[4 * n + 2], out[4 * n + 3] = ranges[n]
         return tuple(out)
+
+    def _range_views(self) -> dict[int, tuple[Tensor, Tensor]]:
+        """Per activation spec, views of ``vmax``/``vmin`` (cached while the buffers stay put)."""
+        key = (self.vmax.data_ptr(), self.vmin.data_ptr(), self.vmax.dtype)
+        if self._ranges is None or self._ranges[0] != key:
+            views = {}
+            for n, hi, lo in zip(self.act_specs, self.vmax.split(self._act_sizes), self.vmin.split(self._act_sizes)):
+                views[n] = (hi.view(self.specs[n].group), lo.view(self.specs[n].group))
+            self._ranges = (key, views)
+        return self._ranges[1]
 
     def i_views(self, ir: Tensor) -> dict[int, Tensor]:
         return {n: p.view(self.specs[n].group) for n, p in zip(self.i_specs, ir.split(self._i_sizes))}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .torch_modules import ActQuantizer
-from .torch_quant import group_ki
+from .torch_quant import group_ki, needed_ki
 
 if TYPE_CHECKING:
     from .torch_shim import QuantizedModule
@@ -49,8 +49,8 @@ def calibrate(qmod: QuantizedModule, data: Any, batch_size: int = 1024) -> Quant
     dtype, device = _dtype_device(qmod)
     qmod.eval()
     qmod.to(torch.float64)
+    qmod.bank.reset_ranges()
     for m in acts:
-        m.reset()
         m.calibrating = True
     try:
         for batch in _batches(data, batch_size):
@@ -71,20 +71,18 @@ def init_integer_bits(qmod: QuantizedModule) -> None:
     bank = qmod.bank
     if bank.i is None:
         return
-    pieces, _ = bank.rounded()
-    rest = dict(zip(bank.rest, pieces[len(bank.blocks):]))
+    fr = torch.round(bank.f.detach())
     starts = []
     for n in bank.i_specs:
         spec = bank.specs[n]
-        f = rest[n].view(spec.group)
+        f = fr[bank.f_offset(n):][: spec.group_size].view(spec.group)
         if spec.config.i is not None:
-            starts.append(torch.full(spec.group, float(spec.config.i)).reshape(-1))
+            starts.append(torch.full((spec.group_size,), float(spec.config.i)))
             continue
         if spec.role == "param":
-            v = fetch(qmod.body, spec.source or "")
-            _, i = group_ki(v.detach().to(f.dtype), spec.group, f)
+            _, i = group_ki(fetch(qmod.body, spec.source or "").detach().to(f.dtype), spec.group, f)
         else:
-            m = qmod.body.get_submodule(qmod.plan.modules[n])
-            _, i = m.ki(f)  # type: ignore[operator]
+            vmax, vmin = bank.ranges(n)
+            _, i = needed_ki(vmin.to(f.dtype), vmax.to(f.dtype), f)
         starts.append(torch.clamp(i, min=-f).reshape(-1))
     bank.i.copy_(torch.cat(starts).to(bank.i.dtype))

@@ -156,9 +156,8 @@ class RoundSTE(torch.autograd.Function):
 
 
 def _train_round(x: Tensor, scale: Tensor, rmode: RoundMode) -> Tensor:
-    """``round(x * scale)`` fast, for training (ties to even stand in for the rarer tie modes)."""
-    if rmode is RoundMode.RND:
-        return torch.addcmul(x.new_full((), 0.5), x, scale).floor_()
+    """``round(x * scale)`` fast, for training: ties go to even in every rounding-to-nearest
+    mode (exact ties are rare in training data; eval mode rounds exactly)."""
     v = x * scale
     if rmode is RoundMode.TRN:
         return v.floor_()
@@ -180,7 +179,8 @@ class FreeQuant(torch.autograd.Function):
         ctx: Any, x: Tensor, f: Tensor, rmode: RoundMode, vmax: Tensor | None, vmin: Tensor | None,
         dims: tuple[int, ...] = (0,),
     ) -> Tensor:
-        q = _train_round(x, torch.exp2(f), rmode).mul_(torch.exp2(-f))
+        scale = torch.exp2(f)
+        q = _train_round(x, scale, rmode).div_(scale)
         if vmax is not None and vmin is not None:
             hi = q.amax(dim=dims, keepdim=len(dims) > 1)
             lo = q.amin(dim=dims, keepdim=len(dims) > 1)

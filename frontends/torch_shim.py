@@ -53,6 +53,7 @@ class QuantizedModule(nn.Module):
         self.register_buffer("_beta", torch.tensor(float(beta)))
         self.bit_layout = BitLayout(self.bank)
         self.ebops_index = build_index(self.bit_layout, plan.costs)
+        self._owners: list[tuple[nn.Module, str]] | None = None
         self.register_forward_hook(_sync_running_ranges)
 
     @property
@@ -84,7 +85,12 @@ class QuantizedModule(nn.Module):
     # ------------------------------------------------------------------ EBOPs
     def params(self) -> list[Tensor]:
         """The tensors the bank quantizes (weights, biases, constants), in bank order."""
-        return [fetch(self.body, self.bank.specs[n].source or "") for n in self.bank.param_specs]
+        if self._owners is None:  # (module, name) pairs: modules stay put across .to() and .double()
+            self._owners = []
+            for n in self.bank.param_specs:
+                path, _, name = (self.bank.specs[n].source or "").rpartition(".")
+                self._owners.append((self.body.get_submodule(path) if path else self.body, name))
+        return [m._parameters[k] if k in m._parameters else m._buffers[k] for m, k in self._owners]  # type: ignore[misc]
 
     def derived_values(self, dtype: torch.dtype | None = None) -> dict[int, Tensor]:
         """Exact folded batchnorm scale and offset by spec (from the running statistics)."""

@@ -263,10 +263,11 @@ def _sole_user(v: Value) -> Op | None:
 
 
 def _const(v: Value) -> tuple[np.ndarray, FixedType] | None:
+    """int64 mantissas (pruned elements 0, as the generic rules read them) and type of a constant."""
     data = v.producer.attrs["data"]  # type: ignore[union-attr]
     if data.dtype != np.int64 or int(np.max(v.type.width, initial=0)) > FLOAT_BITS:
         return None
-    return data, v.type
+    return np.where(v.type.zero_mask, 0, data), v.type
 
 
 def dense_weights(dense: Op, e_x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -300,6 +301,8 @@ def dense_weights(dense: Op, e_x: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 
 @dataclass
 class DensePlan:
+    """A fused ``dense [-> relu] [-> quant]``: ``round(x @ weights + bias)``, then overflow handling."""
+
     weights: np.ndarray
     bias: np.ndarray
     quant: QuantPlan | None

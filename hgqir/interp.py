@@ -14,6 +14,9 @@ Two evaluators give the same bits:
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -63,11 +66,16 @@ def _prepare(g: Graph, args: list[Any], batch: bool | None) -> tuple[list[np.nda
     return out, batch
 
 
-def with_batch(x: Any, v: Value, batch: int) -> Any:
-    """A constant-derived (unbatched) runtime value broadcast to ``batch`` rows; others unchanged."""
+def with_batch(x: Any, v: Value, batch: int, rank: int = 0) -> Any:
+    """A constant-derived (unbatched) runtime value broadcast to ``batch`` rows; others unchanged.
+
+    ``rank``: the op's result rank; lower-rank constants get leading 1-axes so that numpy
+    broadcasting still lines up their trailing axes with the data's (``[3, 4] + [4]``).
+    """
     if x.m.ndim != len(v.shape):
         return x
-    m = np.broadcast_to(x.m[None], (batch, *x.m.shape))
+    lead = (1,) * max(rank - x.m.ndim, 0)
+    m = np.broadcast_to(x.m.reshape(*lead, *x.m.shape)[None], (batch, *lead, *x.m.shape))
     return Exact(m, x.scale) if isinstance(x, Exact) else fp.Scaled(m, x.e)
 
 
@@ -75,7 +83,8 @@ def data_args(op: Op, values: list[Any], batch: int) -> list[Any]:
     """Operands as the rule expects them: data operands batched, weights and tables as they are."""
     n_data = op.rule.data_operands
     n_data = len(values) if n_data < 0 else n_data
-    return [with_batch(x, v, batch) if n < n_data else x
+    rank = len(op.results[0].shape) if op.results else 0
+    return [with_batch(x, v, batch, rank) if n < n_data else x
             for n, (x, v) in enumerate(zip(values, op.operands, strict=True))]
 
 
@@ -130,11 +139,23 @@ def _single_threaded_blas() -> Any:
     return contextlib.nullcontext() if _BLAS[0] is None else _BLAS[0].limit(limits=1, user_api="blas")
 
 
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Worker threads for blocks of rows: numpy and BLAS release the GIL, so blocks overlap."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                                        thread_name_prefix="hgqir-run"))
+    return _POOL[0]
+
+
 class Runner:
     """``Graph.run``: fused float64 kernels where proven exact, generic rules elsewhere.
 
     Static decisions (casts, constants, kernel plans) are made once per run and reused for
-    every block of ``CHUNK_ROWS`` rows; blocks keep the intermediates in cache.
+    every block of ``CHUNK_ROWS`` rows; blocks keep the intermediates in cache and run on a
+    few worker threads (shallow copies of the runner: shared plans, own values).
     """
 
     CHUNK_ROWS = 8192
@@ -164,9 +185,11 @@ class Runner:
         step = self.CHUNK_ROWS
         if rows <= step:
             return self._run_rows(arrays, rows)
+        blocks = [([a[s : s + step] for a in arrays], min(step, rows - s)) for s in range(0, rows, step)]
         with _single_threaded_blas():
-            parts = [self._run_rows([a[s : s + step] for a in arrays], min(step, rows - s))
-                     for s in range(0, rows, step)]
+            first = self._run_rows(*blocks[0])  # makes the plans and constants the other blocks share
+            rest = _pool().map(lambda b: copy.copy(self)._run_rows(*b), blocks[1:])
+            parts = [first, *rest]
         return [np.concatenate(chunks) for chunks in zip(*parts, strict=True)]
 
     def _run_rows(self, arrays: list[np.ndarray], rows: int) -> list[np.ndarray]:

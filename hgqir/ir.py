@@ -314,18 +314,24 @@ class Graph:
 
         nxg = self.to_networkx()
         pos = {op: n for n, op in enumerate(self.ops)}
-        order = list(nx.lexicographical_topological_sort(nxg, key=lambda op: pos[op]))
+        try:
+            order = list(nx.lexicographical_topological_sort(nxg, key=lambda op: pos[op]))
+        except nx.NetworkXUnfeasible:
+            raise VerifyError(f"graph {self.name!r} has a cycle: no topological order exists") from None
         self.ops = order
 
     def to_networkx(self) -> Any:
-        """A networkx DiGraph with the ops as nodes and an edge per producer-user pair."""
+        """A networkx MultiDiGraph: the graph's ops as nodes, an edge per producer-user pair.
+
+        Producers outside ``ops`` (dangling operands) are left out; ``verify`` reports them.
+        """
         import networkx as nx
 
         nxg = nx.MultiDiGraph()
         nxg.add_nodes_from(self.ops)
         for op in self.ops:
             for v in op.operands:
-                if v.producer is not None:
+                if v.producer is not None and v.producer in nxg:
                     nxg.add_edge(v.producer, op)
         return nxg
 

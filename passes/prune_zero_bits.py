@@ -12,7 +12,7 @@
 
 Graph inputs and outputs keep their shapes unless ``keep-io=false``: then unread input
 features and always-zero outputs go too, and ``g.meta["io_kept"]`` records, per input and
-output name, which of the original indices remain.
+output name, which of the original indices remain (``[]`` for an input nothing reads any more).
 """
 
 from __future__ import annotations
@@ -104,6 +104,10 @@ def prune(g: Graph, keep_io: bool = True, max_sweeps: int = 20) -> PruneReport:
         for _ in range(max_sweeps):
             if not _sweep(g, keep_io, report):
                 break
+        if not keep_io:
+            for v in g.inputs:
+                if not v.users:  # dce drops it: record that none of its features remain
+                    g.meta.setdefault("io_kept", {})[v.name] = []
         report.ops = DeadCodeElimination(keep_io=keep_io).apply(g)
     return report
 

@@ -1,15 +1,11 @@
-"""Lowering of the table ops, ``lut`` and ``softmax`` (semantics: :mod:`hgqir.ops.table`).
+"""Lowering of ``lut`` (table semantics: :mod:`hgqir.ops.table`); ``softmax`` reuses it.
 
 ``lut`` becomes hls4ml's ``UnaryLUT``, which indexes its table by the raw bits of the input
-type (two's complement read as unsigned); the IR's table is re-ordered into that order.
-
-hls4ml's own ``Softmax`` computes its exponential and inverse tables itself, so it cannot
-reproduce the IR's bit-true table constants. Instead the IR's recipe is built from layers
-that are each exact: the row maximum (``GlobalMaxPooling1D``), ``d = max - x``
-(a broadcasting ``Merge``), ``e = exp_table[min(d, len-1)]`` (``UnaryLUT`` over ``d``), the sum
-(a ``Dense`` with unit weights whose result type is ``inv_in`` with TRN/SAT),
-``r = inv_table[...]`` (``UnaryLUT``) and ``y = e * r`` (``Merge``). hls4ml's broadcasting
-only repeats a single row, so softmax is supported on one row (leading axes of size 1).
+type (two's complement read as unsigned); the IR's table is re-ordered into that order and
+the input is first held in exactly the IR's union type, so every reachable index is an IR
+entry. hls4ml's own ``Softmax`` computes its tables itself and cannot take the IR's bit-true
+tables, so :mod:`.lower_softmax` builds the IR's recipe from exact layers, two of them
+``UnaryLUT`` made here.
 """
 
 from __future__ import annotations

@@ -108,8 +108,7 @@ def _source(info: ArrayInfo, src: np.ndarray, dst: np.ndarray, scale: int, table
     contiguous = count == info.size and np.array_equal(src, order) and np.array_equal(dst - dst[0], order)
     return Source(
         array=info.name, mult=1 << (scale - info.kif[2]), count=count, contiguous=bool(contiguous),
-        base=int(dst[0]), src=[] if contiguous else src.tolist(), dst=[] if contiguous else dst.tolist(),
-        table=table,
+        base=int(dst[0]), src=src.tolist(), dst=dst.tolist(), table=table,
     )
 
 
@@ -125,8 +124,7 @@ def scatter(
         members = members[np.argsort(flat.pos[members], kind="stable")]
         info = storage.arrays[aid]
         contiguous = np.array_equal(members, np.arange(flat.arr.size))
-        stores.append(Store(info.name, info.type, int(members.size), bool(contiguous),
-                            [] if contiguous else members.tolist(), f"{acc}_t{n}"))
+        stores.append(Store(info.name, info.type, int(members.size), bool(contiguous), members.tolist(), f"{acc}_t{n}"))
     modes = round is not None
     return Scatter(
         acc=acc, width=width, scale=scale, stores=stores,

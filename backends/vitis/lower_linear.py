@@ -31,7 +31,11 @@ class Terms:
 
     @property
     def weight(self) -> int:
-        return len(self.val) * (2 + len(self.idx))
+        return len(self.val) * 4
+
+    def column(self, n: int) -> list[int]:
+        """Index part ``n`` of every term (a table of the template)."""
+        return [ix[n] for ix in self.idx]
 
 
 @dataclass

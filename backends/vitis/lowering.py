@@ -81,6 +81,22 @@ class Port:
     words: int = 1
     """64-bit words per element in the C simulation's output buffers (1 unless wider than 62 bits)."""
 
+    @property
+    def size(self) -> int:
+        return self.value.type.size
+
+    @property
+    def slots(self) -> int:
+        return self.size * self.words
+
+    @property
+    def shape(self) -> list[int]:
+        return list(self.value.shape)
+
+    @property
+    def desc(self) -> str:
+        return f"`{self.name}` {self.shape}"
+
 
 Lowerer = Callable[["Lowering", Op], None]
 LOWERINGS: dict[OpKind, Lowerer] = {}
@@ -143,7 +159,7 @@ class Lowering:
         fn = self.storage.unique(f"{self.options.top}_{name}")
         what = op.kind.value if op.results else f"output {name}"
         comment = f"%{name} = {what}({', '.join('%' + o.name for o in op.operands)})"
-        layer = Layer(fn, kind, gathers, sc, body, reuse=reuse, mults=mults, comment=comment)
+        layer = Layer(fn, kind, comment, gathers, sc, body, reuse=reuse, mults=mults)
         layer.params = self._params(gathers, ids)
         self.layers.append(layer)
 

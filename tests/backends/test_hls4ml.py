@@ -113,7 +113,17 @@ def mlp_graph() -> Graph:
     logits = g.add(OpKind.DENSE, [prod, w2], types=[FixedType.uniform((5,), 1, 2, 3)], name="fc2").result
     g.output(softmax(g, logits, exp_len=40, inv_in=(0, 3, 4)), name="probs")
     g.output(h, name="hidden")
+    g.output(constant_arithmetic(g, rng, t), name="affine")
     return g
+
+
+def constant_arithmetic(g: Graph, rng: np.random.Generator, t: Value) -> Value:
+    """``(c1 - t) + (t * c2) - c3``: constants on either side, and a tensor-tensor add."""
+    c1, c2, c3 = (const(g, rng, random_type(rng, t.shape, (0, 2), (0, 3)), f"k{n}") for n in (1, 2, 3))
+    flipped = g.add(OpKind.SUB, [c1, t], name="flipped").result
+    scaled = g.add(OpKind.MUL, [t, c2], name="scaled").result
+    both = g.add(OpKind.ADD, [flipped, scaled], types=[random_type(rng, t.shape, (1, 3), (1, 5))], name="both").result
+    return g.add(OpKind.SUB, [both, c3], name="shifted").result
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +139,8 @@ def test_mlp_with_tables_is_exact(mlp: tuple[Any, Graph]) -> None:
 def test_mlp_single_sample_layout(mlp: tuple[Any, Graph]) -> None:
     prj, g = mlp
     x = np.linspace(-3, 3, 6)
-    probs, hidden = prj.predict(x)
-    assert probs.shape == (5,) and hidden.shape == (8,)
+    probs, hidden, affine = prj.predict(x)
+    assert probs.shape == (5,) and hidden.shape == (8,) and affine.shape == (8,)
     assert_exact(prj, g, x)
 
 
@@ -223,6 +233,10 @@ def conv1d_graph() -> Graph:
     cube = g.add(OpKind.RESHAPE, [tr], {"shape": (2, 3, 4, 1)}, name="cube").result
     gmp = g.add(OpKind.GLOBAL_MAXPOOL, [cube], name="gmp4d").result
     cat = g.add(OpKind.CONCAT, [ap, mp, c], {"axis": 0}, name="cat").result
+    total = g.add(OpKind.ADD, [ap, mp], name="total").result
+    gap = g.add(OpKind.GLOBAL_AVGPOOL, [c], types=[random_type(rng, (4,), (1, 3), (0, 3), signed=1)], name="gap").result
+    g.output(g.add(OpKind.CONCAT, [total, c], {"axis": 1}, name="side").result, name="side_by_side")
+    g.output(gap, name="gavg")
     g.output(softmax(g, c, exp_len=300, inv_in=(0, 2, 5)), name="rows_softmax")  # 4 rows of 4
     g.output(cat, name="pools")
     g.output(pw, name="pointwise")

@@ -80,3 +80,36 @@ def test_hgq2_own_hls4ml_conversion_agrees(imported: tuple[Any, Any, hgqir.Graph
     theirs.compile()
     x = np.random.default_rng(2).normal(size=(100, 8, 8, 2))
     assert np.array_equal(np.asarray(theirs.predict(np.ascontiguousarray(x))).reshape(100, 5), prj.predict(x))
+
+
+def torch_graph() -> hgqir.Graph:
+    """A PyTorch CNN (channels first) through an hgqir shim and ``hgqir.from_torch``."""
+    import torch
+
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 3, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(3)
+            self.pool = torch.nn.AvgPool2d(2)
+            self.fc = torch.nn.Linear(27, 4)
+
+        def forward(self, x: Any) -> Any:
+            x = self.pool(torch.relu(self.bn(self.conv(x))))
+            return torch.softmax(self.fc(torch.flatten(x, 1)), -1)
+
+    example = torch.randn(1, 2, 6, 6)
+    shim = hgqir.quantize_torch(Net().eval(), example)
+    return hgqir.from_torch(shim, example, calibration=torch.randn(256, 2, 6, 6))
+
+
+def test_torch_model_is_exact_in_its_own_layout(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    g = torch_graph()
+    prj = hgqir.emit(g, "hls4ml", tmp_path).compile()
+    x = np.random.default_rng(0).normal(size=(100, 2, 6, 6)) * 3  # channels first, like the module
+    got, want = prj.predict(x), g.run(x)
+    assert got.shape == want.shape == (100, 4)
+    assert np.array_equal(got, want)

@@ -31,6 +31,9 @@ def test_dangling_value() -> None:
     msg = verify_error(g)
     assert "operand 0 %r has no producer in this graph (dangling value" in msg
     assert "in op: %q = quant %r {round = RND, overflow = SAT} : [4] <0,2,2>" in msg
+    n_ops = len(g.ops)
+    g.toposort()  # must not pull the removed op back in
+    assert len(g.ops) == n_ops
     g.set_operand(q.producer, 0, x)
     assert "lists a user Op(%r = relu %x) that is not in the graph" in verify_error(g)
 
@@ -59,6 +62,8 @@ def test_cycle() -> None:
     g.set_operand(r.producer, 0, q)  # relu now reads the quant that reads the relu
     msg = verify_error(g)
     assert "has a cycle" in msg and "SSA graphs must be acyclic" in msg
+    with pytest.raises(VerifyError, match="no topological order exists"):
+        g.toposort()
 
 
 def test_out_of_order_ops_and_toposort() -> None:

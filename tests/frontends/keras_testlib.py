@@ -36,9 +36,9 @@ def randomize_bits(model: Any, seed: int = 0, prune: float = 0.05) -> None:
             f[rng.random(f.shape) < prune] = -12.0
             layer.f.assign(f + rng.uniform(-0.3, 0.3, f.shape))
             if not layer.wraps:
-                layer.i.assign(rng.integers(0, 3, layer.i.shape).astype(np.float64))
+                layer.i.assign(rng.integers(0, 3, layer.i.shape) + rng.uniform(-0.3, 0.3, layer.i.shape))
         elif isinstance(layer, WeightQuantizer):
-            layer.f.assign(rng.integers(2, 8, layer.f.shape).astype(np.float64))
+            layer.f.assign(rng.integers(2, 8, layer.f.shape) + rng.uniform(-0.3, 0.3, layer.f.shape))
 
 
 def outputs(y: Any) -> list[np.ndarray]:

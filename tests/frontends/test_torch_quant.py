@@ -112,7 +112,7 @@ def test_free_quant_gradients_and_ranges() -> None:
     assert torch.equal(x.grad, g)  # straight through
     assert torch.allclose(f.grad, -LN2 * (g * (q - x)).sum(0))  # HGQ surrogate
     assert torch.equal(vmax, q.detach().amax(0)) and torch.equal(vmin, q.detach().amin(0))
-    assert torch.equal(q * 8, torch.floor(x.detach() * 8 + 0.5))
+    assert torch.equal(q * 8, torch.round(x.detach() * 8))  # training rounds ties to even (fast)
 
 
 def test_clip_quant_gradients() -> None:

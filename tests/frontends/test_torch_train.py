@@ -81,7 +81,7 @@ def test_training_moves_bitwidths_and_beta_trades_ebops() -> None:
     values = bank(*params)
     for n, spec in enumerate(bank.specs):
         if spec.name.endswith("weight"):
-            assert torch.all(values[2 * n][torch.from_numpy(widths[spec.name] <= 0)] == 0)
+            assert torch.all(values[4 * n][torch.from_numpy(widths[spec.name] <= 0)] == 0)
     zero_consts = sum(int(op.result.type.zero_mask.sum()) for op in g_hi.ops if op.kind.value == "const")
     assert zero_consts >= pruned
 

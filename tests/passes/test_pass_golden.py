@@ -4,7 +4,7 @@ Every ``golden/<pass>/<case>.hgq`` names its pipeline on a ``# RUN: <spec>`` lin
 expected result is ``<case>.expected.hgq`` (full text, or the elided form when its header
 says ``(elided)``). Each case is also checked for bit-exactness with the interpreter.
 
-After a deliberate change, regenerate with ``python tests/passes/test_golden.py --update``
+After a deliberate change, regenerate with ``python tests/passes/test_pass_golden.py --update``
 and review every diff by hand before keeping it.
 """
 
@@ -79,7 +79,7 @@ def test_full_text_round_trips() -> None:
 
 if __name__ == "__main__":
     if "--update" not in sys.argv:
-        sys.exit("usage: python tests/passes/test_golden.py --update   (then review every diff)")
+        sys.exit("usage: python tests/passes/test_pass_golden.py --update   (then review every diff)")
     for case in CASES:
         _, _, text = run_case(case)
         expected_path(case).write_text(text)
