@@ -75,10 +75,16 @@ def digits_data() -> tuple[np.ndarray, ...]:
 
 
 def mlp_float() -> keras.Model:
-    return keras.Sequential([
-        keras.Input((16,)), L.Dense(64, activation="relu"), L.Dense(32, activation="relu"),
-        L.Dense(32, activation="relu"), L.Dense(5),
-    ], name="mlp")
+    return keras.Sequential(
+        [
+            keras.Input((16,)),
+            L.Dense(64, activation="relu"),
+            L.Dense(32, activation="relu"),
+            L.Dense(32, activation="relu"),
+            L.Dense(5),
+        ],
+        name="mlp",
+    )
 
 
 def mlp_hgq(beta: float) -> keras.Model:
@@ -86,17 +92,30 @@ def mlp_hgq(beta: float) -> keras.Model:
     from hgq.config import LayerConfigScope
 
     with LayerConfigScope(beta0=beta):
-        return keras.Sequential([
-            keras.Input((16,)), H.QDense(64, activation="relu"), H.QDense(32, activation="relu"),
-            H.QDense(32, activation="relu"), H.QDense(5),
-        ], name="mlp_hgq")
+        return keras.Sequential(
+            [
+                keras.Input((16,)),
+                H.QDense(64, activation="relu"),
+                H.QDense(32, activation="relu"),
+                H.QDense(32, activation="relu"),
+                H.QDense(5),
+            ],
+            name="mlp_hgq",
+        )
 
 
 def cnn_float() -> keras.Model:
-    return keras.Sequential([
-        keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D(2),
-        L.Conv2D(16, 3, activation="relu"), L.Flatten(), L.Dense(10),
-    ], name="cnn")
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            L.Conv2D(8, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(16, 3, activation="relu"),
+            L.Flatten(),
+            L.Dense(10),
+        ],
+        name="cnn",
+    )
 
 
 def cnn_hgq(beta: float) -> keras.Model:
@@ -104,18 +123,26 @@ def cnn_hgq(beta: float) -> keras.Model:
     from hgq.config import LayerConfigScope
 
     with LayerConfigScope(beta0=beta):
-        return keras.Sequential([
-            keras.Input((8, 8, 1)), H.QConv2D(8, 3, activation="relu"), H.QMaxPooling2D(2),
-            H.QConv2D(16, 3, activation="relu"), L.Flatten(), H.QDense(10),
-        ], name="cnn_hgq")
+        return keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                H.QConv2D(8, 3, activation="relu"),
+                H.QMaxPooling2D(2),
+                H.QConv2D(16, 3, activation="relu"),
+                L.Flatten(),
+                H.QDense(10),
+            ],
+            name="cnn_hgq",
+        )
 
 
 # ---------------------------------------------------------------- one training run
 def train(model: keras.Model, data: tuple[np.ndarray, ...], epochs: int, batch: int, seed: int) -> dict[str, Any]:
     x, y, xt, yt = data
     keras.utils.set_random_seed(seed)
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     timer = EpochTimer()
     model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=[timer], shuffle=True)
     steady = timer.times[1:] or timer.times
@@ -138,8 +165,9 @@ def hgq_own_ebops(model: keras.Model) -> float:
     return float(sum(int(layer.ebops) for layer in model.layers if getattr(layer, "enable_ebops", False)))
 
 
-def bench(name: str, make_float: Any, make_hgq: Any, data: tuple[np.ndarray, ...], args: argparse.Namespace,
-          batch: int) -> dict[str, Any]:
+def bench(
+    name: str, make_float: Any, make_hgq: Any, data: tuple[np.ndarray, ...], args: argparse.Namespace, batch: int
+) -> dict[str, Any]:
     seed = 1
     keras.utils.set_random_seed(seed)
     plain = train(make_float(), data, args.epochs, batch, seed)
@@ -156,8 +184,13 @@ def bench(name: str, make_float: Any, make_hgq: Any, data: tuple[np.ndarray, ...
     hgq["hgq_own_ebops"] = hgq_own_ebops(hgq_model)
     hgq["accuracy_calibrated"] = float(np.mean(np.argmax(hgq_model.predict(data[2], verbose=0), 1) == data[3]))
     return {
-        "model": name, "batch": batch, "epochs": args.epochs, "beta": args.beta,
-        "plain": plain, "shim": shim, "hgq2": hgq,
+        "model": name,
+        "batch": batch,
+        "epochs": args.epochs,
+        "beta": args.beta,
+        "plain": plain,
+        "shim": shim,
+        "hgq2": hgq,
         "shim_overhead": shim["epoch_time"] / plain["epoch_time"],
         "hgq2_overhead": hgq["epoch_time"] / plain["epoch_time"],
         "shim_overhead_min": shim["epoch_time_min"] / plain["epoch_time_min"],
@@ -168,9 +201,11 @@ def bench(name: str, make_float: Any, make_hgq: Any, data: tuple[np.ndarray, ...
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'model':<6} {'plain s/ep':>10} {'shim s/ep':>10} {'HGQ2 s/ep':>10} {'shim x':>7} {'HGQ2 x':>7} "
-            f"{'shim x cpu':>10} {'HGQ2 x cpu':>10} {'acc plain':>9} {'acc shim':>9} {'acc HGQ2':>9} "
-            f"{'EBOPs shim':>11} {'EBOPs HGQ2':>11}")
+    head = (
+        f"{'model':<6} {'plain s/ep':>10} {'shim s/ep':>10} {'HGQ2 s/ep':>10} {'shim x':>7} {'HGQ2 x':>7} "
+        f"{'shim x cpu':>10} {'HGQ2 x cpu':>10} {'acc plain':>9} {'acc shim':>9} {'acc HGQ2':>9} "
+        f"{'EBOPs shim':>11} {'EBOPs HGQ2':>11}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         p, s, h = r["plain"], r["shim"], r["hgq2"]
@@ -180,8 +215,10 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['hgq2_overhead_cpu']:>10.2f} {p['accuracy']:>9.3f} {s['accuracy_calibrated']:>9.3f} "
             f"{h['accuracy_calibrated']:>9.3f} {s['ebops']:>11.0f} {h['ebops']:>11.0f}"
         )
-    lines.append("s/ep: median wall seconds per epoch after the first; x: ratio to plain Keras "
-                 "(cpu: process CPU time, robust to other load on the machine)")
+    lines.append(
+        "s/ep: median wall seconds per epoch after the first; x: ratio to plain Keras "
+        "(cpu: process CPU time, robust to other load on the machine)"
+    )
     return "\n".join(lines)
 
 

@@ -48,20 +48,32 @@ def cnn_task() -> tuple[nn.Module, torch.Tensor, torch.Tensor, int]:
     y = torch.tensor(digits.target)
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 2 * 2, 10),
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 2 * 2, 10),
     )
     return net, x, y, 128
 
 
-def _epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch: int,
-           order: torch.Tensor, reg: Callable[[], torch.Tensor] | None) -> tuple[float, float]:
+def _epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    order: torch.Tensor,
+    reg: Callable[[], torch.Tensor] | None,
+) -> tuple[float, float]:
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     cpu, wall = time.process_time(), time.perf_counter()
     for start in range(0, len(x), batch):
-        idx = order[start:start + batch]
+        idx = order[start : start + batch]
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x[idx]), y[idx])
         if reg is not None:
@@ -81,7 +93,9 @@ def run(name: str, task: Callable[[], Any], epochs: int, warmup: int, beta: floa
     plain = net
     shim = hgqir.quantize_torch(net, x[:1024], beta=beta)
     opt_plain = torch.optim.Adam(plain.parameters(), lr=3e-3)
-    opt_shim = torch.optim.Adam([{"params": shim.weight_parameters()}, {"params": shim.bit_parameters(), "lr": 3e-2}], lr=3e-3)
+    opt_shim = torch.optim.Adam(
+        [{"params": shim.weight_parameters()}, {"params": shim.bit_parameters(), "lr": 3e-2}], lr=3e-3
+    )
     times: dict[str, list[tuple[float, float]]] = {"plain": [], "shim": [], "shim_no_reg": []}
     gen = torch.Generator().manual_seed(1)
     for epoch in range(epochs + warmup):
@@ -97,11 +111,20 @@ def run(name: str, task: Callable[[], Any], epochs: int, warmup: int, beta: floa
     g = hgqir.from_torch(shim, x[:1024], calibration=x)
     med = {k: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v)) for k, v in times.items()}
     return {
-        "model": name, "samples": len(x), "batch": batch, "epochs_timed": epochs,
-        "plain_cpu_s": med["plain"][0], "shim_cpu_s": med["shim"][0], "ratio_cpu": med["shim"][0] / med["plain"][0],
-        "plain_wall_s": med["plain"][1], "shim_wall_s": med["shim"][1], "ratio_wall": med["shim"][1] / med["plain"][1],
-        "shim_no_reg_cpu_s": med["shim_no_reg"][0], "ratio_no_reg_cpu": med["shim_no_reg"][0] / med["plain"][0],
-        "accuracy_plain": _accuracy(plain, x, y), "accuracy_shim": _accuracy(shim, x, y),
+        "model": name,
+        "samples": len(x),
+        "batch": batch,
+        "epochs_timed": epochs,
+        "plain_cpu_s": med["plain"][0],
+        "shim_cpu_s": med["shim"][0],
+        "ratio_cpu": med["shim"][0] / med["plain"][0],
+        "plain_wall_s": med["plain"][1],
+        "shim_wall_s": med["shim"][1],
+        "ratio_wall": med["shim"][1] / med["plain"][1],
+        "shim_no_reg_cpu_s": med["shim_no_reg"][0],
+        "ratio_no_reg_cpu": med["shim_no_reg"][0] / med["plain"][0],
+        "accuracy_plain": _accuracy(plain, x, y),
+        "accuracy_shim": _accuracy(shim, x, y),
         "ebops_start_to_end": [None, hgqir.bops(g).total],
     }
 
@@ -135,11 +158,19 @@ def main(argv: list[str] | None = None) -> int:
         row["ebops_start_to_end"][0] = start
         rows.append(row)
     print(_table(rows))
-    print("ratio = shim / plain per-epoch process CPU time (median); (wall) = wall-clock ratio; "
-          "no reg = shim without regularization() in the loss")
+    print(
+        "ratio = shim / plain per-epoch process CPU time (median); (wall) = wall-clock ratio; "
+        "no reg = shim without regularization() in the loss"
+    )
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    meta = {"torch": torch.__version__, "threads": args.threads, "python": platform.python_version(),
-            "machine": platform.machine(), "cpus": os.cpu_count(), "beta": args.beta}
+    meta = {
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "beta": args.beta,
+    }
     with open(args.json, "w", encoding="utf-8") as fh:
         json.dump({"meta": meta, "results": rows}, fh, indent=2)
     print(f"wrote {args.json}")

@@ -34,8 +34,14 @@ from .keras_quant import Quantizer, WeightQuantizer
 from .keras_shim_ir import SHIM_CONVERTERS, SHIM_LAYERS, quantized_reason, shim_input_quantizer
 
 __all__ = [
-    "BetaScheduler", "Quantizer", "ShimModel", "ShimOptions", "WeightQuantizer", "from_keras",
-    "load_for_cli", "quantize_keras",
+    "BetaScheduler",
+    "Quantizer",
+    "ShimModel",
+    "ShimOptions",
+    "WeightQuantizer",
+    "from_keras",
+    "load_for_cli",
+    "quantize_keras",
 ]
 
 DEFAULT_TYPE = (1, 5, 10)
@@ -89,8 +95,15 @@ def _frozen_shim(model: Any, options: dict[str, Any], calibrated: bool) -> ShimM
         stacklevel=3,
     )
     return quantize_keras(
-        model, granularity="tensor", weight_granularity="tensor", round="RND",
-        overflow="WRAP" if calibrated else "SAT", signed=bool(k), i0=i, f0=f, weight_f0=wf,
+        model,
+        granularity="tensor",
+        weight_granularity="tensor",
+        round="RND",
+        overflow="WRAP" if calibrated else "SAT",
+        signed=bool(k),
+        i0=i,
+        f0=f,
+        weight_f0=wf,
     )
 
 
@@ -124,7 +137,7 @@ def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:
         model = _frozen_shim(model, options, calibration is not None)
         kg = walk(model)
     check_supported(kg, reason)
-    for key, name in zip(kg.inputs, kg.input_names):  # fail before calibration changes the model
+    for key, name in zip(kg.inputs, kg.input_names, strict=True):  # fail before calibration changes the model
         Emitter(kg, converters, input_quantizer).input_spec(key, name)
     if calibration is not None:
         _calibrate(model, calibration, int(options.get("batch_size", 1024)))

@@ -19,7 +19,8 @@ import numpy as np
 from hgqir.errors import HgqirError
 
 from .keras_graph import KGraph, KNode, check_supported, walk
-from .keras_layers import QAvgPool, QBatchNorm, QConv1D, QConv2D, QDense, QMerge
+from .keras_layers import QBatchNorm, QConv1D, QConv2D, QDense
+from .keras_merge import QAvgPool, QMerge
 from .keras_model import ShimModel
 from .keras_quant import Quantizer
 from .keras_support import float_reason, is_identity, is_mover, layer_activation
@@ -82,8 +83,16 @@ class _Builder:
     def iq(self, key: int) -> dict[str, Any]:
         o = self.opts
         nonneg = self._nonneg(key)
-        return dict(granularity=o.granularity, round=o.round, overflow=o.overflow, signed=o.signed,
-                    k0=0.0 if nonneg else 1.0, i0=o.i0, f0=o.f0, i_decay=o.i_decay)
+        return dict(
+            granularity=o.granularity,
+            round=o.round,
+            overflow=o.overflow,
+            signed=o.signed,
+            k0=0.0 if nonneg else 1.0,
+            i0=o.i0,
+            f0=o.f0,
+            i_decay=o.i_decay,
+        )
 
     def wq(self, granularity: str | None = None) -> dict[str, Any]:
         o = self.opts
@@ -100,7 +109,9 @@ class _Builder:
     # ------------------------------------------------------------ building
     def run(self) -> tuple[list[Any], list[Any]]:
         inputs = []
-        for key, name, shape in zip(self.kg.inputs, self.kg.input_names, (self.kg.shapes[k] for k in self.kg.inputs)):
+        for key, name, shape in zip(
+            self.kg.inputs, self.kg.input_names, (self.kg.shapes[k] for k in self.kg.inputs), strict=True
+        ):
             t = keras.Input(shape=shape, name=name, dtype=keras.config.floatx())
             inputs.append(t)
             self.tensors[key] = t
@@ -108,7 +119,7 @@ class _Builder:
                 self.tensors[key] = Quantizer(name=f"{name}_q", **self.iq(key))(t)
         for node in self.kg.nodes:
             outs = self.node(node, [self.tensors[k] for k in node.inputs])
-            for key, t in zip(node.outputs, outs):
+            for key, t in zip(node.outputs, outs, strict=True):
                 self.tensors[key] = t
         return inputs, [self.tensors[k] for k in self.kg.outputs]
 
@@ -151,8 +162,14 @@ class _Builder:
         layer = node.layer
         act = layer_activation(layer)
         fused = act if act in ("relu", "linear") else "linear"
-        common = dict(activation=fused, use_bias=layer.use_bias, iq=self.iq(node.inputs[0]),
-                      kq=self.wq(), bq=self.wq(), name=layer.name)
+        common = dict(
+            activation=fused,
+            use_bias=layer.use_bias,
+            iq=self.iq(node.inputs[0]),
+            kq=self.wq(),
+            bq=self.wq(),
+            name=layer.name,
+        )
         if isinstance(layer, L.Dense):
             q = QDense(layer.units, **common)
         else:
@@ -168,9 +185,17 @@ class _Builder:
 
     def batchnorm(self, node: KNode, x: Any) -> Any:
         layer = node.layer
-        q = QBatchNorm(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
-                       scale=layer.scale, iq=self.iq(node.inputs[0]), sq=self.wq("element"),
-                       oq=self.wq("element"), name=layer.name)
+        q = QBatchNorm(
+            axis=-1,
+            momentum=layer.momentum,
+            epsilon=layer.epsilon,
+            center=layer.center,
+            scale=layer.scale,
+            iq=self.iq(node.inputs[0]),
+            sq=self.wq("element"),
+            oq=self.wq("element"),
+            name=layer.name,
+        )
         y = q(x)
         for name in ("gamma", "beta", "moving_mean", "moving_variance"):
             src = getattr(layer, name, None)
@@ -191,8 +216,14 @@ class _Builder:
         o = self.opts
         iq = self.iq(key) if key is not None else dict(self.iq(-1), k0=1.0)
         if func == "softmax":
-            return QSoftmax(exp_kif=o.softmax_exp_kif, inv_f=o.softmax_inv_f, inv_kif=o.softmax_inv_kif,
-                            table_bits=o.table_bits, iq=iq, name=name)(x)
+            return QSoftmax(
+                exp_kif=o.softmax_exp_kif,
+                inv_f=o.softmax_inv_f,
+                inv_kif=o.softmax_inv_kif,
+                table_bits=o.table_bits,
+                iq=iq,
+                name=name,
+            )(x)
         out = dict(o.table_kif).get(func, TABLE_FUNCTIONS[func][2])
         return QTable(func, out_kif=out, table_bits=o.table_bits, iq=iq, name=name)(x)
 
@@ -210,5 +241,9 @@ def quantize_keras(model: Any, beta: float = 0.0, **options: Any) -> ShimModel:
     if any(isinstance(node.layer, ShimModel) for node in kg.nodes):
         raise HgqirError("model already contains a shim; quantize the float model instead")
     inputs, outputs = _Builder(kg, model, opts).run()
-    return ShimModel(inputs=inputs if len(inputs) > 1 else inputs[0],
-                     outputs=outputs if len(outputs) > 1 else outputs[0], beta=beta, name=f"{model.name}_shim")
+    return ShimModel(
+        inputs=inputs if len(inputs) > 1 else inputs[0],
+        outputs=outputs if len(outputs) > 1 else outputs[0],
+        beta=beta,
+        name=f"{model.name}_shim",
+    )

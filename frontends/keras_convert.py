@@ -19,7 +19,8 @@ from hgqir.fixed import FixedType, OverflowMode, RoundMode
 from hgqir.ir import Graph, OpKind, Value
 
 from .keras_graph import KGraph, KNode, Shape
-from .keras_layers import conv_pads, pool_counts
+from .keras_layers import conv_pads
+from .keras_merge import pool_counts
 from .keras_support import IDENTITIES, RESHAPERS, L, layer_activation
 
 
@@ -48,12 +49,12 @@ class Emitter:
         self.values: dict[int, Value] = {}
 
     def run(self) -> Graph:
-        for key, name in zip(self.kg.inputs, self.kg.input_names):
+        for key, name in zip(self.kg.inputs, self.kg.input_names, strict=True):
             spec = self.input_spec(key, name)
             self.values[key] = self.g.input(name, spec.type, spec.round, spec.overflow)
         for node in self.kg.nodes:
             outs = self.converters[type(node.layer)](self, node, [self.values[k] for k in node.inputs])
-            for key, v in zip(node.outputs, outs):
+            for key, v in zip(node.outputs, outs, strict=True):
                 self.values[key] = v
         for n, key in enumerate(self.kg.outputs):
             producer = self.kg.producer(key)
@@ -145,7 +146,7 @@ def window_attrs(layer: Any, in_shape: Shape) -> dict[str, Any]:
     """pool / stride / pad attributes of a Keras pooling layer on a channels-last input."""
     pool = tuple(int(p) for p in layer.pool_size)
     stride = tuple(int(s) for s in layer.strides)
-    pads = [conv_pads(n, p, s, layer.padding) for n, p, s in zip(in_shape[:-1], pool, stride)]
+    pads = [conv_pads(n, p, s, layer.padding) for n, p, s in zip(in_shape[:-1], pool, stride, strict=True)]
     return {"pool": pool, "stride": stride, "pad": pads}
 
 
@@ -199,12 +200,22 @@ def plain_avgpool_reason(layer: Any) -> str | None:
 
 
 PLAIN_CONVERTERS: dict[type, Converter] = {
-    L.ReLU: _relu, L.Activation: _relu,
-    L.Flatten: _reshape, L.Reshape: _reshape, L.Permute: _permute, L.Concatenate: _concat,
-    L.MaxPooling1D: _maxpool, L.MaxPooling2D: _maxpool,
-    L.GlobalMaxPooling1D: _global_maxpool, L.GlobalMaxPooling2D: _global_maxpool,
-    L.Add: _plain_merge, L.Subtract: _plain_merge, L.Multiply: _plain_merge,
-    L.AveragePooling1D: _plain_avgpool, L.AveragePooling2D: _plain_avgpool,
-    L.GlobalAveragePooling1D: _plain_avgpool, L.GlobalAveragePooling2D: _plain_avgpool,
+    L.ReLU: _relu,
+    L.Activation: _relu,
+    L.Flatten: _reshape,
+    L.Reshape: _reshape,
+    L.Permute: _permute,
+    L.Concatenate: _concat,
+    L.MaxPooling1D: _maxpool,
+    L.MaxPooling2D: _maxpool,
+    L.GlobalMaxPooling1D: _global_maxpool,
+    L.GlobalMaxPooling2D: _global_maxpool,
+    L.Add: _plain_merge,
+    L.Subtract: _plain_merge,
+    L.Multiply: _plain_merge,
+    L.AveragePooling1D: _plain_avgpool,
+    L.AveragePooling2D: _plain_avgpool,
+    L.GlobalAveragePooling1D: _plain_avgpool,
+    L.GlobalAveragePooling2D: _plain_avgpool,
     **{cls: _identity for cls in IDENTITIES},
 }

@@ -121,9 +121,9 @@ def _walk_into(fn: Any, alias: dict[int, int], nodes: list[KNode], shapes: dict[
         ins = [key(t) for t in node.input_tensors]
         if isinstance(op, Functional) or _is_sequential(op):
             inner = _functional_of(op)
-            sub_alias = {id(t): k for t, k in zip(inner.inputs, ins)}
+            sub_alias = {id(t): k for t, k in zip(inner.inputs, ins, strict=True)}
             _walk_into(inner, sub_alias, nodes, shapes)
-            for outer_t, inner_t in zip(node.output_tensors, inner.outputs):
+            for outer_t, inner_t in zip(node.output_tensors, inner.outputs, strict=True):
                 alias[id(outer_t)] = sub_alias.get(id(inner_t), id(inner_t))
             continue
         outs = [key(t) for t in node.output_tensors]

@@ -23,14 +23,26 @@ from hgqir.fixed import FixedType, OverflowMode, RoundMode
 from hgqir.ir import OpKind, Value
 from hgqir.quantize import quantize
 
-from .keras_convert import Converter, Emitter, QuantSpec, _plain_avgpool, merge_chain, plain_avgpool_reason, window_attrs
+from .keras_convert import (
+    Converter,
+    Emitter,
+    QuantSpec,
+    _plain_avgpool,
+    merge_chain,
+    plain_avgpool_reason,
+    window_attrs,
+)
 from .keras_graph import KNode, Shape
 from .keras_shim_ir import conv_attrs
 from .keras_support import conv_reason, layer_activation, pool_reason
 
 MERGE_KINDS = {H.QAdd: OpKind.ADD, H.QSubtract: OpKind.SUB, H.QMultiply: OpKind.MUL}
-MAXPOOLS = {H.QMaxPooling1D: OpKind.MAXPOOL1D, H.QMaxPooling2D: OpKind.MAXPOOL2D,
-            H.QGlobalMaxPooling1D: OpKind.GLOBAL_MAXPOOL, H.QGlobalMaxPooling2D: OpKind.GLOBAL_MAXPOOL}
+MAXPOOLS = {
+    H.QMaxPooling1D: OpKind.MAXPOOL1D,
+    H.QMaxPooling2D: OpKind.MAXPOOL2D,
+    H.QGlobalMaxPooling1D: OpKind.GLOBAL_MAXPOOL,
+    H.QGlobalMaxPooling2D: OpKind.GLOBAL_MAXPOOL,
+}
 AVGPOOLS = (H.QAveragePooling1D, H.QAveragePooling2D, H.QGlobalAveragePooling1D, H.QGlobalAveragePooling2D)
 AFFINE = (H.QDense, H.QBatchNormDense, H.QConv1D, H.QConv2D)
 
@@ -191,20 +203,36 @@ def _softmax(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     top = em.add(OpKind.GLOBAL_MAXPOOL, [col], f"{layer.name}_max")
     d = em.add(OpKind.SUB, [top, x], f"{layer.name}_d")
     et = layer.exp_table
-    e = _lut(em, et, em.quant(d, quant_spec(et.iq, d.shape), f"{layer.name}_exp_iq"), et.activation, et.oq,
-             f"{layer.name}_exp")
+    e = _lut(
+        em,
+        et,
+        em.quant(d, quant_spec(et.iq, d.shape), f"{layer.name}_exp_iq"),
+        et.activation,
+        et.oq,
+        f"{layer.name}_exp",
+    )
     ones = em.const(np.ones((n, 1)), FixedType.uniform((n, 1), 0, 1, 0), f"{layer.name}_ones")
     s = em.add(OpKind.DENSE, [e, ones], f"{layer.name}_sum")
     it = layer.inv_table
-    r = _lut(em, it, em.quant(s, quant_spec(it.iq, s.shape), f"{layer.name}_inv_iq"), it.activation, it.oq,
-             f"{layer.name}_inv")
+    r = _lut(
+        em,
+        it,
+        em.quant(s, quant_spec(it.iq, s.shape), f"{layer.name}_inv_iq"),
+        it.activation,
+        it.oq,
+        f"{layer.name}_inv",
+    )
     return [em.add(OpKind.MUL, [e, r], layer.name)]
 
 
 HGQ_CONVERTERS: dict[type, Converter] = {
-    H.Quantizer: _quantizer, **{cls: _affine for cls in AFFINE}, H.QBatchNormalization: _batchnorm,
-    **{cls: _merge for cls in MERGE_KINDS}, **{cls: _pool for cls in (*MAXPOOLS, *AVGPOOLS)},
-    H.QUnaryFunctionLUT: _unary_lut, H.QSoftmax: _softmax,
+    H.Quantizer: _quantizer,
+    **{cls: _affine for cls in AFFINE},
+    H.QBatchNormalization: _batchnorm,
+    **{cls: _merge for cls in MERGE_KINDS},
+    **{cls: _pool for cls in (*MAXPOOLS, *AVGPOOLS)},
+    H.QUnaryFunctionLUT: _unary_lut,
+    H.QSoftmax: _softmax,
 }
 
 

@@ -54,8 +54,9 @@ class ShimModel(keras.Model):
 
     def __init__(self, *args: Any, beta: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.beta = self.add_weight(name="beta", shape=(), trainable=False,
-                                    initializer=keras.initializers.Constant(float(beta)))
+        self.beta = self.add_weight(
+            name="beta", shape=(), trainable=False, initializer=keras.initializers.Constant(float(beta))
+        )
         self.ebops_metric = LatestValue(name="ebops")
         self._calibrating = False
 
@@ -137,7 +138,7 @@ class ShimModel(keras.Model):
         self._calibrating = True
         try:
             for start in range(0, len(arrays[0]), batch_size):
-                batch = [ops.convert_to_tensor(a[start: start + batch_size], self.compute_dtype) for a in arrays]
+                batch = [ops.convert_to_tensor(a[start : start + batch_size], self.compute_dtype) for a in arrays]
                 self(batch if len(batch) > 1 else batch[0], training=False)
         finally:
             self._calibrating = False

@@ -21,7 +21,6 @@ type is the tightest one holding its value (``k`` = value < 0, ``i`` from the ma
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
@@ -30,212 +29,20 @@ from keras import ops
 
 from hgqir.fixed import FixedType, OverflowMode, RoundMode
 
-GRANULARITIES = ("element", "channel", "tensor")
-SAT_MODES = (OverflowMode.SAT, OverflowMode.SAT_SYM, OverflowMode.SAT_ZERO)
-
-
-# ---------------------------------------------------------------- exact elementwise math
-def exp2(e: Any) -> Any:
-    """``2**e`` for integer-valued ``e`` (exact)."""
-    return ops.power(2.0, e)
-
-
-def read(v: Any) -> Any:
-    """A tensor with a variable's current value (Keras' convert_to_tensor returns the variable)."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.convert_to_tensor(v.value)
-    return ops.convert_to_tensor(v)
-
-
-def exact_round(v: Any) -> Any:
-    """``floor(v + 0.5)``: the integer a bit-width parameter stands for (no gradient)."""
-    return ops.floor(v + 0.5)
-
-
-def ste_round(v: Any) -> Any:
-    """``floor(v + 0.5)`` forward, identity gradient."""
-    return v + ops.stop_gradient(ops.floor(v + 0.5) - v)
-
-
-def round_param(v: Any) -> np.ndarray:
-    """The integer a parameter stands for (same rule as :func:`ste_round`), as numpy int64."""
-    return np.floor(np.asarray(v, dtype=np.float64) + 0.5).astype(np.int64)
-
-
-def ceil_log2(v: Any) -> Any:
-    """Exact ``ceil(log2(v))`` for ``v > 0`` (backend log2 is not exact on powers of two)."""
-    c = ops.ceil(ops.log2(v))
-    c = ops.where(exp2(c - 1.0) >= v, c - 1.0, c)
-    return ops.where(exp2(c) < v, c + 1.0, c)
-
-
-def round_lsb(v: Any, mode: RoundMode) -> Any:
-    """Round ``v`` (in LSB units) to an integer exactly, as ap_fixed's rounding ``mode``."""
-    fl = ops.floor(v)
-    if mode is RoundMode.TRN:
-        return fl
-    frac = v - fl  # exact
-    neg = v < 0
-    if mode is RoundMode.TRN_ZERO:
-        up = ops.logical_and(neg, frac != 0)
-    elif mode is RoundMode.RND:
-        up = frac >= 0.5
-    elif mode is RoundMode.RND_MIN_INF:
-        up = frac > 0.5
-    elif mode is RoundMode.RND_ZERO:
-        up = ops.logical_or(frac > 0.5, ops.logical_and(frac == 0.5, neg))
-    elif mode is RoundMode.RND_INF:
-        up = ops.logical_or(frac > 0.5, ops.logical_and(frac == 0.5, ops.logical_not(neg)))
-    else:  # RND_CONV
-        odd = ops.floor(fl * 0.5) * 2.0 != fl
-        up = ops.logical_or(frac > 0.5, ops.logical_and(frac == 0.5, odd))
-    return fl + ops.cast(up, v.dtype)
-
-
-def overflow_lsb(q: Any, k: Any, width: Any, mode: OverflowMode) -> Any:
-    """Overflow of integer ``q`` (LSB units) into ``width`` bits, sign bit ``k``."""
-    safe = ops.maximum(width, 1.0)
-    modulus = exp2(safe)
-    hi = exp2(safe - k) - 1.0
-    lo = ops.where(k > 0, -exp2(safe - 1.0), 0.0)
-    if mode is OverflowMode.WRAP:
-        r = q - modulus * ops.floor(q / modulus)
-        return ops.where(ops.logical_and(k > 0, r > hi), r - modulus, r)
-    if mode is OverflowMode.SAT_SYM:
-        # as ap_fixed (and hgqir.quantize): a 1-bit signed type keeps -1 LSB, so it saturates like SAT
-        lo = ops.where(ops.logical_and(k > 0, safe > 1), -hi, lo)
-    if mode is OverflowMode.SAT_ZERO:
-        return ops.where(ops.logical_or(q < lo, q > hi), 0.0, q)
-    return ops.where(q > hi, hi, ops.where(q < lo, lo, q))
-
-
-def quantize_exact(x: Any, k: Any, i: Any, f: Any, rmode: RoundMode, omode: OverflowMode | None) -> Any:
-    """Inference quantization, bit-exact with :func:`hgqir.quantize` (``omode=None``: no overflow)."""
-    width = k + i + f
-    scale = exp2(f)
-    q = round_lsb(x * scale, rmode)
-    if omode is not None:
-        q = overflow_lsb(q, k, width, omode)
-    return ops.where(width > 0, q / scale, 0.0)
-
-
-def quantize_train(x: Any, k: Any, i: Any, f: Any, rmode: RoundMode, omode: OverflowMode | None) -> Any:
-    """Training quantization with plain autodiff: ``i`` and ``f`` are already integer-valued.
-
-    Used where speed does not matter (table outputs); the quantizer layers use the fused
-    :func:`train_quantize` below.
-    """
-    scale = exp2(f)
-    if omode in SAT_MODES:
-        hi = exp2(i) - 1.0 / scale
-        lo = -k * (hi if omode is OverflowMode.SAT_SYM else exp2(i))
-        x = ops.where(x > hi, hi, ops.where(x < lo, lo, x))
-    xs = x * scale
-    q = round_lsb(ops.stop_gradient(xs), rmode)
-    xq = (xs + ops.stop_gradient(q - xs)) / scale
-    return ops.where(k + i + f > 0, xq, 0.0)
-
-
-def _round_fast(v: Any, mode: RoundMode) -> Any:
-    """Training rounding: ``floor(v + 0.5)`` for RND (one op less), exact rules otherwise."""
-    return ops.floor(v + 0.5) if mode is RoundMode.RND else round_lsb(v, mode)
-
-
-def _reduce_to(t: Any, axes: tuple[int, ...], shape: tuple[int, ...]) -> Any:
-    return ops.reshape(ops.sum(t, axis=axes), shape)
-
-
-def train_quantize(x: Any, k: Any, i_var: Any, f_var: Any, rmode: RoundMode, omode: OverflowMode | None,
-                   axes: tuple[int, ...]) -> Any:
-    """Training forward and HGQ gradients in one fused op (few graph nodes, hand-written backward).
-
-    ``i_var`` and ``f_var`` are the raw parameters (rounded inside, gradients straight through);
-    ``axes`` reduce a gradient of ``x``'s shape to the parameter shape. ``omode=None`` rounds
-    only (WRAP while training); SAT modes clip first with gradients to ``i`` and ``f``.
-    """
-    pshape = tuple(f_var.shape)
-    ln2 = math.log(2.0)
-
-    @ops.custom_gradient
-    def fn(x: Any, k: Any, i_var: Any, f_var: Any) -> Any:
-        f = ops.floor(f_var + 0.5)
-        i = ops.floor(i_var + 0.5)
-        scale = exp2(f)
-        live = k + i + f > 0
-        xc = x
-        if omode in SAT_MODES:
-            top = exp2(i)
-            hi = top - 1.0 / scale
-            lo = -k * (hi if omode is OverflowMode.SAT_SYM else top)
-            xc = ops.minimum(ops.maximum(x, lo), hi)
-        xq = _round_fast(xc * scale, rmode) / scale
-        out = ops.where(live, xq, 0.0)
-
-        def grad(*args: Any, upstream: Any = None) -> Any:
-            g = ops.where(live, args[0] if upstream is None else upstream, 0.0)
-            dk = ops.zeros_like(k)
-            if omode not in SAT_MODES:
-                df = _reduce_to(g * (xc - xq), axes, pshape) * ln2
-                return g, dk, ops.zeros_like(i_var), df
-            over, under = x > hi, x < lo
-            g_over, g_under = ops.where(over, g, 0.0), ops.where(under, g, 0.0)
-            dx = g - g_over - g_under
-            df = _reduce_to(g * (xc - xq) + g_over / scale, axes, pshape) * ln2
-            di = _reduce_to(g_over * top - g_under * (k * top), axes, pshape) * ln2
-            return dx, dk, di, df
-
-        return out, grad
-
-    return fn(x, k, i_var, f_var)
-
-
-def train_round_weights(w: Any, f_var: Any, rmode: RoundMode, axes: tuple[int, ...]) -> Any:
-    """Fused training rounding of a constant (no overflow): ``dw`` straight through, HGQ ``df``."""
-    pshape = tuple(f_var.shape)
-    ln2 = math.log(2.0)
-
-    @ops.custom_gradient
-    def fn(w: Any, f_var: Any) -> Any:
-        scale = exp2(ops.floor(f_var + 0.5))
-        wq = _round_fast(w * scale, rmode) / scale
-
-        def grad(*args: Any, upstream: Any = None) -> Any:
-            g = args[0] if upstream is None else upstream
-            return g, _reduce_to(g * (w - wq), axes, pshape) * ln2
-
-        return wq, grad
-
-    return fn(w, f_var)
-
-
-def train_bits(k: Any, i_var: Any, f_var: Any) -> Any:
-    """``max(k + round(i) + round(f), 0)`` with gradient 1 to ``i`` and ``f`` where positive."""
-    width = k + ops.floor(i_var + 0.5) + ops.floor(f_var + 0.5)
-    return ops.relu(i_var + f_var + ops.stop_gradient(width - i_var - f_var))
-
-
-def train_weight_bits(wq: Any, f_var: Any) -> Any:
-    """Tightest width of each quantized value (0 where 0), gradient 1 to ``f``; log2 need not be exact."""
-    f = ops.floor(f_var + 0.5)
-    a = ops.abs(wq)
-    neg = ops.cast(wq < 0, wq.dtype)
-    top = a + (1.0 - neg) * exp2(-f)
-    fixed = neg + ops.ceil(ops.log2(top)) + f - f_var
-    return ops.where(a > 0, f_var + ops.stop_gradient(fixed), 0.0)
-
-
-# ---------------------------------------------------------------- parameter shapes
-def param_shape(shape: tuple[int, ...], granularity: str) -> tuple[int, ...]:
-    """Shape of the bit-width parameters for a tensor of unbatched ``shape``."""
-    if granularity == "element":
-        return tuple(shape)
-    if granularity == "channel":
-        return (1,) * (len(shape) - 1) + tuple(shape[-1:])
-    if granularity == "tensor":
-        return ()
-    raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+from .keras_qmath import (
+    ceil_log2,
+    exact_round,
+    exp2,
+    param_shape,
+    quantize_exact,
+    read,
+    round_param,
+    ste_round,
+    train_bits,
+    train_quantize,
+    train_round_weights,
+    train_weight_bits,
+)
 
 
 @keras.saving.register_keras_serializable(package="hgqir")
@@ -304,10 +111,16 @@ class Quantizer(keras.layers.Layer):
         self.shape = tuple(int(d) for d in input_shape[1:])
         pshape = param_shape(self.shape, self.granularity)
         const = keras.initializers.Constant
-        self.f = self.add_weight(name="f", shape=pshape, initializer=const(self.f0),
-                                 constraint=ClipConstraint(*self.f_range))
-        self.i = self.add_weight(name="i", shape=pshape, initializer=const(self.i0),
-                                 trainable=not self.wraps, constraint=ClipConstraint(-32.0, 32.0))
+        self.f = self.add_weight(
+            name="f", shape=pshape, initializer=const(self.f0), constraint=ClipConstraint(*self.f_range)
+        )
+        self.i = self.add_weight(
+            name="i",
+            shape=pshape,
+            initializer=const(self.i0),
+            trainable=not self.wraps,
+            constraint=ClipConstraint(-32.0, 32.0),
+        )
         self.k = self.add_weight(name="k", shape=pshape, initializer=const(self.k0), trainable=False)
 
     def kif(self, train: bool = False) -> tuple[Any, Any, Any]:
@@ -327,7 +140,7 @@ class Quantizer(keras.layers.Layer):
             axes = self._reduce_axes(len(x.shape))
             kv, iv, fv = (read(v) for v in (self.k, self.i, self.f))
             if self.wraps:
-                self._track(x, fv)
+                self._track(ops.stop_gradient(x), iv)
             return train_quantize(x, kv, iv, fv, self.round_mode, None if self.wraps else self.overflow_mode, axes)
         return quantize_exact(x, k, i, f, self.round_mode, self.overflow_mode)
 
@@ -338,11 +151,12 @@ class Quantizer(keras.layers.Layer):
             return tuple(range(rank - 1))
         return tuple(range(rank))
 
-    def _track(self, x: Any, f: Any) -> None:
-        """Running integer bits of a WRAP quantizer (approximate log2 is fine: calibration decides)."""
-        amax = ops.max(ops.abs(ops.stop_gradient(x)), axis=self._reduce_axes(len(x.shape)))
-        need = ops.ceil(ops.log2(ops.reshape(amax, self.f.shape) + exp2(-ops.floor(f + 0.5))))
-        self.i.assign(ops.maximum(self.i - self.i_decay, need))
+    def _track(self, x: Any, i: Any) -> None:
+        """Running integer bits of a WRAP quantizer (approximate: calibration decides in the end)."""
+        amax = ops.max(ops.abs(x), axis=self._reduce_axes(len(x.shape)))
+        if tuple(amax.shape) != tuple(self.i.shape):
+            amax = ops.reshape(amax, self.i.shape)
+        self.i.assign(ops.maximum(i - self.i_decay, ops.ceil(ops.log2(amax))))
 
     def bits(self) -> Any:
         """Exact width per parameter element, ``max(k + i + f, 0)`` (reports; no gradient)."""
@@ -384,15 +198,22 @@ class Quantizer(keras.layers.Layer):
             return
         k = (trace.lo < 0).astype(np.float64) if self.signed is None else np.full(trace.lo.shape, self.k0)
         f = round_param(ops.convert_to_numpy(self.f))
-        t = FixedType.covering(np.where(k > 0, np.minimum(trace.lo, -2.0 ** -f), 0.0), trace.hi, f)
+        t = FixedType.covering(np.where(k > 0, np.minimum(trace.lo, -(2.0**-f)), 0.0), trace.hi, f)
         self.k.assign(k.astype(self.k.dtype))
         self.i.assign(np.asarray(t.i, dtype=np.float64).astype(self.i.dtype))
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
         cfg.update(
-            granularity=self.granularity, round=self.round_mode.value, overflow=self.overflow_mode.value,
-            signed=self.signed, k0=self.k0, i0=self.i0, f0=self.f0, i_decay=self.i_decay, f_range=self.f_range,
+            granularity=self.granularity,
+            round=self.round_mode.value,
+            overflow=self.overflow_mode.value,
+            signed=self.signed,
+            k0=self.k0,
+            i0=self.i0,
+            f0=self.f0,
+            i_decay=self.i_decay,
+            f_range=self.f_range,
         )
         return cfg
 
@@ -402,8 +223,14 @@ class Quantizer(keras.layers.Layer):
 class WeightQuantizer(keras.layers.Layer):
     """Learnable rounding of a constant (kernel, bias, batchnorm scale / offset): only ``f`` trains."""
 
-    def __init__(self, granularity: str = "element", round: str = "RND", f0: float = 6.0,
-                 f_range: tuple[float, float] = (-16.0, 24.0), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        granularity: str = "element",
+        round: str = "RND",
+        f0: float = 6.0,
+        f_range: tuple[float, float] = (-16.0, 24.0),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         param_shape((1,), granularity)
         self.granularity = granularity
@@ -413,20 +240,26 @@ class WeightQuantizer(keras.layers.Layer):
 
     def build(self, input_shape: Any) -> None:
         self.shape = tuple(int(d) for d in input_shape)
-        self.f = self.add_weight(name="f", shape=param_shape(self.shape, self.granularity),
-                                 initializer=keras.initializers.Constant(self.f0),
-                                 constraint=ClipConstraint(*self.f_range))
+        self.f = self.add_weight(
+            name="f",
+            shape=param_shape(self.shape, self.granularity),
+            initializer=keras.initializers.Constant(self.f0),
+            constraint=ClipConstraint(*self.f_range),
+        )
 
     def call(self, w: Any, training: Any = None) -> Any:
         if training:
-            pshape = tuple(self.f.shape)
-            axes = tuple(n for n, a in enumerate(self.shape) if not pshape or pshape[n] != a)
-            return train_round_weights(w, read(self.f), self.round_mode, axes)
+            return train_round_weights(w, read(self.f), self.round_mode, self._axes())
         return quantize_exact(w, 1.0, 64.0, exact_round(read(self.f)), self.round_mode, None)
 
     def train_bits(self, wq: Any) -> Any:
         """:meth:`bits` with fewer graph nodes (the training regularizer)."""
-        return train_weight_bits(wq, read(self.f))
+        return train_weight_bits(wq, read(self.f), self._axes())
+
+    def _axes(self) -> tuple[int, ...]:
+        """Axes of the constant that share one parameter (reduced in parameter gradients)."""
+        pshape = tuple(self.f.shape)
+        return tuple(n for n, a in enumerate(self.shape) if not pshape or pshape[n] != a)
 
     def bits(self, wq: Any) -> Any:
         """Exact width of the tightest type of each quantized value (0 where it is 0), for reports."""

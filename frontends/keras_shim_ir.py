@@ -17,7 +17,8 @@ from hgqir.ir import OpKind, Value
 
 from .keras_convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, plain_avgpool_reason
 from .keras_graph import KNode, Shape
-from .keras_layers import QAvgPool, QBatchNorm, QConv1D, QConv2D, QDense, QMerge, conv_pads
+from .keras_layers import QBatchNorm, QConv1D, QConv2D, QDense, conv_pads
+from .keras_merge import QAvgPool, QMerge
 from .keras_quant import Quantizer, WeightQuantizer
 from .keras_support import AVGPOOLS, MERGES, L, layer_activation, movers_reason
 from .keras_tables import QSoftmax, QTable
@@ -61,8 +62,12 @@ def _affine(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     if isinstance(layer, QDense):
         y = em.add(OpKind.DENSE, operands, layer.name)
     else:
-        y = em.add(OpKind.CONV1D if isinstance(layer, QConv1D) else OpKind.CONV2D, operands, layer.name,
-                   **conv_attrs(layer, x.shape))
+        y = em.add(
+            OpKind.CONV1D if isinstance(layer, QConv1D) else OpKind.CONV2D,
+            operands,
+            layer.name,
+            **conv_attrs(layer, x.shape),
+        )
     if layer_activation(layer) == "relu":
         y = em.add(OpKind.RELU, [y], f"{layer.name}_relu")
     return [y]
@@ -71,7 +76,7 @@ def _affine(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
 def conv_attrs(layer: Any, in_shape: Shape) -> dict[str, Any]:
     kernel = tuple(int(k) for k in layer.kernel_size)
     stride = tuple(int(s) for s in layer.strides)
-    pads = [conv_pads(n, k, s, layer.padding) for n, k, s in zip(in_shape[:-1], kernel, stride)]
+    pads = [conv_pads(n, k, s, layer.padding) for n, k, s in zip(in_shape[:-1], kernel, stride, strict=True)]
     return {"stride": stride, "pad": pads}
 
 
@@ -86,7 +91,10 @@ def _batchnorm(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
 
 def _merge(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     layer = node.layer
-    qs = [em.quant(x, spec_of(q, x.shape), f"{layer.name}_iq{n}") for n, (q, x) in enumerate(zip(layer.iqs, xs))]
+    qs = [
+        em.quant(x, spec_of(q, x.shape), f"{layer.name}_iq{n}")
+        for n, (q, x) in enumerate(zip(layer.iqs, xs, strict=True))
+    ]
     kind = {"add": OpKind.ADD, "sub": OpKind.SUB, "mul": OpKind.MUL}[layer.op]
     return [merge_chain(em, kind, qs, layer.name)]
 
@@ -101,7 +109,9 @@ def _avgpool(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     if layer.is_global:
         return [em.g.add(OpKind.GLOBAL_AVGPOOL, [x], {}, types=[t], name=layer.name).result]
     kind = OpKind.AVGPOOL1D if layer.rank == 1 else OpKind.AVGPOOL2D
-    pads = [conv_pads(n, p, s, layer.padding) for n, p, s in zip(x.shape[:-1], layer.pool_size, layer.strides)]
+    pads = [
+        conv_pads(n, p, s, layer.padding) for n, p, s in zip(x.shape[:-1], layer.pool_size, layer.strides, strict=True)
+    ]
     attrs = {"pool": layer.pool_size, "stride": layer.strides, "pad": pads, "count_pad": False}
     return [em.g.add(kind, [x], attrs, types=[t], name=layer.name).result]
 
@@ -125,8 +135,15 @@ def _softmax(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
 
 SHIM_CONVERTERS: dict[type, Converter] = {
     **PLAIN_CONVERTERS,
-    Quantizer: _quantizer, QDense: _affine, QConv1D: _affine, QConv2D: _affine, QBatchNorm: _batchnorm,
-    QMerge: _merge, QAvgPool: _avgpool, QTable: _table, QSoftmax: _softmax,
+    Quantizer: _quantizer,
+    QDense: _affine,
+    QConv1D: _affine,
+    QConv2D: _affine,
+    QBatchNorm: _batchnorm,
+    QMerge: _merge,
+    QAvgPool: _avgpool,
+    QTable: _table,
+    QSoftmax: _softmax,
 }
 
 
@@ -142,8 +159,11 @@ def quantized_reason(node: KNode) -> str | None:
         return movers_reason(layer) or plain_avgpool_reason(layer)
     if cls is L.Activation:
         act = layer_activation(layer)
-        return None if act in ("relu", "linear") else (
-            f"float activation {act!r} in a quantized model is not exact; apply it through a table layer")
+        return (
+            None
+            if act in ("relu", "linear")
+            else (f"float activation {act!r} in a quantized model is not exact; apply it through a table layer")
+        )
     if cls in (L.Dense, L.Conv1D, L.Conv2D, L.BatchNormalization):
         return "float weights in a quantized model; quantize the layer (hgqir.quantize_keras or HGQ2 layers)"
     return movers_reason(layer)

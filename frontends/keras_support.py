@@ -22,8 +22,14 @@ RESHAPERS = (L.Flatten, L.Reshape, L.Permute)
 """Pure data movement with one input: a value's type moves with it."""
 MOVERS = (*RESHAPERS, L.MaxPooling1D, L.MaxPooling2D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.Concatenate)
 """Layers that only move or select values (exact for any type)."""
-IDENTITIES = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
-              L.ActivityRegularization)
+IDENTITIES = (
+    L.Dropout,
+    L.SpatialDropout1D,
+    L.SpatialDropout2D,
+    L.GaussianNoise,
+    L.GaussianDropout,
+    L.ActivityRegularization,
+)
 """Layers that are the identity at inference."""
 AFFINE = (L.Dense, L.Conv1D, L.Conv2D)
 AVGPOOLS = (L.AveragePooling1D, L.AveragePooling2D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)

@@ -24,7 +24,8 @@ from hgqir.ops import make_table
 from hgqir.quantize import quantize
 
 from .keras_layers import make_quantizer
-from .keras_quant import Quantizer, exp2, quantize_exact, quantize_train
+from .keras_qmath import exp2, quantize_exact, quantize_train
+from .keras_quant import Quantizer
 
 KIF = tuple[int, int, int]
 
@@ -106,7 +107,9 @@ class _TableLayer(keras.layers.Layer):
 class QTable(_TableLayer):
     """A unary function (``tanh``, ``sigmoid``) of a quantized input, as the IR ``lut`` op."""
 
-    def __init__(self, func: str, out_kif: Any = None, round: str = "RND", overflow: str = "SAT", **kwargs: Any) -> None:
+    def __init__(
+        self, func: str, out_kif: Any = None, round: str = "RND", overflow: str = "SAT", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if func not in TABLE_FUNCTIONS:
             raise ValueError(f"QTable supports {sorted(TABLE_FUNCTIONS)}, got {func!r}")
@@ -144,8 +147,14 @@ class QTable(_TableLayer):
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
-        cfg.update(func=self.func, out_kif=self.out_kif, round=self.round_mode.value,
-                   overflow=self.overflow_mode.value, table_bits=self.table_bits, iq=self.iq.get_config())
+        cfg.update(
+            func=self.func,
+            out_kif=self.out_kif,
+            round=self.round_mode.value,
+            overflow=self.overflow_mode.value,
+            table_bits=self.table_bits,
+            iq=self.iq.get_config(),
+        )
         return cfg
 
 
@@ -195,6 +204,11 @@ class QSoftmax(_TableLayer):
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
-        cfg.update(exp_kif=self.exp_kif, inv_f=self.inv_f, inv_kif=self.inv_kif,
-                   table_bits=self.table_bits, iq=self.iq.get_config())
+        cfg.update(
+            exp_kif=self.exp_kif,
+            inv_f=self.inv_f,
+            inv_kif=self.inv_kif,
+            table_bits=self.table_bits,
+            iq=self.iq.get_config(),
+        )
         return cfg

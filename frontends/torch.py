@@ -35,8 +35,14 @@ from .torch_config import Granularity, QuantizerConfig, ShimConfig
 from .torch_shim import QuantizedModule
 
 __all__ = [
-    "Granularity", "QuantizedModule", "QuantizerConfig", "ShimConfig", "calibrate", "from_torch",
-    "load_for_cli", "quantize_torch",
+    "Granularity",
+    "QuantizedModule",
+    "QuantizerConfig",
+    "ShimConfig",
+    "calibrate",
+    "from_torch",
+    "load_for_cli",
+    "quantize_torch",
 ]
 
 
@@ -79,6 +85,8 @@ def from_torch(module: Any, example_input: Any, calibration: Any = None, **optio
     from .torch_convert import to_graph
 
     name = options.pop("name", None)
+    if isinstance(getattr(module, "module", None), QuantizedModule):  # DistributedDataParallel, DataParallel
+        module = module.module
     if isinstance(module, QuantizedModule):
         if options:
             raise TypeError(f"options {sorted(options)} only apply to plain modules; the shim keeps its own")

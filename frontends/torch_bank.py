@@ -114,12 +114,17 @@ class QuantBank(nn.Module):
             if s.free_param:
                 modes.setdefault(s.config.round, []).append(n)
         self.blocks = [
-            Block(m, [self.specs[n].size for n in m], sum(self.specs[n].group_size for n in m),
-                  all(self.specs[n].group == self.specs[n].shape for n in m))
+            Block(
+                m,
+                [self.specs[n].size for n in m],
+                sum(self.specs[n].group_size for n in m),
+                all(self.specs[n].group == self.specs[n].shape for n in m),
+            )
             for m in modes.values()
         ]
-        self.rest = sorted((n for n, s in enumerate(self.specs) if not s.free_param),
-                           key=lambda n: _ROLE_ORDER[self.specs[n].role])
+        self.rest = sorted(
+            (n for n, s in enumerate(self.specs) if not s.free_param), key=lambda n: _ROLE_ORDER[self.specs[n].role]
+        )
         self.f_order = [n for b in self.blocks for n in b.specs] + self.rest
         self.i_specs = [n for n in self.rest if self.specs[n].learns_i]
         self.act_specs = [n for n in self.rest if self.specs[n].role == "act"]
@@ -128,8 +133,9 @@ class QuantBank(nn.Module):
         self._sizes = [b.groups for b in self.blocks] + [self.specs[n].group_size for n in self.rest]
         self._i_sizes = [self.specs[n].group_size for n in self.i_specs]
         self._act_sizes = [self.specs[n].group_size for n in self.act_specs]
-        self._gidx_np = {b: np.concatenate(self._local_groups(blk)) for b, blk in enumerate(self.blocks)
-                         if not blk.per_element}
+        self._gidx_np = {
+            b: np.concatenate(self._local_groups(blk)) for b, blk in enumerate(self.blocks) if not blk.per_element
+        }
 
     def _local_groups(self, block: Block) -> list[np.ndarray]:
         out, base = [], 0
@@ -165,20 +171,20 @@ class QuantBank(nn.Module):
         if len(params) != len(self.param_specs):
             raise TypeError(f"the bank takes {len(self.param_specs)} tensors, got {len(params)}")
         pieces = RoundSTE.apply(self.f).split_with_sizes(self._sizes) if self.f.numel() else ()
-        by_spec = dict(zip(self.param_specs, params))
+        by_spec = dict(zip(self.param_specs, params, strict=True))
         out: list[Tensor | None] = [None] * (4 * len(self.specs))
         cached = []
         for b, block in enumerate(self.blocks):
             wq = self.quantize_block(b, [by_spec[n] for n in block.specs], pieces[b], not self.training)
             cached.append(wq.detach())
             parts = wq.split_with_sizes(block.numels) if len(block.specs) > 1 else (wq,)
-            for n, part in zip(block.specs, parts):
+            for n, part in zip(block.specs, parts, strict=True):
                 shape = self.specs[n].shape
                 out[4 * n] = part if len(shape) == 1 else part.view(shape)
         self.last = (self.key(params), cached)
         i_of = self.i_views(RoundSTE.apply(self.i)) if self.i is not None else {}
         ranges = self._range_views()
-        for n, piece in zip(self.rest, pieces[len(self.blocks):]):
+        for n, piece in zip(self.rest, pieces[len(self.blocks) :], strict=True):
             spec = self.specs[n]
             fv = piece if len(spec.group) == 1 else piece.view(spec.group)
             if spec.role == "param":
@@ -195,18 +201,22 @@ class QuantBank(nn.Module):
         key = (self.vmax.data_ptr(), self.vmin.data_ptr(), self.vmax.dtype)
         if self._ranges is None or self._ranges[0] != key:
             views = {}
-            for n, hi, lo in zip(self.act_specs, self.vmax.split(self._act_sizes), self.vmin.split(self._act_sizes)):
+            his, los = self.vmax.split(self._act_sizes), self.vmin.split(self._act_sizes)
+            for n, hi, lo in zip(self.act_specs, his, los, strict=True):
                 views[n] = (hi.view(self.specs[n].group), lo.view(self.specs[n].group))
             self._ranges = (key, views)
         return self._ranges[1]
 
     def i_views(self, ir: Tensor) -> dict[int, Tensor]:
-        return {n: p.view(self.specs[n].group) for n, p in zip(self.i_specs, ir.split(self._i_sizes))}
+        return {n: p.view(self.specs[n].group) for n, p in zip(self.i_specs, ir.split(self._i_sizes), strict=True)}
 
     def key(self, params: tuple[Tensor, ...] | list[Tensor]) -> tuple[Any, ...]:
         """Identity of the weights, bit counts and mode (versions change on in-place updates)."""
         return tuple((p.data_ptr(), p._version, p.dtype) for p in params) + (
-            self.f.data_ptr(), self.f._version, self.training)
+            self.f.data_ptr(),
+            self.f._version,
+            self.training,
+        )
 
     def quantize_block(self, b: int, params: list[Tensor], fpiece: Tensor, exact: bool) -> Tensor:
         """A block's weights, flat, rounded (exactly, or fast for training) with HGQ gradients."""
@@ -226,7 +236,9 @@ class QuantBank(nn.Module):
         fv, iv = fv.to(p.dtype), iv.to(p.dtype)
         if exact:
             return quantize_exact(p, k.to(p.dtype), iv, fv, spec.config.round, spec.config.overflow)
-        return ClipQuant.apply(p, fv, iv, k.to(p.dtype), spec.config.round, spec.config.overflow is OverflowMode.SAT_SYM)
+        return ClipQuant.apply(
+            p, fv, iv, k.to(p.dtype), spec.config.round, spec.config.overflow is OverflowMode.SAT_SYM
+        )
 
     def reset_ranges(self) -> None:
         """Forget every activation range (calibration starts from scratch)."""
@@ -238,4 +250,4 @@ class QuantBank(nn.Module):
         pos = self.act_specs.index(spec)
         off = sum(self._act_sizes[:pos])
         size, group = self._act_sizes[pos], self.specs[spec].group
-        return self.vmax[off:off + size].view(group), self.vmin[off:off + size].view(group)
+        return self.vmax[off : off + size].view(group), self.vmin[off : off + size].view(group)

@@ -53,8 +53,12 @@ class BitLayout:
         self.f_identity = bool(np.array_equal(self.to_f, np.arange(bank.f.numel())))
         act_i = [n for n in bank.act_specs if n in i_off]
         act_pos = {n: sum(bank.specs[m].group_size for m in bank.act_specs[:k]) for k, n in enumerate(bank.act_specs)}
-        self.act_i_pos = np.concatenate([np.arange(bank.specs[n].group_size) + act_pos[n] for n in act_i]) if act_i else None
-        self.act_i_src = np.concatenate([np.arange(bank.specs[n].group_size) + i_off[n] for n in act_i]) if act_i else None
+        self.act_i_pos = (
+            np.concatenate([np.arange(bank.specs[n].group_size) + act_pos[n] for n in act_i]) if act_i else None
+        )
+        self.act_i_src = (
+            np.concatenate([np.arange(bank.specs[n].group_size) + i_off[n] for n in act_i]) if act_i else None
+        )
 
 
 def block_ki(bank: QuantBank, b: int, wq: Tensor, f_el: Tensor) -> tuple[Tensor, Tensor]:
@@ -74,9 +78,11 @@ def _block_values(bank: QuantBank, params: list[Tensor], pieces: tuple[Tensor, .
     """Quantized flat weights of every block: from the last forward if nothing changed since."""
     if bank.last is not None and bank.last[0] == bank.key(params):
         return bank.last[1]
-    by_spec = dict(zip(bank.param_specs, params))
-    return [bank.quantize_block(b, [by_spec[n] for n in blk.specs], pieces[b], not bank.training)
-            for b, blk in enumerate(bank.blocks)]
+    by_spec = dict(zip(bank.param_specs, params, strict=True))
+    return [
+        bank.quantize_block(b, [by_spec[n] for n in blk.specs], pieces[b], not bank.training)
+        for b, blk in enumerate(bank.blocks)
+    ]
 
 
 def _nonzero(t: Tensor) -> Tensor:
@@ -95,8 +101,8 @@ def bit_counts(bank: QuantBank, layout: BitLayout, params: list[Tensor], derived
         k, i = block_ki(bank, b, wq, f_el)
         parts.append(torch.relu(k + i + f_el) * _nonzero(wq))
     i_of = bank.i_views(torch.round(bank.i)) if bank.i is not None else {}
-    by_spec = dict(zip(bank.param_specs, params))
-    for n, piece in zip(bank.rest, pieces[len(bank.blocks):]):
+    by_spec = dict(zip(bank.param_specs, params, strict=True))
+    for n, piece in zip(bank.rest, pieces[len(bank.blocks) :], strict=True):
         spec = bank.specs[n]
         f = piece.view(spec.group)
         if spec.role == "param":
@@ -106,7 +112,7 @@ def bit_counts(bank: QuantBank, layout: BitLayout, params: list[Tensor], derived
             value = derived[n]
             k, i = group_ki(value, spec.group, f.to(value.dtype))
             parts.append((torch.relu(k + i + f).expand(spec.shape) * _nonzero(value)).reshape(-1))
-    parts.append(_act_bits(bank, layout, fr[fr.numel() - bank.n_act:]))
+    parts.append(_act_bits(bank, layout, fr[fr.numel() - bank.n_act :]))
     return torch.cat([p.to(fr.dtype) for p in parts])
 
 
@@ -124,16 +130,16 @@ def param_values(bank: QuantBank, params: list[Tensor]) -> dict[int, tuple[Tenso
     """Exact quantized value and per-element ``k``, ``i``, ``f`` of every param spec (for export)."""
     fr = torch.round(bank.f).to(params[0].dtype) if params else torch.round(bank.f)
     pieces = fr.split(bank._sizes)
-    by_spec = dict(zip(bank.param_specs, params))
+    by_spec = dict(zip(bank.param_specs, params, strict=True))
     out: dict[int, tuple[Tensor, ...]] = {}
     for b, block in enumerate(bank.blocks):
         wq = bank.quantize_block(b, [by_spec[n] for n in block.specs], pieces[b], True)
         f_el = pieces[b] if block.per_element else pieces[b][bank.gidx(b, wq.device)]
         k, i = block_ki(bank, b, wq, f_el)
-        for n, *parts in zip(block.specs, *(t.split(block.numels) for t in (wq, k, i, f_el))):
+        for n, *parts in zip(block.specs, *(t.split(block.numels) for t in (wq, k, i, f_el)), strict=True):
             out[n] = tuple(p.view(bank.specs[n].shape) for p in parts)
     i_of = bank.i_views(torch.round(bank.i).to(fr.dtype)) if bank.i is not None else {}
-    for n, piece in zip(bank.rest, pieces[len(bank.blocks):]):
+    for n, piece in zip(bank.rest, pieces[len(bank.blocks) :], strict=True):
         spec = bank.specs[n]
         if spec.role == "param":
             fv = piece.view(spec.group)

@@ -85,7 +85,9 @@ class _Builder:
     def _shape(self, node_name: str) -> tuple[int, ...]:
         return self.t.shapes[node_name]
 
-    def _spec(self, name: str, role: str, shape: tuple[int, ...], config: QuantizerConfig, source: str | None = None) -> int:
+    def _spec(
+        self, name: str, role: str, shape: tuple[int, ...], config: QuantizerConfig, source: str | None = None
+    ) -> int:
         self.specs.append(QSpec(name, role, tuple(shape), config, source))
         return len(self.specs) - 1
 
@@ -94,8 +96,9 @@ class _Builder:
         assert self.bank_node is not None
         return self.g.call_function(operator.getitem, (self.bank_node, 4 * spec + item))
 
-    def _param(self, tensor: torch.Tensor, source: str, config: QuantizerConfig,
-               shape: tuple[int, ...] | None = None) -> tuple[int, fx.Node]:
+    def _param(
+        self, tensor: torch.Tensor, source: str, config: QuantizerConfig, shape: tuple[int, ...] | None = None
+    ) -> tuple[int, fx.Node]:
         """Spec and quantized-value node of a weight, bias or constant (shared layers reuse them)."""
         if source in self.param_cache:
             return self.param_cache[source]
@@ -107,16 +110,24 @@ class _Builder:
         self.param_cache[source] = (spec, self._bank_out(spec))
         return self.param_cache[source]
 
-    def _module(self, base: str, module: nn.Module, args: tuple[Any, ...], spec: int | None = None,
-                dotted: bool = False) -> fx.Node:
+    def _module(
+        self, base: str, module: nn.Module, args: tuple[Any, ...], spec: int | None = None, dotted: bool = False
+    ) -> fx.Node:
         name = self._name(base, dotted)
         self.root[name] = module
         if spec is not None:
             self.modules[spec] = name
         return self.g.call_module(name, args)
 
-    def _act(self, x: fx.Node, shape: tuple[int, ...], config: QuantizerConfig, base: str,
-             make: Any = None, record: Rec | None = None) -> fx.Node:
+    def _act(
+        self,
+        x: fx.Node,
+        shape: tuple[int, ...],
+        config: QuantizerConfig,
+        base: str,
+        make: Any = None,
+        record: Rec | None = None,
+    ) -> fx.Node:
         """Insert an activation quantizer (or a subclass built by ``make``) on ``x``."""
         spec = self._spec(base, "act", shape, config)
         group = self.specs[spec].group
@@ -241,17 +252,26 @@ class _Builder:
 
     def _do_sigmoid(self, s: Step) -> None:
         cfg = self.cfg
-        self._table(s, lambda g, n: TableQuantizer(g, cfg.activation, s.node.name, "sigmoid", cfg.table_f), "lut", func="sigmoid")
+        self._table(
+            s,
+            lambda g, n: TableQuantizer(g, cfg.activation, s.node.name, "sigmoid", cfg.table_f),
+            "lut",
+            func="sigmoid",
+        )
 
     def _do_tanh(self, s: Step) -> None:
         cfg = self.cfg
-        self._table(s, lambda g, n: TableQuantizer(g, cfg.activation, s.node.name, "tanh", cfg.table_f), "lut", func="tanh")
+        self._table(
+            s, lambda g, n: TableQuantizer(g, cfg.activation, s.node.name, "tanh", cfg.table_f), "lut", func="tanh"
+        )
 
     def _do_softmax(self, s: Step) -> None:
         cfg, axis = self.cfg, s.attrs["axis"]
 
         def make(g: tuple[int, ...], n: int) -> SoftmaxQuantizer:
-            return SoftmaxQuantizer(g, cfg.activation, s.node.name, axis, cfg.softmax_exp_f, cfg.softmax_inv_f, cfg.softmax_sum_f)
+            return SoftmaxQuantizer(
+                g, cfg.activation, s.node.name, axis, cfg.softmax_exp_f, cfg.softmax_inv_f, cfg.softmax_sum_f
+            )
 
         self._table(s, make, "softmax", axis=axis)
 
@@ -267,7 +287,9 @@ class _Builder:
         shape = self._shape(s.node.name)
         cfg = self.cfg.activation
         rec = Rec(kind, [x.name], dict(attrs), shape)
-        node = self._act(x, shape, cfg, s.node.name, make=lambda g, n: AvgPoolQuantizer(g, cfg, s.node.name, **attrs), record=rec)
+        node = self._act(
+            x, shape, cfg, s.node.name, make=lambda g, n: AvgPoolQuantizer(g, cfg, s.node.name, **attrs), record=rec
+        )
         rec.attrs["spec"] = self.quantized[node.name]
         self.env[s.node.name] = node
 

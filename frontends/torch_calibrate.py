@@ -29,7 +29,7 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
         if t.shape[0] != n:
             raise ValueError(f"calibration inputs have different batch sizes {[int(x.shape[0]) for x in tensors]}")
     for start in range(0, n, batch_size):
-        yield tuple(t[start:start + batch_size] for t in tensors)
+        yield tuple(t[start : start + batch_size] for t in tensors)
 
 
 def _dtype_device(qmod: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
@@ -75,7 +75,7 @@ def init_integer_bits(qmod: QuantizedModule) -> None:
     starts = []
     for n in bank.i_specs:
         spec = bank.specs[n]
-        f = fr[bank.f_offset(n):][: spec.group_size].view(spec.group)
+        f = fr[bank.f_offset(n) :][: spec.group_size].view(spec.group)
         if spec.config.i is not None:
             starts.append(torch.full((spec.group_size,), float(spec.config.i)))
             continue

@@ -13,14 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from hgqir.passes.dce import DeadCodeElimination
 
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, OpKind, Value
-from hgqir.ops import build_lut
-from hgqir.passes.dce import DeadCodeElimination
 
 from .torch_build import Rec
-from .torch_tables import FUNCTIONS, lut_out_kif, softmax_tables, union_kif
+from .torch_tables import lut_table, softmax_tables, union_kif
 
 Perm = tuple[int, ...]
 
@@ -153,9 +152,9 @@ class Converter:
         m = self._module(name)
         q = self._quant(x, rec.attrs["spec"], perm, m, f"{name}_q")
         func = rec.attrs["func"]
-        out = build_lut(self.g, q, FUNCTIONS[func], lut_out_kif(func, m.out_f), func=func, name=name,
-                        round="RND", overflow="SAT")
-        self._set(name, out, perm)
+        data, t = lut_table(func, union_kif(q.type.k, q.type.i, q.type.f), m.out_f)
+        table = self.g.const_mantissa(data, t, name=f"{name}_table")
+        self._set(name, self.g.add(OpKind.LUT, [q, table], {"func": func}, name=name).result, perm)
 
     def _do_softmax(self, name: str, rec: Rec) -> None:
         axis = rec.attrs["axis"]
@@ -181,8 +180,12 @@ class Converter:
         perm = channels_last(len(rec.shape))
         x = self.get(rec.inputs[0], perm)
         kind = OpKind.AVGPOOL1D if rec.attrs["nd"] == 1 else OpKind.AVGPOOL2D
-        attrs = {"pool": rec.attrs["kernel"], "stride": rec.attrs["stride"], "pad": rec.attrs["pads"],
-                 "count_pad": rec.attrs["count_pad"]}
+        attrs = {
+            "pool": rec.attrs["kernel"],
+            "stride": rec.attrs["stride"],
+            "pad": rec.attrs["pads"],
+            "count_pad": rec.attrs["count_pad"],
+        }
         t = self.type_of(rec.attrs["spec"], perm)
         self._set(name, self.g.add(kind, [x], attrs, [t], name=name).result, perm)
 
@@ -205,7 +208,9 @@ class Converter:
         if tuple(x.shape) == tuple(rec.shape):
             self._set(name, x, identity(len(rec.shape)))
             return
-        self._set(name, self.g.add(OpKind.RESHAPE, [x], {"shape": rec.shape}, name=name).result, identity(len(rec.shape)))
+        self._set(
+            name, self.g.add(OpKind.RESHAPE, [x], {"shape": rec.shape}, name=name).result, identity(len(rec.shape))
+        )
 
     def _do_permute(self, name: str, rec: Rec) -> None:
         v, p = self.env[rec.inputs[0]]
@@ -245,4 +250,3 @@ class Converter:
 def to_graph(qmod: Any, name: str = "torch") -> Graph:
     """The hgqir graph of a (calibrated) shim."""
     return Converter(qmod, name).run()
-

@@ -148,8 +148,14 @@ class EbopsIndex:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
                 mats = tuple(
-                    torch.sparse_csr_tensor(torch.from_numpy(cr), torch.from_numpy(co), torch.from_numpy(v).to(dtype),
-                                            size=shape, device=device, check_invariants=False)
+                    torch.sparse_csr_tensor(
+                        torch.from_numpy(cr),
+                        torch.from_numpy(co),
+                        torch.from_numpy(v).to(dtype),
+                        size=shape,
+                        device=device,
+                        check_invariants=False,
+                    )
                     for cr, co, v, shape in self.mats
                 )
             self._cache[key] = mats + (torch.from_numpy(self.ma).to(device), torch.from_numpy(self.mb).to(device))

@@ -41,14 +41,14 @@ def quantizer_types(qmod: QuantizedModule) -> Types:
     fr = torch.round(bank.f.detach()).double()
     for n, v in qmod.derived_values(torch.float64).items():
         spec = bank.specs[n]
-        f = fr[bank.f_offset(n):][: spec.group_size].view(spec.group)
+        f = fr[bank.f_offset(n) :][: spec.group_size].view(spec.group)
         k, i = group_ki(v, spec.group, f)
         out[n] = (_ints(k, spec.shape), _ints(i, spec.shape), _ints(f, spec.shape), _np(v))
     i_all = bank.i_views(torch.round(bank.i.detach()).double()) if bank.i is not None else {}
     for n in bank.act_specs:
         spec = bank.specs[n]
         m = qmod.body.get_submodule(qmod.plan.modules[n])
-        f = fr[bank.f_offset(n):][: spec.group_size].view(spec.group)
+        f = fr[bank.f_offset(n) :][: spec.group_size].view(spec.group)
         k, i, ff = m.kif(f, *bank.ranges(n), i_all.get(n))  # type: ignore[operator]
         out[n] = (*(np.broadcast_to(a, spec.shape).copy() for a in (k, i, ff)), None)
     return out

@@ -25,7 +25,15 @@ from hgqir.fixed import OverflowMode, RoundMode
 
 from .torch_config import QuantizerConfig
 from .torch_quant import (
-    ClipQuant, ExactQuant, ExactRound, FreeQuant, needed_ki, quantize_exact, reduce_dims, reduce_to, round_exact,
+    ClipQuant,
+    ExactQuant,
+    ExactRound,
+    FreeQuant,
+    needed_ki,
+    quantize_exact,
+    reduce_dims,
+    reduce_to,
+    round_exact,
 )
 from .torch_tables import FUNCTIONS, SoftmaxTables, lut_out_kif, lut_table, softmax_tables, union_kif
 
@@ -111,13 +119,15 @@ class TableQuantizer(ActQuantizer):
         k, ii, ff = (float(v) for v in lut_out_kif(self.func, self.out_f))
         if self.training:
             y = torch.sigmoid(q) if self.func == "sigmoid" else torch.tanh(q)
-            yq = quantize_exact(y.detach(), *(torch.tensor(v, dtype=y.dtype) for v in (k, ii, ff)),
-                                RoundMode.RND, OverflowMode.SAT)
+            yq = quantize_exact(
+                y.detach(), *(torch.tensor(v, dtype=y.dtype) for v in (k, ii, ff)), RoundMode.RND, OverflowMode.SAT
+            )
             return y + (yq - y.detach())
         if self.calibrating:
             y = torch.from_numpy(FUNCTIONS[self.func](q.detach().cpu().double().numpy())).to(q)
-            return quantize_exact(y, *(torch.tensor(v, dtype=y.dtype) for v in (k, ii, ff)),
-                                  RoundMode.RND, OverflowMode.SAT)
+            return quantize_exact(
+                y, *(torch.tensor(v, dtype=y.dtype) for v in (k, ii, ff)), RoundMode.RND, OverflowMode.SAT
+            )
         return self._lookup(q, union_kif(*self.kif(f, vmax, vmin, i)))
 
     def _lookup(self, q: Tensor, in_kif: tuple[int, int, int]) -> Tensor:
@@ -134,8 +144,9 @@ class TableQuantizer(ActQuantizer):
 class SoftmaxQuantizer(ActQuantizer):
     """Quantizer followed by the IR's table softmax along ``axis`` (unbatched)."""
 
-    def __init__(self, group: tuple[int, ...], config: QuantizerConfig, spec: str, axis: int,
-                 exp_f: int, inv_f: int, sum_f: int) -> None:
+    def __init__(
+        self, group: tuple[int, ...], config: QuantizerConfig, spec: str, axis: int, exp_f: int, inv_f: int, sum_f: int
+    ) -> None:
         super().__init__(group, config, spec)
         self.axis = int(axis)
         self.exp_f, self.inv_f, self.sum_f = int(exp_f), int(inv_f), int(sum_f)
@@ -173,9 +184,17 @@ class AvgPoolQuantizer(ActQuantizer):
     global pooling over every spatial axis (adaptive pooling to size 1).
     """
 
-    def __init__(self, group: tuple[int, ...], config: QuantizerConfig, spec: str, nd: int,
-                 kernel: tuple[int, ...] = (), stride: tuple[int, ...] = (),
-                 pads: tuple[tuple[int, int], ...] = (), count_pad: bool = True) -> None:
+    def __init__(
+        self,
+        group: tuple[int, ...],
+        config: QuantizerConfig,
+        spec: str,
+        nd: int,
+        kernel: tuple[int, ...] = (),
+        stride: tuple[int, ...] = (),
+        pads: tuple[tuple[int, int], ...] = (),
+        count_pad: bool = True,
+    ) -> None:
         cfg = QuantizerConfig(config.granularity, RoundMode.TRN, OverflowMode.WRAP, config.f)
         super().__init__(group, cfg, spec)
         self.nd, self.kernel, self.stride, self.pads, self.count_pad = nd, kernel, stride, pads, count_pad
@@ -211,7 +230,9 @@ class QBatchNorm(nn.Module):
     the running statistics and exact rounding: the IR's ``batchnorm`` op gets the same numbers.
     """
 
-    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, scale_cfg: QuantizerConfig, offset_cfg: QuantizerConfig) -> None:
+    def __init__(
+        self, bn: nn.modules.batchnorm._BatchNorm, scale_cfg: QuantizerConfig, offset_cfg: QuantizerConfig
+    ) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = bn.num_features, bn.eps, bn.momentum
         self.weight = bn.weight

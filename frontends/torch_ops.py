@@ -25,9 +25,15 @@ _SOFTMAX = {F.softmax, torch.softmax}
 _FLATTEN = {torch.flatten}
 _CAT = {torch.cat, torch.concat, torch.concatenate}
 _BINARY = {
-    operator.add: "add", operator.iadd: "add", torch.add: "add",
-    operator.sub: "sub", operator.isub: "sub", torch.sub: "sub",
-    operator.mul: "mul", operator.imul: "mul", torch.mul: "mul",
+    operator.add: "add",
+    operator.iadd: "add",
+    torch.add: "add",
+    operator.sub: "sub",
+    operator.isub: "sub",
+    torch.sub: "sub",
+    operator.mul: "mul",
+    operator.imul: "mul",
+    torch.mul: "mul",
 }
 _METHOD_BINARY = {"add": "add", "add_": "add", "sub": "sub", "sub_": "sub", "mul": "mul", "mul_": "mul"}
 _METHOD_UNARY = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
@@ -109,6 +115,8 @@ def _module(m: nn.Module, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> 
         return ("dropout", [x], m, {})
     if isinstance(m, nn.Softmax):
         return _softmax(node, x, m.dim, shapes)
+    if isinstance(m, nn.Unflatten):
+        return _reshape_checked("Unflatten", x, node, shapes)
     if isinstance(m, nn.Flatten):
         if m.start_dim == 0 or m.start_dim == -_rank(x, shapes) - 1:
             return "Flatten over the batch axis (start_dim=0)"
@@ -192,6 +200,8 @@ def _function(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
         if _axis(int(start), args[0], shapes) is None:
             return "torch.flatten over the batch axis (start_dim=0)"
         return ("reshape", [args[0]], None, {})
+    if t in (torch.reshape, torch.squeeze, torch.unsqueeze):
+        return _reshape_checked(f"torch.{t.__name__}", args[0], node, shapes)
     if t in _CAT:
         dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
         axis = _axis(int(dim), node, shapes)
@@ -219,10 +229,7 @@ def _method(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
     if name == "softmax":
         return _softmax(node, args[0], args[1] if len(args) > 1 else kwargs.get("dim"), shapes)
     if name in _RESHAPES:
-        src, out = shapes[args[0].name], shapes[node.name]
-        if not out or out[0] != src[0]:
-            return f"Tensor.{name} changes the batch axis ({list(src)} -> {list(out)})"
-        return ("reshape", [args[0]], None, {})
+        return _reshape_checked(f"Tensor.{name}", args[0], node, shapes)
     if name in _IDENTITY_METHODS:
         return ("identity", [args[0]], None, {})
     if name == "permute":
@@ -231,6 +238,14 @@ def _method(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
     if name == "transpose":
         return _transpose(node, args[0], args[1], args[2], shapes)
     return "tensor method is not supported"
+
+
+def _reshape_checked(what: str, x: Any, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
+    """A reshape, provided the batch axis stays first and unchanged."""
+    src, out = shapes[x.name], shapes[node.name]
+    if not out or out[0] != src[0]:
+        return f"{what} changes the batch axis ({list(src)} -> {list(out)})"
+    return ("reshape", [x], None, {})
 
 
 def _binary(kind: str, node: fx.Node, args: Any, kwargs: Any, shapes: dict[str, tuple[int, ...]]) -> Result:
@@ -259,7 +274,9 @@ def _binary(kind: str, node: fx.Node, args: Any, kwargs: Any, shapes: dict[str, 
             if len(shape) > full or (len(shape) == full and shape[0] != 1):
                 return f"{kind} with attribute {a.target} of shape {list(shape)} that spans the batch axis"
     if len(tensors) == 2 and _rank(tensors[0], shapes) != _rank(tensors[1], shapes):
-        return f"{kind} of tensors of different rank {list(shapes[tensors[0].name])} and {list(shapes[tensors[1].name])}"
+        return (
+            f"{kind} of tensors of different rank {list(shapes[tensors[0].name])} and {list(shapes[tensors[1].name])}"
+        )
     if len(tensors) == 2 and any(shapes[t.name][0] != shapes[node.name][0] for t in tensors):
         return f"{kind} broadcasting over the batch axis"
     return (kind, ops, None, {})

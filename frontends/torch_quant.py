@@ -80,9 +80,7 @@ def _overflow(q: Tensor, k: Tensor, width: Tensor, mode: OverflowMode) -> Tensor
     raise ValueError(f"unhandled overflow mode {mode}")  # pragma: no cover
 
 
-def quantize_exact(
-    x: Tensor, k: Tensor, i: Tensor, f: Tensor, rmode: RoundMode, omode: OverflowMode | None
-) -> Tensor:
+def quantize_exact(x: Tensor, k: Tensor, i: Tensor, f: Tensor, rmode: RoundMode, omode: OverflowMode | None) -> Tensor:
     """``ap_fixed<k+i+f, k+i, rmode, omode>(x)`` per element; ``omode=None`` skips overflow.
 
     ``k``, ``i``, ``f`` broadcast against ``x`` (trailing axes). Elements of width ``<= 0`` are
@@ -176,7 +174,12 @@ class FreeQuant(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, x: Tensor, f: Tensor, rmode: RoundMode, vmax: Tensor | None, vmin: Tensor | None,
+        ctx: Any,
+        x: Tensor,
+        f: Tensor,
+        rmode: RoundMode,
+        vmax: Tensor | None,
+        vmin: Tensor | None,
         dims: tuple[int, ...] = (0,),
     ) -> Tensor:
         scale = torch.exp2(f)

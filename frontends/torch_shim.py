@@ -100,7 +100,7 @@ class QuantizedModule(nn.Module):
         fr = torch.round(self.bank.f.detach())
         for name, (s_spec, o_spec) in self.plan.bn.items():
             bn: QBatchNorm = self.body.get_submodule(name)  # type: ignore[assignment]
-            fs, fo = (fr[self.bank.f_offset(n):][: self.bank.specs[n].group_size] for n in (s_spec, o_spec))
+            fs, fo = (fr[self.bank.f_offset(n) :][: self.bank.specs[n].group_size] for n in (s_spec, o_spec))
             with torch.no_grad():
                 out[s_spec], out[o_spec] = bn.affine(fs, fo, dtype)
         return out

@@ -43,7 +43,9 @@ def check_bit_exact(qmod: torch.nn.Module, g: Graph, inputs: list[Any]) -> None:
         xs = x if isinstance(x, (tuple, list)) else (x,)
         want = shim_outputs(qmod, x)
         got = _as_list(g.run(*(np.asarray(a, dtype=np.float64) for a in xs)))
-        for o, (a, b) in enumerate(zip(want, got)):
+        if len(want) != len(got):
+            raise HgqirError(f"input set {n}: the shim has {len(want)} outputs, the graph {len(got)}")
+        for o, (a, b) in enumerate(zip(want, got, strict=True)):
             if a.shape != b.shape or not np.array_equal(a, b):
                 diff = np.abs(a - b).max() if a.shape == b.shape else f"shapes {a.shape} vs {b.shape}"
                 raise HgqirError(f"input set {n}, output {o}: shim and graph differ (max |diff| {diff})")

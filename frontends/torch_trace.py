@@ -168,8 +168,7 @@ def trace(module: nn.Module) -> tuple[fx.GraphModule, list[str], set[str]]:
 
 
 _HEADLINE = (
-    "the PyTorch model uses layers or ops that hgqir cannot import exactly; "
-    "nothing was imported. Offending places:"
+    "the PyTorch model uses layers or ops that hgqir cannot import exactly; nothing was imported. Offending places:"
 )
 
 
@@ -251,7 +250,9 @@ def _param_dtype(gm: nn.Module) -> torch.dtype:
 def _check_inputs(gm: fx.GraphModule, xs: tuple[torch.Tensor, ...]) -> list[str]:
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(xs):
-        return [_item("<root>", "forward", f"takes {len(placeholders)} inputs but {len(xs)} example inputs were given", "")]
+        return [
+            _item("<root>", "forward", f"takes {len(placeholders)} inputs but {len(xs)} example inputs were given", "")
+        ]
     return []
 
 

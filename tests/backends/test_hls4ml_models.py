@@ -1,10 +1,11 @@
-"""hls4ml backend on whole imported models: an HGQ2 Keras model through ``hgqir.from_keras``.
+"""hls4ml backend on whole imported models: HGQ2 Keras and PyTorch, through the frontends.
 
-The model has what HGQ2 users build: a convolution, max and average pools, a flatten, dense
-layers, batchnorm, a function table and a softmax, all with HGQ2's per-element quantizers
-calibrated by ``trace_minmax``. The compiled hls4ml project must equal the interpreter on
-inputs far beyond the calibration data, and hls4ml's own conversion of the same Keras model
-(HGQ2's route) must agree too.
+The HGQ2 model has what HGQ2 users build: a convolution, max and average pools, a flatten,
+dense layers, batchnorm, a function table and a softmax, all with HGQ2's per-element
+quantizers calibrated by ``trace_minmax``. The compiled hls4ml project must equal the
+interpreter on inputs far beyond the calibration data, and hls4ml's own conversion of the same
+Keras model (HGQ2's route) must agree too. The PyTorch model is channels first: the project
+must take and return the module's own layout.
 """
 
 from __future__ import annotations

@@ -164,3 +164,16 @@ def test_scalars_and_empty_arrays() -> None:
     assert hgqir.quantize(-0.3, 1, 40, 30) == float(ref_quantize_one(-0.3, 1, 40, 30))  # 0-d, integer path
     assert hgqir.quantize([], 1, 2, 2).shape == (0,)
     assert hgqir.quantize(np.zeros((0, 3)), 1, [1, 2, 3], 2).shape == (0, 3)
+
+
+@PROPS
+@given(cases(max_width=90), st.sampled_from(ROUNDS), st.sampled_from(OVERFLOWS))
+def test_quantize_equals_quantize_exact_on_every_path(case, r: str, o: str) -> None:
+    """The public float quantizer and the interpreter's mantissa quantizer agree exactly."""
+    x, k, i, f = case
+    want = [ref_quantize_one(a, *map(int, t), r, o) for a, *t in zip(x, k, i, f, strict=True)]
+    assert hgqir.quantize(x, k, i, f, round=r, overflow=o).tolist() == [float(w) for w in want]
+    for limits in ({}, {"float_bits": 0}, {"float_bits": 0, "int_bits": 0}):
+        with mantissa_paths(**limits):
+            q, s = quantize_exact(x, 0, k, i, f, RoundMode[r], OverflowMode[o])
+        assert [Fraction(int(m)) / Fraction(2) ** s for m in q] == want, limits

@@ -10,9 +10,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from hgqir.frontends.keras_quant import Quantizer, WeightQuantizer  # noqa: E402
 
 import hgqir  # noqa: E402
-from hgqir.frontends.keras_quant import Quantizer, WeightQuantizer  # noqa: E402
 
 L = keras.layers
 
@@ -49,7 +49,7 @@ def assert_exact(g: hgqir.Graph, model: Any, x: Any) -> None:
     """``g.run(x)`` equals ``model.predict(x)`` bit for bit, output by output."""
     got, want = outputs(g.run(x)), outputs(model.predict(x, verbose=0))
     assert len(got) == len(want)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         assert a.shape == b.shape
         assert np.array_equal(a, b), f"max |diff| {np.max(np.abs(a - b))}, {np.mean(a != b):.3%} differ"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import keras
 import numpy as np
 import pytest
 from keras_testlib import L, assert_exact, data, float64_scope
 
 import hgqir
-import keras
 
 H = pytest.importorskip("hgq.layers")
 

@@ -6,12 +6,12 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from keras_testlib import L, assert_exact, data, float64_scope, randomize_bits
 
 import hgqir
-import keras
 from hgqir.cli import main
 
 
@@ -51,8 +51,13 @@ def test_every_unsupported_layer_is_listed_once_before_any_work() -> None:
         with pytest.raises(hgqir.UnsupportedOpError) as info:
             fn(model)
         text = str(info.value)
-        for name, cls in [("lstm", "LSTM"), ("lam", "Lambda"), ("custom", "Custom"),
-                          ("gelu_dense", "Dense"), ("dilated", "Conv1D")]:
+        for name, cls in [
+            ("lstm", "LSTM"),
+            ("lam", "Lambda"),
+            ("custom", "Custom"),
+            ("gelu_dense", "Dense"),
+            ("dilated", "Conv1D"),
+        ]:
             assert f"{name} ({cls})" in text
         assert len(info.value.items) == 5
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import keras
 import numpy as np
 import pytest
 from keras_testlib import L, check_shim, data, float64_scope, single
-
-import keras
 
 
 @pytest.fixture(autouse=True)
@@ -94,11 +93,18 @@ def test_two_inputs_and_two_outputs() -> None:
 
 
 def test_small_cnn_is_exact() -> None:
-    model = keras.Sequential([
-        keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(2),
-        L.BatchNormalization(), L.Conv2D(4, 2, padding="same", activation="relu"), L.Flatten(),
-        L.Dropout(0.1), L.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            L.Conv2D(4, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.BatchNormalization(),
+            L.Conv2D(4, 2, padding="same", activation="relu"),
+            L.Flatten(),
+            L.Dropout(0.1),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
     check_shim(model, data((8, 8, 1), n=32), granularity="channel", weight_granularity="channel")
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import keras
 import numpy as np
 import pytest
+from hgqir.frontends.keras_qmath import quantize_exact
+from hgqir.frontends.keras_quant import Quantizer, WeightQuantizer
 from keras_testlib import float64_scope
 
 import hgqir
-import keras
 from hgqir.fixed import OverflowMode, RoundMode
-from hgqir.frontends.keras_quant import Quantizer, WeightQuantizer, quantize_exact
 
 tf = pytest.importorskip("tensorflow")
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import keras
 import numpy as np
 import pytest
+from hgqir.frontends.keras import BetaScheduler
+from hgqir.frontends.keras_quant import Quantizer, WeightQuantizer
 from keras_testlib import L, assert_exact, data, float64_scope
 
 import hgqir
-import keras
-from hgqir.frontends.keras import BetaScheduler
-from hgqir.frontends.keras_quant import Quantizer, WeightQuantizer
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +32,17 @@ def _model() -> keras.Model:
 
 
 def _bits(qmodel: keras.Model) -> dict[str, np.ndarray]:
-    return {v.path: np.array(v) for layer in qmodel._flatten_layers()
-            if isinstance(layer, (Quantizer, WeightQuantizer)) for v in layer.weights}
+    return {
+        v.path: np.array(v)
+        for layer in qmodel._flatten_layers()
+        if isinstance(layer, (Quantizer, WeightQuantizer))
+        for v in layer.weights
+    }
 
 
-def _fit(beta: float, epochs: int = 1, lr: float = 0.01, **options: object) -> tuple[keras.Model, keras.callbacks.History]:
+def _fit(
+    beta: float, epochs: int = 1, lr: float = 0.01, **options: object
+) -> tuple[keras.Model, keras.callbacks.History]:
     keras.utils.set_random_seed(0)
     qmodel = hgqir.quantize_keras(_model(), beta=beta, **options)
     qmodel.compile(keras.optimizers.Adam(lr), "mse")
@@ -95,7 +101,7 @@ def test_calibration_covers_the_data_and_sets_sign_bits() -> None:
     q = qmodel.layers[-1].iq  # after the relu: never negative
     assert np.all(np.array(q.k) == 0)
     first = g.inputs[0].type
-    assert np.all(first.lo <= x.min(axis=0)) and np.all(first.hi >= x.max(axis=0) - 2.0 ** -first.f)
+    assert np.all(first.lo <= x.min(axis=0)) and np.all(first.hi >= x.max(axis=0) - 2.0**-first.f)
     # calibration data never wraps: the shim equals the unwrapped rounding on it
     xr = hgqir.quantize(x, first.k, 64, first.f, round="RND")
     assert np.array_equal(hgqir.quantize(x, first.k, first.i, first.f, round="RND", overflow="WRAP"), xr)

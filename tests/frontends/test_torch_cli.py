@@ -7,11 +7,11 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from hgqir.frontends.torch import calibrate
 from torch import nn
 
 import hgqir
 from hgqir.cli import main
-from hgqir.frontends.torch import calibrate
 
 MODEL_FILE = textwrap.dedent(
     """
@@ -51,8 +51,15 @@ def _reference(calib: np.ndarray) -> hgqir.Graph:
 @pytest.mark.parametrize("spec", ["my_torch_model:make", "{dir}/my_torch_model.py:make"])
 def test_import_factory_with_calibration(model_dir, spec: str) -> None:  # type: ignore[no-untyped-def]
     out = model_dir / "model.hgq"
-    code = _import(spec.format(dir=model_dir), "-o", str(out), "--framework", "torch",
-                   "--calibration", str(model_dir / "calib.npy"))
+    code = _import(
+        spec.format(dir=model_dir),
+        "-o",
+        str(out),
+        "--framework",
+        "torch",
+        "--calibration",
+        str(model_dir / "calib.npy"),
+    )
     assert code == 0
     g = hgqir.load(out)
     calib = np.load(model_dir / "calib.npy")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hgqir.frontends.torch_testing import check_bit_exact
 from torch import nn
 
 import hgqir
-from hgqir.frontends.torch_testing import check_bit_exact
 
 torch.set_num_threads(1)
 
@@ -83,6 +83,21 @@ class Scaled(nn.Module):
         return self.conv(x) * self.scale + self.offset
 
 
+class Nested(nn.Module):
+    """Submodules inside submodules, a layer used twice, reshapes as functions and Unflatten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(6, 6), nn.BatchNorm1d(6), nn.ReLU())
+        self.shared = nn.Linear(6, 6)
+        self.unflat = nn.Unflatten(1, (2, 3))
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        y = self.shared(self.shared(self.block(x)))
+        y = torch.unsqueeze(self.unflat(y), 1)
+        return torch.reshape(torch.squeeze(y, 1), (-1, 6)) - 1.0
+
+
 def seq(*layers: nn.Module) -> nn.Module:
     return nn.Sequential(*layers)
 
@@ -115,23 +130,36 @@ CASES = {
     "maxpool2d": (lambda: seq(nn.Conv2d(2, 3, 1), nn.MaxPool2d(2)), (2, 6, 6)),
     "avgpool1d": (lambda: seq(nn.Conv1d(2, 3, 1), nn.AvgPool1d(3, stride=2, padding=1)), (2, 8)),
     "avgpool2d": (lambda: seq(nn.Conv2d(2, 3, 1), nn.AvgPool2d(3, stride=1)), (2, 6, 6)),
-    "avgpool2d_no_pad_count": (lambda: seq(nn.Conv2d(2, 3, 1), nn.AvgPool2d(2, padding=1, count_include_pad=False)), (2, 5, 5)),
+    "avgpool2d_no_pad_count": (
+        lambda: seq(nn.Conv2d(2, 3, 1), nn.AvgPool2d(2, padding=1, count_include_pad=False)),
+        (2, 5, 5),
+    ),
     "adaptive_avg1d": (lambda: seq(nn.Conv1d(2, 3, 1), nn.AdaptiveAvgPool1d(1)), (2, 6)),
     "adaptive_avg2d": (lambda: seq(nn.Conv2d(2, 3, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()), (2, 5, 3)),
     "adaptive_max2d": (lambda: seq(nn.Conv2d(2, 3, 1), nn.AdaptiveMaxPool2d((1, 1)), nn.Flatten()), (2, 5, 3)),
     "flatten_module": (lambda: seq(nn.Conv2d(2, 3, 2), nn.Flatten(), nn.Linear(3 * 9, 2)), (2, 4, 4)),
-    "flatten_torch": (lambda: seq(nn.Conv2d(2, 3, 2), Lambda(lambda x: torch.flatten(x, 1)), nn.Linear(27, 2)), (2, 4, 4)),
+    "flatten_torch": (
+        lambda: seq(nn.Conv2d(2, 3, 2), Lambda(lambda x: torch.flatten(x, 1)), nn.Linear(27, 2)),
+        (2, 4, 4),
+    ),
     "flatten_method": (lambda: seq(nn.Conv2d(2, 3, 2), Lambda(lambda x: x.flatten(1)), nn.Linear(27, 2)), (2, 4, 4)),
     "view": (lambda: seq(nn.Conv2d(2, 3, 2), Lambda(lambda x: x.view(x.size(0), -1)), nn.Linear(27, 2)), (2, 4, 4)),
     "reshape": (lambda: seq(nn.Linear(6, 6), Lambda(lambda x: x.reshape(-1, 2, 3)), nn.Linear(3, 2)), (6,)),
     "permute": (lambda: seq(nn.Conv1d(4, 4, 1), Lambda(lambda x: x.permute(0, 2, 1)), nn.Linear(4, 3)), (4, 5)),
-    "permute_torch": (lambda: seq(nn.Conv2d(2, 3, 1), Lambda(lambda x: torch.permute(x, (0, 3, 1, 2))), nn.Flatten()), (2, 3, 4)),
+    "permute_torch": (
+        lambda: seq(nn.Conv2d(2, 3, 1), Lambda(lambda x: torch.permute(x, (0, 3, 1, 2))), nn.Flatten()),
+        (2, 3, 4),
+    ),
     "cat": (lambda: Lambda(lambda x: torch.cat([x, 2 * x], dim=1)), (3, 4)),
     "cat_last": (lambda: Lambda(lambda x: torch.cat([x, x * x], dim=-1)), (3, 4)),
     "add_sub_mul": (lambda: Residual(), (6,)),
     "scalar_ops": (lambda: Lambda(lambda x: (x * 0.5 + 1.0) - x * x), (5,)),
+    "nested_shared": (lambda: Nested(), (6,)),
     "attribute_operands": (lambda: Scaled(), (2, 3, 4)),
-    "dropout_identity": (lambda: seq(nn.Linear(4, 4), nn.Dropout(0.5), nn.Identity(), Lambda(lambda x: F.dropout(x, 0.2))), (4,)),
+    "dropout_identity": (
+        lambda: seq(nn.Linear(4, 4), nn.Dropout(0.5), nn.Identity(), Lambda(lambda x: F.dropout(x, 0.2))),
+        (4,),
+    ),
     "convnet": (lambda: ConvNet(), (2, 8, 8)),
     "conv1dnet": (lambda: Conv1dNet(), (3, 8)),
 }

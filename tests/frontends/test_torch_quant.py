@@ -7,14 +7,21 @@ import math
 import numpy as np
 import pytest
 import torch
+from hgqir.frontends.torch_quant import (
+    ClipQuant,
+    ExactRound,
+    FreeQuant,
+    RoundSTE,
+    ceil_log2,
+    group_ki,
+    needed_ki,
+    quantize_exact,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hgqir
 from hgqir.fixed import OverflowMode, RoundMode
-from hgqir.frontends.torch_quant import (
-    ClipQuant, ExactRound, FreeQuant, RoundSTE, ceil_log2, group_ki, needed_ki, quantize_exact,
-)
 
 LN2 = math.log(2.0)
 
@@ -35,10 +42,16 @@ def test_exp2_of_integers_is_exact() -> None:
 
 def _tricky(rng: np.random.Generator) -> np.ndarray:
     halves = np.arange(-64, 64) / 8 + 1 / 16  # exact ties at f=3
-    return np.concatenate([
-        rng.normal(0, 4, 4000), np.arange(-64, 64) / 8, halves, np.full(3, -(0.5 - 2.0**-54)),
-        rng.normal(0, 1e-9, 50), rng.normal(0, 1e6, 50),
-    ])
+    return np.concatenate(
+        [
+            rng.normal(0, 4, 4000),
+            np.arange(-64, 64) / 8,
+            halves,
+            np.full(3, -(0.5 - 2.0**-54)),
+            rng.normal(0, 1e-9, 50),
+            rng.normal(0, 1e6, 50),
+        ]
+    )
 
 
 @pytest.mark.parametrize("rmode", list(RoundMode))
@@ -57,8 +70,11 @@ def test_quantize_exact_matches_reference(rmode: RoundMode, omode: OverflowMode)
 @settings(max_examples=200, deadline=None)
 @given(
     x=st.floats(-1e4, 1e4, allow_nan=False, width=32),
-    k=st.integers(0, 1), i=st.integers(-4, 8), f=st.integers(-3, 10),
-    rmode=st.sampled_from(list(RoundMode)), omode=st.sampled_from(list(OverflowMode)),
+    k=st.integers(0, 1),
+    i=st.integers(-4, 8),
+    f=st.integers(-3, 10),
+    rmode=st.sampled_from(list(RoundMode)),
+    omode=st.sampled_from(list(OverflowMode)),
 )
 def test_quantize_exact_float32_inputs(x: float, k: int, i: int, f: int, rmode: RoundMode, omode: OverflowMode) -> None:
     """float32 arithmetic is exact too for float32 data and widths that fit float32."""

@@ -8,19 +8,25 @@ import io
 import numpy as np
 import pytest
 import torch
+from hgqir.frontends.torch import QuantizedModule, calibrate
+from hgqir.frontends.torch_testing import check_bit_exact, shim_outputs
 from torch import nn
 
 import hgqir
-from hgqir.frontends.torch import QuantizedModule, calibrate
-from hgqir.frontends.torch_testing import check_bit_exact, shim_outputs
 
 torch.set_num_threads(1)
 
 
 def small_cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(4, 4, 2), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3),
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16, 3),
     )
 
 
@@ -60,7 +66,7 @@ def test_state_dict_round_trip() -> None:
     fresh = hgqir.quantize_torch(small_cnn(), x)
     fresh.load_state_dict(qmod.state_dict())
     assert fresh.beta == pytest.approx(qmod.beta)
-    for a, b in zip(shim_outputs(qmod, x), shim_outputs(fresh, x)):
+    for a, b in zip(shim_outputs(qmod, x), shim_outputs(fresh, x), strict=True):
         assert np.array_equal(a, b)
     assert fresh.ebops().item() == qmod.ebops().item()
     assert all(np.array_equal(v, fresh.bitwidths()[k]) for k, v in qmod.bitwidths().items())
@@ -113,7 +119,7 @@ def test_zero_width_weights_are_exactly_zero_everywhere() -> None:
     n = next(n for n, s in enumerate(bank.specs) if s.name == "0.weight")
     off, size = bank.f_offset(n), bank.specs[n].group_size
     with torch.no_grad():
-        bank.f[off:off + size:2] = -20.0  # prune every other element of the first conv's weight
+        bank.f[off : off + size : 2] = -20.0  # prune every other element of the first conv's weight
     calibrate(qmod, x)
     g = hgqir.from_torch(qmod, x)
     w_ir = next(op for op in g.ops if op.kind.value == "const" and op.result.name.endswith("_w"))
@@ -141,7 +147,11 @@ def test_calibration_sets_ranges_from_data_only() -> None:
     "options",
     [
         {"weight": {"granularity": "channel"}, "activation": {"granularity": "channel"}},
-        {"weight": {"granularity": "tensor"}, "bias": {"granularity": "tensor"}, "activation": {"granularity": "tensor"}},
+        {
+            "weight": {"granularity": "tensor"},
+            "bias": {"granularity": "tensor"},
+            "activation": {"granularity": "tensor"},
+        },
         {"activation": {"overflow": "SAT"}, "input": {"overflow": "SAT_SYM", "round": "TRN"}},
         {"weight": {"overflow": "SAT", "i": 0}, "activation": {"round": "RND_CONV"}},
         {"activation": {"round": "TRN", "f": 3}, "weight": {"round": "RND_CONV", "f": 2}},

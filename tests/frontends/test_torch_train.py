@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from hgqir.frontends.torch import QuantizedModule, calibrate
+from hgqir.frontends.torch_testing import check_bit_exact
 from torch import nn
 
 import hgqir
-from hgqir.frontends.torch import QuantizedModule, calibrate
-from hgqir.frontends.torch_testing import check_bit_exact
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def _train(qmod: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, reg: 
     for _ in range(epochs):
         perm = torch.randperm(len(x))
         for start in range(0, len(x), 128):
-            idx = perm[start:start + 128]
+            idx = perm[start : start + 128]
             opt.zero_grad()
             loss = loss_fn(qmod(x[idx]), y[idx]) + reg.regularization()  # type: ignore[union-attr]
             loss.backward()

@@ -1,0 +1,257 @@
+"""Elementwise math of the Keras shim's quantizers: exact inference and fused training ops.
+
+Inference (:func:`quantize_exact`) is exact in float64 and matches :func:`hgqir.quantize` bit
+for bit: ``q = round(x * 2**f)`` with the rounding mode, overflow of ``q`` into ``k + i + f``
+bits, ``xq = q * 2**-f``, and 0 where the width is ``<= 0``. Parameters are rounded with
+``floor(v + 0.5)`` without any float cancellation trick, because graph optimizers may
+reassociate ``v + (round(v) - v)`` and miss the integer by an ulp.
+
+Training ops are single custom-gradient nodes with hand-written backward passes (few graph
+nodes per step): straight-through for ``x``, ``d xq / d f = -ln2 * (xq - x)`` for ``f``, the
+clip gradient for ``i`` of SAT modes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from hgqir.fixed import OverflowMode, RoundMode
+
+GRANULARITIES = ("element", "channel", "tensor")
+SAT_MODES = (OverflowMode.SAT, OverflowMode.SAT_SYM, OverflowMode.SAT_ZERO)
+
+
+# ---------------------------------------------------------------- exact elementwise math
+def exp2(e: Any) -> Any:
+    """``2**e`` for integer-valued ``e`` (exact)."""
+    return ops.power(2.0, e)
+
+
+def read(v: Any) -> Any:
+    """A tensor with a variable's current value (Keras' convert_to_tensor returns the variable)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(v.value)
+    return ops.convert_to_tensor(v)
+
+
+def exact_round(v: Any) -> Any:
+    """``floor(v + 0.5)``: the integer a bit-width parameter stands for (no gradient)."""
+    return ops.floor(v + 0.5)
+
+
+def ste_round(v: Any) -> Any:
+    """``floor(v + 0.5)`` forward, identity gradient."""
+    return v + ops.stop_gradient(ops.floor(v + 0.5) - v)
+
+
+def round_param(v: Any) -> np.ndarray:
+    """The integer a parameter stands for (same rule as :func:`ste_round`), as numpy int64."""
+    return np.floor(np.asarray(v, dtype=np.float64) + 0.5).astype(np.int64)
+
+
+def ceil_log2(v: Any) -> Any:
+    """Exact ``ceil(log2(v))`` for ``v > 0`` (backend log2 is not exact on powers of two)."""
+    c = ops.ceil(ops.log2(v))
+    c = ops.where(exp2(c - 1.0) >= v, c - 1.0, c)
+    return ops.where(exp2(c) < v, c + 1.0, c)
+
+
+def round_lsb(v: Any, mode: RoundMode) -> Any:
+    """Round ``v`` (in LSB units) to an integer exactly, as ap_fixed's rounding ``mode``."""
+    fl = ops.floor(v)
+    if mode is RoundMode.TRN:
+        return fl
+    frac = v - fl  # exact
+    neg = v < 0
+    if mode is RoundMode.TRN_ZERO:
+        up = ops.logical_and(neg, frac != 0)
+    elif mode is RoundMode.RND:
+        up = frac >= 0.5
+    elif mode is RoundMode.RND_MIN_INF:
+        up = frac > 0.5
+    elif mode is RoundMode.RND_ZERO:
+        up = ops.logical_or(frac > 0.5, ops.logical_and(frac == 0.5, neg))
+    elif mode is RoundMode.RND_INF:
+        up = ops.logical_or(frac > 0.5, ops.logical_and(frac == 0.5, ops.logical_not(neg)))
+    else:  # RND_CONV
+        odd = ops.floor(fl * 0.5) * 2.0 != fl
+        up = ops.logical_or(frac > 0.5, ops.logical_and(frac == 0.5, odd))
+    return fl + ops.cast(up, v.dtype)
+
+
+def overflow_lsb(q: Any, k: Any, width: Any, mode: OverflowMode) -> Any:
+    """Overflow of integer ``q`` (LSB units) into ``width`` bits, sign bit ``k``."""
+    safe = ops.maximum(width, 1.0)
+    modulus = exp2(safe)
+    hi = exp2(safe - k) - 1.0
+    lo = ops.where(k > 0, -exp2(safe - 1.0), 0.0)
+    if mode is OverflowMode.WRAP:
+        r = q - modulus * ops.floor(q / modulus)
+        return ops.where(ops.logical_and(k > 0, r > hi), r - modulus, r)
+    if mode is OverflowMode.SAT_SYM:
+        # as ap_fixed (and hgqir.quantize): a 1-bit signed type keeps -1 LSB, so it saturates like SAT
+        lo = ops.where(ops.logical_and(k > 0, safe > 1), -hi, lo)
+    if mode is OverflowMode.SAT_ZERO:
+        return ops.where(ops.logical_or(q < lo, q > hi), 0.0, q)
+    return ops.where(q > hi, hi, ops.where(q < lo, lo, q))
+
+
+def quantize_exact(x: Any, k: Any, i: Any, f: Any, rmode: RoundMode, omode: OverflowMode | None) -> Any:
+    """Inference quantization, bit-exact with :func:`hgqir.quantize` (``omode=None``: no overflow)."""
+    width = k + i + f
+    scale = exp2(f)
+    q = round_lsb(x * scale, rmode)
+    if omode is not None:
+        q = overflow_lsb(q, k, width, omode)
+    return ops.where(width > 0, q / scale, 0.0)
+
+
+def quantize_train(x: Any, k: Any, i: Any, f: Any, rmode: RoundMode, omode: OverflowMode | None) -> Any:
+    """Training quantization with plain autodiff: ``i`` and ``f`` are already integer-valued.
+
+    Used where speed does not matter (table outputs); the quantizer layers use the fused
+    :func:`train_quantize` below.
+    """
+    scale = exp2(f)
+    if omode in SAT_MODES:
+        hi = exp2(i) - 1.0 / scale
+        lo = -k * (hi if omode is OverflowMode.SAT_SYM else exp2(i))
+        x = ops.where(x > hi, hi, ops.where(x < lo, lo, x))
+    xs = x * scale
+    q = round_lsb(ops.stop_gradient(xs), rmode)
+    xq = (xs + ops.stop_gradient(q - xs)) / scale
+    return ops.where(k + i + f > 0, xq, 0.0)
+
+
+def _round_fast(v: Any, mode: RoundMode) -> Any:
+    """Training rounding: ``floor(v + 0.5)`` for RND (one op less), exact rules otherwise."""
+    return ops.floor(v + 0.5) if mode is RoundMode.RND else round_lsb(v, mode)
+
+
+def _reduce_to(t: Any, axes: tuple[int, ...], shape: tuple[int, ...]) -> Any:
+    """Sum ``t`` over ``axes`` into ``shape`` (no graph node when nothing is reduced)."""
+    if axes:
+        t = ops.sum(t, axis=axes)
+    return t if tuple(t.shape) == tuple(shape) else ops.reshape(t, shape)
+
+
+def train_quantize(
+    x: Any, k: Any, i_var: Any, f_var: Any, rmode: RoundMode, omode: OverflowMode | None, axes: tuple[int, ...]
+) -> Any:
+    """Training forward and HGQ gradients in one fused op (few graph nodes, hand-written backward).
+
+    ``i_var`` and ``f_var`` are the raw parameters (rounded inside, gradients straight through);
+    ``axes`` reduce a gradient of ``x``'s shape to the parameter shape. ``omode=None`` rounds
+    only (WRAP while training); SAT modes clip first with gradients to ``i`` and ``f``.
+    """
+    pshape = tuple(f_var.shape)
+    ln2 = math.log(2.0)
+
+    @ops.custom_gradient
+    def fn(x: Any, k: Any, i_var: Any, f_var: Any) -> Any:
+        f = ops.floor(f_var + 0.5)
+        i = ops.floor(i_var + 0.5)
+        scale = exp2(f)
+        live = k + i + f > 0
+        xc = x
+        if omode in SAT_MODES:
+            top = exp2(i)
+            hi = top - 1.0 / scale
+            lo = -k * (hi if omode is OverflowMode.SAT_SYM else top)
+            xc = ops.minimum(ops.maximum(x, lo), hi)
+        xq = _round_fast(xc * scale, rmode) / scale
+        out = ops.where(live, xq, 0.0)
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            g = ops.where(live, args[0] if upstream is None else upstream, 0.0)
+            dk = ops.zeros_like(k)
+            if omode not in SAT_MODES:
+                df = _reduce_to(g * (xc - xq), axes, pshape) * ln2
+                return g, dk, ops.zeros_like(i_var), df
+            over, under = x > hi, x < lo
+            g_over, g_under = ops.where(over, g, 0.0), ops.where(under, g, 0.0)
+            dx = g - g_over - g_under
+            df = _reduce_to(g * (xc - xq) + g_over / scale, axes, pshape) * ln2
+            di = _reduce_to(g_over * top - g_under * (k * top), axes, pshape) * ln2
+            return dx, dk, di, df
+
+        return out, grad
+
+    return fn(x, k, i_var, f_var)
+
+
+def train_round_weights(w: Any, f_var: Any, rmode: RoundMode, axes: tuple[int, ...]) -> Any:
+    """Fused training rounding of a constant (no overflow): ``dw`` straight through, HGQ ``df``."""
+    pshape = tuple(f_var.shape)
+    ln2 = math.log(2.0)
+
+    @ops.custom_gradient
+    def fn(w: Any, f_var: Any) -> Any:
+        scale = exp2(ops.floor(f_var + 0.5))
+        wq = _round_fast(w * scale, rmode) / scale
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            g = args[0] if upstream is None else upstream
+            return g, _reduce_to(g * (w - wq), axes, pshape) * ln2
+
+        return wq, grad
+
+    return fn(w, f_var)
+
+
+def train_bits(k: Any, i_var: Any, f_var: Any) -> Any:
+    """``max(k + round(i) + round(f), 0)`` with gradient 1 to ``i`` and ``f`` where positive."""
+
+    @ops.custom_gradient
+    def fn(i_var: Any, f_var: Any) -> Any:
+        width = k + ops.floor(i_var + 0.5) + ops.floor(f_var + 0.5)
+        live = width > 0
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            g = ops.where(live, args[0] if upstream is None else upstream, 0.0)
+            return g, g
+
+        return ops.relu(width), grad
+
+    return fn(i_var, f_var)
+
+
+def train_weight_bits(wq: Any, f_var: Any, axes: tuple[int, ...]) -> Any:
+    """Tightest width of each quantized value (0 where 0), gradient 1 to ``f``; log2 need not be exact."""
+    pshape = tuple(f_var.shape)
+
+    @ops.custom_gradient
+    def fn(f_var: Any) -> Any:
+        f = ops.floor(f_var + 0.5)
+        a = ops.abs(wq)
+        neg = wq < 0
+        top = ops.where(neg, a, a + exp2(-f))
+        nonzero = a > 0
+        width = ops.where(nonzero, ops.cast(neg, wq.dtype) + ops.ceil(ops.log2(top)) + f, 0.0)
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            g = args[0] if upstream is None else upstream
+            return _reduce_to(ops.where(nonzero, g, 0.0), axes, pshape)
+
+        return width, grad
+
+    return fn(f_var)
+
+
+# ---------------------------------------------------------------- parameter shapes
+def param_shape(shape: tuple[int, ...], granularity: str) -> tuple[int, ...]:
+    """Shape of the bit-width parameters for a tensor of unbatched ``shape``."""
+    if granularity == "element":
+        return tuple(shape)
+    if granularity == "channel":
+        return (1,) * (len(shape) - 1) + tuple(shape[-1:])
+    if granularity == "tensor":
+        return ()
+    raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
