@@ -23,7 +23,7 @@ from .keras_layers import QBatchNorm, QConv1D, QConv2D, QDense
 from .keras_merge import QAvgPool, QMerge
 from .keras_model import ShimModel
 from .keras_quant import Quantizer
-from .keras_support import float_reason, is_identity, is_mover, layer_activation
+from .keras_support import carries_type, float_reason, is_identity, is_mover, layer_activation, quantizes_input
 from .keras_tables import TABLE_FUNCTIONS, QSoftmax, QTable
 
 L = keras.layers
@@ -99,10 +99,9 @@ class _Builder:
         return dict(granularity=granularity or o.weight_granularity, round=o.weight_round, f0=o.weight_f0)
 
     def _nonneg(self, key: int) -> bool:
+        """The tensor comes from relu / sigmoid / softmax, maybe through moves that keep signs."""
         node = self.kg.producer(key)
-        while node is not None and (is_mover(node.layer) or is_identity(node.layer)) and len(node.inputs) == 1:
-            if type(node.layer) in (L.ReLU,) or layer_activation(node.layer) in ("relu", "sigmoid", "softmax"):
-                return True
+        while node is not None and len(node.inputs) == 1 and (is_mover(node.layer) or is_identity(node.layer)):
             node = self.kg.producer(node.inputs[0])
         return node is not None and layer_activation(node.layer) in ("relu", "sigmoid", "softmax")
 
@@ -124,16 +123,15 @@ class _Builder:
         return inputs, [self.tensors[k] for k in self.kg.outputs]
 
     def _input_hoistable(self, key: int) -> bool:
-        """The input feeds exactly one quantizing layer, maybe through reshapes."""
+        """The input feeds exactly one layer with an input quantizer, maybe through reshapes."""
         while True:
             users = self.kg.consumers(key)
             if len(users) != 1 or key in self.kg.outputs:
                 return False
             node, _ = users[0]
-            if is_mover(node.layer) and type(node.layer) not in (L.MaxPooling1D, L.MaxPooling2D, L.Concatenate):
-                key = node.outputs[0]
-                continue
-            return not (is_mover(node.layer) or is_identity(node.layer) or type(node.layer) is L.ReLU)
+            if not carries_type(node.layer):
+                return quantizes_input(node.layer)
+            key = node.outputs[0]
 
     def node(self, node: KNode, xs: list[Any]) -> list[Any]:
         layer = node.layer
@@ -236,10 +234,19 @@ def quantize_keras(model: Any, beta: float = 0.0, **options: Any) -> ShimModel:
     >>> g = hgqir.from_keras(qmodel, calibration=x)                   # doctest: +SKIP
     """
     opts = ShimOptions.from_kwargs(options)
+    if isinstance(model, ShimModel):
+        raise HgqirError(f"model {model.name!r} is already a shim; train it, or quantize the float model")
     kg = walk(model)
-    check_supported(kg, float_reason)
-    if any(isinstance(node.layer, ShimModel) for node in kg.nodes):
-        raise HgqirError("model already contains a shim; quantize the float model instead")
+    calls: dict[int, int] = {}
+    for node in kg.nodes:
+        calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
+
+    def reason(node: KNode) -> str | None:
+        if calls[id(node.layer)] > 1:
+            return f"the layer is shared ({calls[id(node.layer)]} calls); the shim needs one call per layer"
+        return float_reason(node)
+
+    check_supported(kg, reason)
     inputs, outputs = _Builder(kg, model, opts).run()
     return ShimModel(
         inputs=inputs if len(inputs) > 1 else inputs[0],

@@ -21,7 +21,7 @@ from hgqir.ir import Graph, OpKind, Value
 from .keras_graph import KGraph, KNode, Shape
 from .keras_layers import conv_pads
 from .keras_merge import pool_counts
-from .keras_support import IDENTITIES, RESHAPERS, L, layer_activation
+from .keras_support import IDENTITIES, L, carries_type, layer_activation
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class Emitter:
             users = self.kg.consumers(cur)
             if len(users) == 1 and cur not in self.kg.outputs:
                 node, pos = users[0]
-                if type(node.layer) in RESHAPERS or type(node.layer) in IDENTITIES:
+                if carries_type(node.layer):
                     chain.append(node)
                     cur = node.outputs[0]
                     continue

@@ -140,7 +140,7 @@ class Quantizer(keras.layers.Layer):
             axes = self._reduce_axes(len(x.shape))
             kv, iv, fv = (read(v) for v in (self.k, self.i, self.f))
             if self.wraps:
-                self._track(ops.stop_gradient(x), iv)
+                self._track(ops.stop_gradient(x), iv, fv)
             return train_quantize(x, kv, iv, fv, self.round_mode, None if self.wraps else self.overflow_mode, axes)
         return quantize_exact(x, k, i, f, self.round_mode, self.overflow_mode)
 
@@ -151,12 +151,16 @@ class Quantizer(keras.layers.Layer):
             return tuple(range(rank - 1))
         return tuple(range(rank))
 
-    def _track(self, x: Any, i: Any) -> None:
-        """Running integer bits of a WRAP quantizer (approximate: calibration decides in the end)."""
+    def _track(self, x: Any, i: Any, f: Any) -> None:
+        """Running integer bits of a WRAP quantizer: ``2**i >= max|x| + 2**-f`` holds every rounded value.
+
+        (log2 may be an ulp off here; calibration sets the final, exact value.)
+        """
         amax = ops.max(ops.abs(x), axis=self._reduce_axes(len(x.shape)))
         if tuple(amax.shape) != tuple(self.i.shape):
             amax = ops.reshape(amax, self.i.shape)
-        self.i.assign(ops.maximum(i - self.i_decay, ops.ceil(ops.log2(amax))))
+        need = ops.ceil(ops.log2(amax + exp2(-ops.floor(f + 0.5))))
+        self.i.assign(ops.maximum(i - self.i_decay, need))
 
     def bits(self) -> Any:
         """Exact width per parameter element, ``max(k + i + f, 0)`` (reports; no gradient)."""

@@ -44,6 +44,19 @@ def is_identity(layer: Any) -> bool:
     return type(layer) in IDENTITIES or (type(layer) is L.Activation and layer_activation(layer) == "linear")
 
 
+def carries_type(layer: Any) -> bool:
+    """Pure data movement with one input and no selection: a quantizer's type can move across it."""
+    return type(layer) in RESHAPERS or is_identity(layer)
+
+
+def quantizes_input(layer: Any) -> bool:
+    """A float-model layer whose shim twin starts with its own input quantizer."""
+    cls = type(layer)
+    if cls in (*AFFINE, L.BatchNormalization, *MERGES, *AVGPOOLS):
+        return True
+    return cls in (L.Activation, L.Softmax) and layer_activation(layer) in ("tanh", "sigmoid", "softmax")
+
+
 def layer_activation(layer: Any) -> str | None:
     """Name of the activation a layer applies (fused or as its job), None if it has none."""
     if type(layer) is L.Softmax:

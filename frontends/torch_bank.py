@@ -28,7 +28,7 @@ from torch import nn
 from hgqir.fixed import OverflowMode
 
 from .torch_config import Granularity, QuantizerConfig
-from .torch_quant import ClipQuant, ExactRound, FreeQuant, RoundSTE, quantize_exact
+from .torch_quant import LN2, ClipQuant, ExactRound, FreeQuant, RoundSTE, _train_round, quantize_exact, round_exact
 
 Tensor = torch.Tensor
 _ROLE_ORDER = {"param": 0, "derived": 1, "act": 2}
@@ -104,6 +104,7 @@ class QuantBank(nn.Module):
         self.register_buffer("vmin", torch.full((self.n_act,), math.inf))
         self._consts: dict[Any, Tensor] = {}
         self._ranges: tuple[Any, dict[int, tuple[Tensor, Tensor]]] | None = None
+        self._cached: list[Tensor] = []
         self.last: tuple[Any, list[Tensor]] | None = None
         """Quantized flat weights of the last forward, with the key they are valid for."""
 
@@ -133,6 +134,7 @@ class QuantBank(nn.Module):
         self._sizes = [b.groups for b in self.blocks] + [self.specs[n].group_size for n in self.rest]
         self._i_sizes = [self.specs[n].group_size for n in self.i_specs]
         self._act_sizes = [self.specs[n].group_size for n in self.act_specs]
+        self._block_order = [n for b in self.blocks for n in b.specs]
         self._gidx_np = {
             b: np.concatenate(self._local_groups(blk)) for b, blk in enumerate(self.blocks) if not blk.per_element
         }
@@ -164,29 +166,26 @@ class QuantBank(nn.Module):
         raise KeyError(spec)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_consts": {}, "last": None, "_ranges": None}
+        return {**self.__dict__, "_consts": {}, "last": None, "_ranges": None, "_cached": []}
 
     # ------------------------------------------------------------------ forward
     def forward(self, *params: Tensor) -> tuple[Tensor | None, ...]:
         if len(params) != len(self.param_specs):
             raise TypeError(f"the bank takes {len(self.param_specs)} tensors, got {len(params)}")
-        pieces = RoundSTE.apply(self.f).split_with_sizes(self._sizes) if self.f.numel() else ()
         by_spec = dict(zip(self.param_specs, params, strict=True))
         out: list[Tensor | None] = [None] * (4 * len(self.specs))
-        cached = []
-        for b, block in enumerate(self.blocks):
-            wq = self.quantize_block(b, [by_spec[n] for n in block.specs], pieces[b], not self.training)
-            cached.append(wq.detach())
-            parts = wq.split_with_sizes(block.numels) if len(block.specs) > 1 else (wq,)
-            for n, part in zip(block.specs, parts, strict=True):
-                shape = self.specs[n].shape
-                out[4 * n] = part if len(shape) == 1 else part.view(shape)
-        self.last = (self.key(params), cached)
+        key = self.key(params)
+        block_params = [by_spec[n] for b in self.blocks for n in b.specs]
+        fused = _BankFn.apply(self.f, self, not self.training, *block_params) if self.f.numel() else ()
+        for n, value in zip(self._block_order, fused, strict=False):
+            out[4 * n] = value
+        self.last = (key, self._cached)
+        pieces = fused[len(self._block_order) :]
         i_of = self.i_views(RoundSTE.apply(self.i)) if self.i is not None else {}
         ranges = self._range_views()
-        for n, piece in zip(self.rest, pieces[len(self.blocks) :], strict=True):
+        for n, piece in zip(self.rest, pieces, strict=True):
             spec = self.specs[n]
-            fv = piece if len(spec.group) == 1 else piece.view(spec.group)
+            fv = piece
             if spec.role == "param":
                 out[4 * n] = self.clip_param(spec, by_spec[n], fv, i_of[n], not self.training)
             else:
@@ -251,3 +250,68 @@ class QuantBank(nn.Module):
         off = sum(self._act_sizes[:pos])
         size, group = self._act_sizes[pos], self.specs[spec].group
         return self.vmax[off : off + size].view(group), self.vmin[off : off + size].view(group)
+
+
+class _BankFn(torch.autograd.Function):
+    """One autograd node for the bank's step: rounded ``f`` views and every free weight block.
+
+    Forward: ``round(f)`` split per quantizer; each block's weights flattened, cast (exactly in
+    eval, fast in training) with their ``f``. Outputs: the quantized weights (param shapes),
+    then the rounded ``f`` of every other quantizer (group shapes). Backward: straight through
+    for the weights, the HGQ surrogate ``-ln2 * (wq - w)`` for their ``f``, identity for the
+    other ``f`` views; all written into one flat gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, f: Tensor, bank: QuantBank, exact: bool, *params: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        ctx.set_materialize_grads(False)
+        pieces = torch.round(f).split_with_sizes(bank._sizes)
+        outs: list[Tensor] = []
+        deltas, bank._cached = [], []
+        pos = 0
+        for b, block in enumerate(bank.blocks):
+            ps = params[pos : pos + len(block.specs)]
+            pos += len(block.specs)
+            flat = ps[0].reshape(-1) if len(ps) == 1 else torch.cat([p.reshape(-1) for p in ps])
+            f_el = pieces[b] if block.per_element else pieces[b][bank.gidx(b, f.device)]
+            f_el = f_el.to(flat.dtype)
+            rmode = bank.specs[block.specs[0]].config.round
+            if exact:
+                wq = round_exact(flat, f_el, rmode)
+            else:
+                scale = torch.exp2(f_el)
+                wq = _train_round(flat, scale, rmode).div_(scale)
+            deltas.append(wq - flat)
+            bank._cached.append(wq)
+            parts = wq.split_with_sizes(block.numels) if len(block.specs) > 1 else (wq,)
+            outs += [part.view(bank.specs[n].shape) for n, part in zip(block.specs, parts, strict=True)]
+        outs += [p.view(bank.specs[n].group) for n, p in zip(bank.rest, pieces[len(bank.blocks) :], strict=True)]
+        ctx.save_for_backward(*deltas)
+        ctx.bank, ctx.shapes, ctx.f_dtype = bank, [p.shape for p in params], f.dtype
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        bank: QuantBank = ctx.bank
+        deltas = ctx.saved_tensors
+        ref = deltas[0] if deltas else next(g for g in grads if g is not None)
+        gf_parts, g_params = [], []
+        k = 0
+        for b, (block, delta) in enumerate(zip(bank.blocks, deltas, strict=True)):
+            gs = grads[k : k + len(block.specs)]
+            k += len(block.specs)
+            flat = [
+                g.reshape(-1) if g is not None else delta.new_zeros(n) for g, n in zip(gs, block.numels, strict=True)
+            ]
+            g_flat = flat[0] if len(flat) == 1 else torch.cat(flat)
+            gf_el = (g_flat * delta).mul_(-LN2)
+            if not block.per_element:
+                gf_el = gf_el.new_zeros(block.groups).index_add_(0, bank.gidx(b, gf_el.device), gf_el)
+            gf_parts.append(gf_el)
+            g_params += list(gs)
+        for n, g in zip(bank.rest, grads[k:], strict=True):
+            size = bank.specs[n].group_size
+            gf_parts.append(g.reshape(-1).to(ref.dtype) if g is not None else ref.new_zeros(size))
+        gf = torch.cat([p.to(ctx.f_dtype) for p in gf_parts]) if len(gf_parts) > 1 else gf_parts[0].to(ctx.f_dtype)
+        g_params = [None if g is None else g.reshape(s) for g, s in zip(g_params, ctx.shapes, strict=True)]
+        return (gf, None, None, *g_params)

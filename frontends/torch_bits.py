@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .torch_bank import QuantBank
-from .torch_quant import group_ki, needed_ki
+from .torch_quant import group_ki, needed_ki, width_of_mantissas
 
 Tensor = torch.Tensor
 
@@ -51,6 +51,12 @@ class BitLayout:
         self.i_sel = np.nonzero(to_i_all >= 0)[0]
         self.to_i = to_i_all[self.i_sel]
         self.f_identity = bool(np.array_equal(self.to_f, np.arange(bank.f.numel())))
+        self.simple = (
+            all(b.per_element for b in bank.blocks)
+            and all(bank.specs[n].role == "act" for n in bank.rest)
+            and not bank.i_specs
+        )
+        """Only per-element free weights and range-following activations (the fast bit count)."""
         act_i = [n for n in bank.act_specs if n in i_off]
         act_pos = {n: sum(bank.specs[m].group_size for m in bank.act_specs[:k]) for k, n in enumerate(bank.act_specs)}
         self.act_i_pos = (
@@ -93,13 +99,19 @@ def _nonzero(t: Tensor) -> Tensor:
 def bit_counts(bank: QuantBank, layout: BitLayout, params: list[Tensor], derived: dict[int, Tensor]) -> Tensor:
     """The bit-count vector (see the module docstring); ``derived`` holds batchnorm values by spec."""
     fr = torch.round(bank.f)
+    if layout.simple:
+        return _simple_bit_counts(bank, params, fr)
     pieces = fr.split(bank._sizes)
     parts = []
     for b, wq in enumerate(_block_values(bank, params, pieces)):
         f_el = pieces[b] if bank.blocks[b].per_element else pieces[b][bank.gidx(b, wq.device)]
         f_el = f_el.to(wq.dtype)
-        k, i = block_ki(bank, b, wq, f_el)
-        parts.append(torch.relu(k + i + f_el) * _nonzero(wq))
+        if bank.blocks[b].per_element:  # each weight's own width, from its integer mantissa
+            m = wq * torch.exp2(f_el)
+            parts.append(width_of_mantissas(m, m))
+        else:
+            k, i = block_ki(bank, b, wq, f_el)
+            parts.append(torch.relu(k + i + f_el) * _nonzero(wq))
     i_of = bank.i_views(torch.round(bank.i)) if bank.i is not None else {}
     by_spec = dict(zip(bank.param_specs, params, strict=True))
     for n, piece in zip(bank.rest, pieces[len(bank.blocks) :], strict=True):
@@ -116,9 +128,28 @@ def bit_counts(bank: QuantBank, layout: BitLayout, params: list[Tensor], derived
     return torch.cat([p.to(fr.dtype) for p in parts])
 
 
+def _simple_bit_counts(bank: QuantBank, params: list[Tensor], fr: Tensor) -> Tensor:
+    """Fast path: per-element weights and range-following activations only, so the bit-count
+    vector lines up with ``f`` and every width comes from one mantissa-range computation."""
+    values = _block_values(bank, params, fr.split(bank._sizes))
+    scale = torch.exp2(fr)
+    n_w = fr.numel() - bank.n_act
+    wq = values[0] if len(values) == 1 else torch.cat(values) if values else fr.new_zeros(0)
+    m_w = wq * scale[:n_w].to(wq.dtype)
+    if not bank.n_act:
+        return width_of_mantissas(m_w, m_w).to(fr.dtype)
+    s_a = scale[n_w:]
+    lo = torch.cat([m_w.to(fr.dtype), bank.vmin.to(fr.dtype) * s_a])
+    hi = torch.cat([m_w.to(fr.dtype), bank.vmax.to(fr.dtype) * s_a])
+    return width_of_mantissas(lo, hi)
+
+
 def _act_bits(bank: QuantBank, layout: BitLayout, fr_act: Tensor) -> Tensor:
+    if layout.act_i_pos is None:  # every range-following activation: widths straight from the ranges
+        scale = torch.exp2(fr_act)
+        return width_of_mantissas(bank.vmin.to(fr_act.dtype) * scale, bank.vmax.to(fr_act.dtype) * scale)
     k, i = needed_ki(bank.vmin.to(fr_act.dtype), bank.vmax.to(fr_act.dtype), fr_act)
-    if layout.act_i_pos is not None and bank.i is not None:
+    if bank.i is not None:
         pos = bank.const("act_i_pos", layout.act_i_pos, i.device)
         src = bank.const("act_i_src", layout.act_i_src, i.device)  # type: ignore[arg-type]
         i = i.index_put((pos,), torch.round(bank.i)[src].to(i.dtype))

@@ -179,7 +179,7 @@ class RegFn(torch.autograd.Function):
         index: EbopsIndex = qmod.ebops_index
         a, b, at, bt, ma, mb = index.tensors(bits.dtype, bits.device)
         u, v = a @ bits, b @ bits
-        total = torch.dot(u, v)
+        total = (u * v).sum()
         first = ma
         if ma.numel():
             pa, pb = bits.index_select(0, ma), bits.index_select(0, mb)

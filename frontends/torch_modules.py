@@ -1,9 +1,9 @@
 """Modules of a shim's body: activation quantizers (plain, table, softmax, average pool) and
 the quantized batchnorm.
 
-Every quantizer gets its rounded fractional bits ``f`` (and learned ``i``) from the bank as
-call arguments and keeps its running value range in buffers (``vmax``, ``vmin``), from which
-WRAP quantizers take their integer bits. Three modes:
+Every quantizer gets its rounded fractional bits ``f`` (and learned ``i``) and views of its
+running value range (``vmax``, ``vmin``, from which WRAP quantizers take their integer bits)
+from the bank as call arguments; the modules themselves hold only configuration. Three modes:
 
 * training: fast HGQ autograd functions, running ranges updated;
 * calibrating (set by :func:`~hgqir.frontends.torch_calibrate.calibrate`): exact rounding

@@ -106,6 +106,18 @@ def needed_ki(lo: Tensor, hi: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
     return k, ceil_log2(top)
 
 
+def width_of_mantissas(lo: Tensor, hi: Tensor) -> Tensor:
+    """Width ``k + i + f`` of the smallest type holding integer mantissas in ``[lo, hi]``.
+
+    The same type as :func:`needed_ki` (in units of the LSB: ``i + f = ceil(log2(top))``), so
+    never negative; 0 for a range that only holds 0. Cheaper when only the width is needed.
+    """
+    top = torch.maximum(torch.clamp(hi + 1.0, min=1.0), -lo)
+    mant, exp = torch.frexp(top)
+    k = torch.clamp(torch.sign(-lo), min=0.0)
+    return k.add_(exp.to(top.dtype)).add_(mant.mul_(2.0).sub_(1.0).ceil_()).sub_(1.0)
+
+
 def group_ki(v: Tensor, group: tuple[int, ...], f: Tensor) -> tuple[Tensor, Tensor]:
     """``(k, i)`` per group of unbatched values ``v`` (weights, folded batchnorm parameters)."""
     dims = [d for d, n in enumerate(group) if n == 1 and v.shape[d] != 1]

@@ -181,8 +181,9 @@ def _batched_example(example: Any) -> tuple[torch.Tensor, ...]:
     xs = _as_tuple(example)
     out = []
     for x in xs:
-        if not isinstance(x, torch.Tensor) or x.dim() < 2:
-            raise TypeError("example_input must be a batched tensor (or a tuple of them), batch axis first")
+        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+        if x.dim() < 2:
+            raise TypeError("example_input must be a batched tensor or array (or a tuple of them), batch axis first")
         out.append(torch.cat([x, x]) if x.shape[0] == 1 else x)
     return tuple(out)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -118,25 +120,40 @@ def evaluate(g: Graph, arrays: list[np.ndarray]) -> dict[int, Exact]:
     return env
 
 
-_BLAS: list[Any] = []
-"""threadpoolctl's controller, created on first use (an empty list: not created yet)."""
+_BLAS: dict[str, Any] = {"controller": None, "made": False, "depth": 0, "limit": None}
+"""threadpoolctl's controller (made on first use) and how many runs hold the one-thread limit."""
+_BLAS_LOCK = threading.Lock()
 
 
-def _single_threaded_blas() -> Any:
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
     """Limit numpy's BLAS to one thread while blocks run, when threadpoolctl is installed.
 
     The products here are thin (a few dozen columns): a second BLAS thread gains little on an
     idle machine and, on a busy one, its spin-waiting costs up to ten times the work. Speed
-    only: results are bit-identical either way (every sum is exact).
+    only: results are bit-identical either way (every sum is exact). Concurrent runs share
+    one limit: the first sets it, the last restores the user's setting.
     """
-    if not _BLAS:
-        try:
-            from threadpoolctl import ThreadpoolController
+    with _BLAS_LOCK:
+        if not _BLAS["made"]:
+            _BLAS["made"] = True
+            try:
+                from threadpoolctl import ThreadpoolController
 
-            _BLAS.append(ThreadpoolController())
-        except Exception:  # not installed, or no BLAS found: run as configured
-            _BLAS.append(None)
-    return contextlib.nullcontext() if _BLAS[0] is None else _BLAS[0].limit(limits=1, user_api="blas")
+                _BLAS["controller"] = ThreadpoolController()
+            except Exception:  # not installed, or no BLAS found: run as configured
+                _BLAS["controller"] = None
+        if _BLAS["controller"] is not None and _BLAS["depth"] == 0:
+            _BLAS["limit"] = _BLAS["controller"].limit(limits=1, user_api="blas")
+        _BLAS["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS["depth"] -= 1
+            if _BLAS["depth"] == 0 and _BLAS["limit"] is not None:
+                _BLAS["limit"].restore_original_limits()
+                _BLAS["limit"] = None
 
 
 _POOL: list[ThreadPoolExecutor] = []

@@ -30,12 +30,13 @@ class Toolchain:
     include: Path
     opt_level: str = "-O1"
     jobs: int = 0
+    cflags: tuple[str, ...] = ()
 
     @classmethod
     def find(cls, cxx: str | None = None, ap_types: str | None = None, opt_level: str = "-O1",
-             jobs: int | None = None) -> Toolchain:
+             jobs: int | None = None, cflags: tuple[str, ...] = ()) -> Toolchain:
         """g++ and the ap_types headers, or a ToolchainError saying what to install."""
-        return cls(find_cxx(cxx), ap_types_include(ap_types), opt_level, jobs or os.cpu_count() or 1)
+        return cls(find_cxx(cxx), ap_types_include(ap_types), opt_level, jobs or os.cpu_count() or 1, tuple(cflags))
 
 
 def load_manifest(prj: Path) -> dict[str, object]:
@@ -45,8 +46,13 @@ def load_manifest(prj: Path) -> dict[str, object]:
     return json.loads(path.read_text())
 
 
+ISOLATE = ["-fvisibility=hidden", "-fvisibility-inlines-hidden", "-fno-gnu-unique"]
+"""Keep every symbol of a design private to its library: libraries of several designs loaded into
+one process must not share functions or static tables that happen to have the same names."""
+
+
 def _flags(prj: Path, tc: Toolchain, manifest: dict[str, object]) -> list[str]:
-    flags = [STD, tc.opt_level, "-fPIC", "-pthread", "-I", str(tc.include)]
+    flags = [STD, tc.opt_level, "-fPIC", "-pthread", *ISOLATE, *tc.cflags, "-I", str(tc.include)]
     for inc in manifest["include"]:  # type: ignore[union-attr]
         flags += ["-I", str(prj / inc)]
     return flags

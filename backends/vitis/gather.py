@@ -125,7 +125,8 @@ def scatter(
         info = storage.arrays[aid]
         contiguous = np.array_equal(members, np.arange(flat.arr.size))
         stores.append(Store(info.name, info.type, int(members.size), bool(contiguous), members.tolist(), f"{acc}_t{n}"))
-    modes = round is not None
+    # TRN with WRAP is ap_fixed's default cast: the plain bit store (no conversion code) does it
+    modes = round is not None and (round, overflow) != (RoundMode.TRN, OverflowMode.WRAP)
     return Scatter(
         acc=acc, width=width, scale=scale, stores=stores,
         round=round.name if modes and round else "",

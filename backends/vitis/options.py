@@ -42,6 +42,9 @@ class VitisOptions:
     cxx: str | None = None
     """C++ compiler for the C simulation (default ``g++``)."""
     opt_level: str = "-O1"
+    cflags: tuple[str, ...] = ()
+    """Extra g++ flags for the C simulation, e.g. ``("-DHGQ_AP_INT_ONLY",)`` to simulate every
+    integer as ``ap_int`` instead of native 64-bit integers."""
     jobs: int | None = None
     """Parallel g++ processes (default: the number of CPUs)."""
     threads: int | None = None

@@ -43,7 +43,7 @@ class VitisProject(Project):
 
     def toolchain(self) -> Toolchain:
         o = self.options
-        return Toolchain.find(o.cxx, o.ap_types, o.opt_level, o.jobs)
+        return Toolchain.find(o.cxx, o.ap_types, o.opt_level, o.jobs, o.cflags)
 
     def compile(self) -> VitisProject:
         """Build the firmware and the batch entry point into a shared library with g++."""

@@ -90,3 +90,23 @@ def test_row_blocks_agree_even_when_kernels_change_between_blocks(monkeypatch) -
         slow = gen.g.run(data)
     monkeypatch.setattr(Runner, "CHUNK_ROWS", 7)
     assert np.array_equal(gen.g.run(data), slow)
+
+
+def test_concurrent_runs_agree(monkeypatch) -> None:
+    """Several threads running blocked evaluations at once (the runner shares only its plans)."""
+    import threading
+
+    from hgqir.interp import Runner
+
+    monkeypatch.setattr(Runner, "CHUNK_ROWS", 16)
+    gen = GraphGen(21)
+    g = gen.build(n_steps=6)
+    xs = gen.inputs(300)
+    want = _as_list(g.run(*xs))
+    got: list[list[np.ndarray]] = []
+    threads = [threading.Thread(target=lambda: got.append(_as_list(g.run(*xs)))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 4 and all(np.array_equal(a, b) for r in got for a, b in zip(r, want, strict=True))

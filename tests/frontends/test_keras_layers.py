@@ -58,6 +58,9 @@ LAYERS: dict[str, tuple[Callable[[], object], tuple[int, ...], Callable | None]]
     "reshape": (lambda: L.Reshape((-1, 2)), (6,), lambda x: L.Dense(6)(x)),
     "permute": (lambda: L.Permute((2, 1)), (3, 4), lambda x: L.Dense(4)(x)),
     "dropout": (lambda: L.Dropout(0.5), (4,), lambda x: L.Dense(4)(x)),
+    "relu_on_input": (lambda: L.ReLU(), (5,), None),
+    "dense_after_global_max_on_input": (lambda: L.Dense(2), (4, 3), lambda x: L.GlobalMaxPooling1D()(x)),
+    "dense_after_flatten_on_input": (lambda: L.Dense(2), (2, 3), lambda x: L.Flatten()(x)),
 }
 
 

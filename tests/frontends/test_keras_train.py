@@ -118,3 +118,14 @@ def test_pruned_elements_are_exactly_zero() -> None:
     assert np.array_equal(np.asarray(q(x, training=False))[:, [0, 3]], np.zeros((len(x), 2)))
     assert np.array_equal(np.asarray(q(x, training=True))[:, [0, 3]], np.zeros((len(x), 2)))
     assert_exact(g, qmodel, x)
+
+
+def test_running_integer_bits_hold_the_training_batch() -> None:
+    """After a training step a WRAP quantizer does not wrap that batch, powers of two included."""
+    q = Quantizer(i0=-4.0, f0=3.0)
+    q.build((None, 3))
+    x = np.array([[1.0, -2.0, 0.999], [0.5, 3.9, -0.0625]])
+    q(x, training=True)
+    k, i, f = q.kif_numpy()
+    unwrapped = hgqir.quantize(x, k, 64, f, round="RND")
+    assert np.array_equal(np.asarray(q(x, training=False)), unwrapped)

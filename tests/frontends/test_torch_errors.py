@@ -133,3 +133,9 @@ def test_options_are_checked() -> None:
         hgqir.quantize_torch(nn.Linear(2, 2), torch.randn(4, 2), weight={"bits": 3})
     with pytest.raises(ValueError, match="granularity"):
         hgqir.quantize_torch(nn.Linear(2, 2), torch.randn(4, 2), weight={"granularity": "row"})
+
+
+def test_too_wide_table_input_names_the_table() -> None:
+    net = nn.Sequential(nn.Linear(3, 3), nn.Sigmoid())
+    with pytest.raises(hgqir.HgqirError, match="sigmoid table would be indexed by a 2[0-9]-bit input"):
+        hgqir.from_torch(net, torch.randn(16, 3) * 1000, activation={"f": 12})

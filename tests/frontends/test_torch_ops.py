@@ -174,6 +174,7 @@ def _train_a_little(qmod: nn.Module, x: torch.Tensor) -> None:
         opt.step()
 
 
+@pytest.mark.filterwarnings("ignore:Using padding=.same.:UserWarning")
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_op_bit_exact(name: str) -> None:
     make, shape = CASES[name]

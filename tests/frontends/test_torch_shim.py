@@ -193,3 +193,9 @@ def test_float32_eval_is_close_to_float64() -> None:
     g = hgqir.from_torch(qmod, x, calibration=x)
     y32 = qmod.eval()(x).detach().numpy()
     assert np.allclose(y32, g.run(x.numpy()), atol=1e-5)
+
+
+def test_wrapped_shim_is_imported() -> None:
+    qmod, x = _trained()
+    wrapped = torch.nn.DataParallel(qmod)  # same .module convention as DistributedDataParallel
+    assert hgqir.dumps(hgqir.from_torch(wrapped, x)) == hgqir.dumps(hgqir.from_torch(qmod, x))
