@@ -19,6 +19,7 @@ import numpy as np
 from hgq.quantizer.internal import FixedPointQuantizerBase
 from keras import ops
 
+from hgqir.errors import HgqirError
 from hgqir.fixed import FixedType, OverflowMode, RoundMode
 from hgqir.ir import OpKind, Value
 from hgqir.quantize import quantize
@@ -287,4 +288,11 @@ def calibrate(model: Any, data: Any, batch_size: int) -> None:
     """HGQ2's own calibration: ``trace_minmax`` sets the integer bits of its WRAP quantizers."""
     from hgq.utils import trace_minmax
 
-    trace_minmax(model, data, batch_size=batch_size, verbose=0)
+    try:
+        trace_minmax(model, data, batch_size=batch_size, verbose=0)
+    except Exception as e:  # HGQ2's own failure: say whose and why it may happen
+        raise HgqirError(
+            f"HGQ2's trace_minmax failed on model {model.name!r}: {type(e).__name__}: {str(e).splitlines()[0]}. "
+            "(HGQ2 models saved in float64 reload with float32 quantizers; calibrate before saving, "
+            "or save in float32.)"
+        ) from e

@@ -72,7 +72,7 @@ class QDense(keras.layers.Dense):
         wq = self.kq(self.kernel, training=training)
         y = ops.matmul(self.iq(x, training=training), wq)
         if self.bq is not None:
-            y = y + self.bq(self.bias, training=training)
+            y = ops.add(y, self.bq(self.bias, training=training))  # BiasAdd on TensorFlow
         if training:
             wb = self.kq.train_bits(ops.stop_gradient(wq))
             self.ebops_now = self._cost(_full(self.iq.train_bits(), self.iq.shape), wb)
@@ -140,7 +140,7 @@ class _QConvMixin:
         wq = self.kq(self.kernel, training=training)  # type: ignore[attr-defined]
         y = self._conv(self.iq(x, training=training), wq)
         if self.bq is not None:
-            y = y + self.bq(self.bias, training=training)  # type: ignore[attr-defined]
+            y = ops.add(y, self.bq(self.bias, training=training))  # BiasAdd on TensorFlow  # type: ignore[attr-defined]
         if training:
             xb = _full(self.iq.train_bits(), self.iq.shape)[None]
             self.ebops_now = ops.sum(self._conv(xb, self.kq.train_bits(ops.stop_gradient(wq))))

@@ -41,7 +41,9 @@ def emit(g: Graph, out_dir: Path, **options: Any) -> VitisProject:
     lw = Lowering(g, opts).run()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = as_inputs(g, opts.tb_inputs) if opts.tb_inputs is not None else random_inputs(g, opts.tb_samples, opts.seed)
+    inputs = (
+        as_inputs(g, opts.tb_inputs) if opts.tb_inputs is not None else random_inputs(g, opts.tb_samples, opts.seed)
+    )
     n = write(out / "tb_data", inputs, golden(g, inputs, lw.outputs))
     write_project(lw, out, n)
     return VitisProject(g, out, opts, lw.inputs, lw.outputs, _stack_bytes(lw, opts))

@@ -33,8 +33,14 @@ class Toolchain:
     cflags: tuple[str, ...] = ()
 
     @classmethod
-    def find(cls, cxx: str | None = None, ap_types: str | None = None, opt_level: str = "-O1",
-             jobs: int | None = None, cflags: tuple[str, ...] = ()) -> Toolchain:
+    def find(
+        cls,
+        cxx: str | None = None,
+        ap_types: str | None = None,
+        opt_level: str = "-O1",
+        jobs: int | None = None,
+        cflags: tuple[str, ...] = (),
+    ) -> Toolchain:
         """g++ and the ap_types headers, or a ToolchainError saying what to install."""
         return cls(find_cxx(cxx), ap_types_include(ap_types), opt_level, jobs or os.cpu_count() or 1, tuple(cflags))
 
@@ -118,8 +124,10 @@ class CsimResult:
 
     def summary(self) -> str:
         state = "PASS" if self.passed else "FAIL"
-        return (f"{state}: {self.samples} samples, {self.mismatched_samples} mismatched samples, "
-                f"{self.mismatched_elements} mismatched output elements")
+        return (
+            f"{state}: {self.samples} samples, {self.mismatched_samples} mismatched samples, "
+            f"{self.mismatched_elements} mismatched output elements"
+        )
 
 
 def run_csim(prj: Path, tc: Toolchain) -> CsimResult:

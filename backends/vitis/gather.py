@@ -88,8 +88,14 @@ def gather(storage: Storage, refs: Refs, var: str, scale: int) -> Gather:
     consts = np.nonzero(flat.arr == CONST)[0]
     vals = [int(flat.cm[d]) << (scale - int(flat.f[d])) for d in consts]
     return Gather(
-        var=var, width=flat.top_bits(scale), size=int(flat.arr.size), scale=scale, sources=sources,
-        const_dst=[int(d) for d in consts], const_val=vals, zero_fill=bool((flat.arr == ZERO).any()),
+        var=var,
+        width=flat.top_bits(scale),
+        size=int(flat.arr.size),
+        scale=scale,
+        sources=sources,
+        const_dst=[int(d) for d in consts],
+        const_val=vals,
+        zero_fill=bool((flat.arr == ZERO).any()),
         arrays=[s.array for s in sources],
     )
 
@@ -107,14 +113,25 @@ def _source(info: ArrayInfo, src: np.ndarray, dst: np.ndarray, scale: int, table
     order = np.arange(count)
     contiguous = count == info.size and np.array_equal(src, order) and np.array_equal(dst - dst[0], order)
     return Source(
-        array=info.name, mult=1 << (scale - info.kif[2]), count=count, contiguous=bool(contiguous),
-        base=int(dst[0]), src=src.tolist(), dst=dst.tolist(), table=table,
+        array=info.name,
+        mult=1 << (scale - info.kif[2]),
+        count=count,
+        contiguous=bool(contiguous),
+        base=int(dst[0]),
+        src=src.tolist(),
+        dst=dst.tolist(),
+        table=table,
     )
 
 
 def scatter(
-    storage: Storage, refs: Refs, acc: str, width: int, scale: int,
-    round: RoundMode | None = None, overflow: OverflowMode | None = None,
+    storage: Storage,
+    refs: Refs,
+    acc: str,
+    width: int,
+    scale: int,
+    round: RoundMode | None = None,
+    overflow: OverflowMode | None = None,
 ) -> Scatter:
     """Store flat ``acc`` (``width`` bits at ``scale``) into the arrays of materialized ``refs``."""
     flat = refs.flat()
@@ -128,7 +145,10 @@ def scatter(
     # TRN with WRAP is ap_fixed's default cast: the plain bit store (no conversion code) does it
     modes = round is not None and (round, overflow) != (RoundMode.TRN, OverflowMode.WRAP)
     return Scatter(
-        acc=acc, width=width, scale=scale, stores=stores,
+        acc=acc,
+        width=width,
+        scale=scale,
+        stores=stores,
         round=round.name if modes and round else "",
         overflow=overflow.name if modes and overflow else "",
     )

@@ -8,7 +8,7 @@ import numpy as np
 
 from hgqir.ir import Op, OpKind
 
-from .lowering import Lowering, Port, acc_bits, alias_or_copy, exact_type, lowers
+from .lowering import Lowering, acc_bits, alias_or_copy, exact_type, lowers
 from .refs import Refs
 
 

@@ -51,8 +51,9 @@ def _geometry(op: Op) -> Pool:
     count_pad = bool(op.attrs.get("count_pad", True))
     if op.kind in _WINDOWED_1D:
         return Pool(avg, 1, x[0], x[1], 1, out[0], 1, pool[0], 1, stride[0], 0, pads[0][0], count_pad)
-    return Pool(avg, x[0], x[1], x[2], out[0], out[1], pool[0], pool[1], stride[0], stride[1],
-                pads[0][0], pads[1][0], count_pad)
+    return Pool(
+        avg, x[0], x[1], x[2], out[0], out[1], pool[0], pool[1], stride[0], stride[1], pads[0][0], pads[1][0], count_pad
+    )
 
 
 @lowers(OpKind.MAXPOOL1D, OpKind.MAXPOOL2D, OpKind.GLOBAL_MAXPOOL)

@@ -88,8 +88,12 @@ def lower_softmax(lw: Lowering, op: Op) -> None:
     inv, r_scale = _table(op.operands[2], _union_lo(inv_kif))
     length = x.shape[-1]
     body = Softmax(
-        rows=int(np.prod(x.shape[:-1], dtype=np.int64)), length=length, exp=exp, inv=inv,
-        inv_type=CType.of(*inv_kif), sum_width=exp.width + math.ceil(math.log2(max(length, 2))) + 1,
+        rows=int(np.prod(x.shape[:-1], dtype=np.int64)),
+        length=length,
+        exp=exp,
+        inv=inv,
+        inv_type=CType.of(*inv_kif),
+        sum_width=exp.width + math.ceil(math.log2(max(length, 2))) + 1,
         sum_scale=e_scale,
     )
     scale = e_scale + r_scale

@@ -146,8 +146,17 @@ class Lowering:
         return gather(self.storage, refs, var, refs.finest() if scale is None else scale)
 
     def layer(
-        self, op: Op, kind: str, gathers: list[Gather], acc: str, width: int, scale: int, body: Any = None,
-        modes: tuple[RoundMode, OverflowMode] | None = None, mults: int = 0, reuse: int = 1,
+        self,
+        op: Op,
+        kind: str,
+        gathers: list[Gather],
+        acc: str,
+        width: int,
+        scale: int,
+        body: Any = None,
+        modes: tuple[RoundMode, OverflowMode] | None = None,
+        mults: int = 0,
+        reuse: int = 1,
         target: tuple[str, Refs, list[int]] | None = None,
     ) -> None:
         """Scatter ``acc`` into the op's result (fresh arrays, or ``target``) and record the layer."""
@@ -214,10 +223,16 @@ def check_width(op: Op, width: int) -> None:
 
 def check_supported(g: Graph) -> None:
     """Refuse the whole graph, naming every op the backend cannot emit, before writing anything."""
-    bad = [f"%{op.results[0].name if op.results else op.attrs.get('name', '?')} ({op.kind.value})"
-           for op in g.ops if op.kind not in LOWERINGS]
-    wide = [f"%{v.name} ({v.producer.kind.value}): {int(v.type.width.max())} bits"
-            for v in g.values() if v.type.size and int(v.type.width.max()) > MAX_WIDTH and v.producer]
+    bad = [
+        f"%{op.results[0].name if op.results else op.attrs.get('name', '?')} ({op.kind.value})"
+        for op in g.ops
+        if op.kind not in LOWERINGS
+    ]
+    wide = [
+        f"%{v.name} ({v.producer.kind.value}): {int(v.type.width.max())} bits"
+        for v in g.values()
+        if v.type.size and int(v.type.width.max()) > MAX_WIDTH and v.producer
+    ]
     if bad or wide:
         raise UnsupportedOpError("the vitis backend cannot emit these ops exactly:", bad + wide)
 

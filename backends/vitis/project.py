@@ -30,8 +30,15 @@ class VitisProject(Project):
     >>> prj.compile().predict(x) == g.run(x)          # doctest: +SKIP
     """
 
-    def __init__(self, graph: Graph, out_dir: Path, options: VitisOptions, inputs: list[Port],
-                 outputs: list[Port], stack_bytes: int) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        out_dir: Path,
+        options: VitisOptions,
+        inputs: list[Port],
+        outputs: list[Port],
+        stack_bytes: int,
+    ) -> None:
         super().__init__(graph, out_dir)
         self.options = options
         self.inputs = inputs
@@ -112,7 +119,9 @@ def _prepare(g: Graph, args: tuple[Any, ...]) -> tuple[list[np.ndarray], bool]:
     for a, v in zip(arrays, ins, strict=True):
         a = a if batched else a[None]
         if a.shape[1:] != v.shape:
-            raise HgqirError(f"input %{v.name} expects shape [batch, {', '.join(map(str, v.shape))}], got {list(a.shape)}")
+            raise HgqirError(
+                f"input %{v.name} expects shape [batch, {', '.join(map(str, v.shape))}], got {list(a.shape)}"
+            )
         if not np.all(np.isfinite(a)):
             raise HgqirError("input holds NaN or infinity; fixed-point inputs must be finite")
         out.append(np.ascontiguousarray(a.reshape(len(a), -1)))

@@ -68,11 +68,22 @@ def context(lw: Lowering, n_samples: int) -> dict[str, Any]:
     locals_ = [Param(a.name, a.type, a.size, False) for a in lw.storage.arrays if a.name not in port_names]
     reuse = [f"{layer.fn}: {layer.reuse}" for layer in lw.layers if layer.reuse > 1]
     return {
-        "top": o.top, "guard": o.top.upper(), "graph": lw.g.name, "inputs": lw.inputs, "outputs": lw.outputs,
-        "ports": ports, "locals": locals_, "layers": lw.layers, "ii": max([1] + [la.reuse for la in lw.layers]),
+        "top": o.top,
+        "guard": o.top.upper(),
+        "graph": lw.g.name,
+        "inputs": lw.inputs,
+        "outputs": lw.outputs,
+        "ports": ports,
+        "locals": locals_,
+        "layers": lw.layers,
+        "ii": max([1] + [la.reuse for la in lw.layers]),
         "steps": {k: int(getattr(o, k)) for k in ("csim", "csynth", "cosim", "export")},
-        "part": o.part, "clock_ns": o.clock_ns, "n_samples": n_samples, "reuse": reuse,
-        "n_layers": len(lw.layers), "n_arrays": len(lw.storage.arrays),
+        "part": o.part,
+        "clock_ns": o.clock_ns,
+        "n_samples": n_samples,
+        "reuse": reuse,
+        "n_layers": len(lw.layers),
+        "n_arrays": len(lw.storage.arrays),
         "n_terms": sum(len(getattr(la.body, "val", [])) for la in lw.layers),
     }
 
@@ -87,12 +98,17 @@ def write_project(lw: Lowering, out: Path, n_samples: int) -> Written:
     firmware = []
     for n, group in enumerate(groups[:-1]):
         name = f"{top}_layers_{n}.cpp"
-        _render(env, "layers.cpp.j2", out / "firmware" / name, {**ctx, "layers": group, "part": n + 1,
-                                                                   "parts": len(groups)})
+        _render(
+            env, "layers.cpp.j2", out / "firmware" / name, {**ctx, "layers": group, "part": n + 1, "parts": len(groups)}
+        )
         firmware.append(name)
     # the last group shares the top function's file: one g++ process less
-    _render(env, "top.cpp.j2", out / "firmware" / f"{top}.cpp", {**ctx, "own": groups[-1], "part": len(groups),
-                                                                   "parts": len(groups)})
+    _render(
+        env,
+        "top.cpp.j2",
+        out / "firmware" / f"{top}.cpp",
+        {**ctx, "own": groups[-1], "part": len(groups), "parts": len(groups)},
+    )
     firmware.append(f"{top}.cpp")
     files = {
         "hgq_fixed.h.j2": out / "firmware" / "hgq_fixed.h",
@@ -107,8 +123,14 @@ def write_project(lw: Lowering, out: Path, n_samples: int) -> Written:
     for template, path in files.items():
         _render(env, template, path, {**ctx, "firmware": firmware})
     written = Written(firmware, f"sim/{top}_bridge.cpp", f"tb/{top}_test.cpp", MANIFEST)
-    manifest = {"top": top, "firmware": [f"firmware/{f}" for f in firmware], "bridge": written.bridge,
-                "testbench": written.testbench, "include": ["firmware", "sim"], "tb_data": "tb_data"}
+    manifest = {
+        "top": top,
+        "firmware": [f"firmware/{f}" for f in firmware],
+        "bridge": written.bridge,
+        "testbench": written.testbench,
+        "include": ["firmware", "sim"],
+        "tb_data": "tb_data",
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return written
 

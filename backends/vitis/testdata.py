@@ -40,7 +40,9 @@ def as_inputs(g: Graph, data: Any) -> list[np.ndarray]:
     for a, v in zip(arrays, g.inputs, strict=True):
         a = np.asarray(a, dtype=np.float64)
         if a.shape[1:] != v.shape:
-            raise HgqirError(f"tb_inputs for %{v.name}: expected [batch, {', '.join(map(str, v.shape))}], got {list(a.shape)}")
+            raise HgqirError(
+                f"tb_inputs for %{v.name}: expected [batch, {', '.join(map(str, v.shape))}], got {list(a.shape)}"
+            )
         out.append(a)
     return out
 

@@ -16,8 +16,12 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-o", "--output", required=True, help="project folder")
     p.add_argument("--backend", choices=["vitis", "hls4ml"], default="vitis")
     p.add_argument("--top", help="top function name (vitis; default myproject)")
-    p.add_argument("--reuse", nargs="+", metavar="R|NAME=R",
-                   help="vitis reuse factor: one integer for every dense/conv, or NAME=R per layer result")
+    p.add_argument(
+        "--reuse",
+        nargs="+",
+        metavar="R|NAME=R",
+        help="vitis reuse factor: one integer for every dense/conv, or NAME=R per layer result",
+    )
     p.add_argument("--part", help="FPGA part for build_prj.tcl (vitis)")
     p.add_argument("--clock", type=float, help="clock period in ns for build_prj.tcl (vitis)")
     p.add_argument("--tb-samples", type=int, help="random testbench samples (vitis; default 32)")

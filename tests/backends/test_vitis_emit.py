@@ -11,12 +11,12 @@ from typing import Any
 import jinja2
 import numpy as np
 import pytest
+from hgqir.backends import vitis
+from hgqir.backends.vitis import render, testdata
 from vitis_graphs import exp_tables, rand_const, rand_type
 
 import hgqir
 from hgqir import FixedType, Graph, OpKind
-from hgqir.backends import vitis
-from hgqir.backends.vitis import render, testdata
 from hgqir.errors import HgqirError, UnsupportedOpError
 from hgqir.ops import build_lut
 from hgqir.toolchain import ToolchainError
@@ -42,8 +42,10 @@ def cpp_in_python(path: Path) -> list[str]:
         text = tok.string.rstrip("\"'")
         prose = tok.type == tokenize.STRING and tok.string.lstrip("rbuf").startswith(('"""', "'''"))
         if CODE.search(text) or (not prose and TYPE.search(text)):
-            found.append(f"{path.relative_to(path.parents[1]) if BACKENDS in path.parents else path.name}"
-                         f":{tok.start[0]}: {tok.string[:60]!r}")
+            found.append(
+                f"{path.relative_to(path.parents[1]) if BACKENDS in path.parents else path.name}"
+                f":{tok.start[0]}: {tok.string[:60]!r}"
+            )
     return found
 
 
@@ -55,9 +57,14 @@ def test_no_cpp_text_in_backend_python() -> None:
 
 
 def test_the_checker_finds_cpp(tmp_path: Path) -> None:
-    lines = ['A = "static const int w[3] = {1, 2, 3};"', "# for (int n = 0; n < 3; ++n) {",
-             'B = "ap_fixed<8, 3>"', 'C = f"acc[{n}] += x[{j}] * {m};"', 'D = "void f(int x) {"',
-             '"""Prose may name ap_fixed<8, 3> types; it holds no code (unknown option(s) {x}; valid)."""']
+    lines = [
+        'A = "static const int w[3] = {1, 2, 3};"',
+        "# for (int n = 0; n < 3; ++n) {",
+        'B = "ap_fixed<8, 3>"',
+        'C = f"acc[{n}] += x[{j}] * {m};"',
+        'D = "void f(int x) {"',
+        '"""Prose may name ap_fixed<8, 3> types; it holds no code (unknown option(s) {x}; valid)."""',
+    ]
     sample = tmp_path / "sample.py"
     sample.write_text("\n".join(lines) + "\n")
     assert [int(hit.split(":")[1]) for hit in cpp_in_python(sample)] == [1, 2, 3, 4, 5]
@@ -68,13 +75,19 @@ def every_op_graph() -> Graph:
     rng = np.random.default_rng(0)
     g = Graph("all_ops")
     x = g.input("x", rand_type(rng, (4, 4, 2), pruned=0.2), round="RND", overflow="SAT")
-    c = g.add(OpKind.CONV2D, [x, rand_const(g, rng, (2, 2, 2, 3), "k")], {"stride": (1, 1), "pad": ((0, 1), (0, 1))}).result
+    c = g.add(
+        OpKind.CONV2D, [x, rand_const(g, rng, (2, 2, 2, 3), "k")], {"stride": (1, 1), "pad": ((0, 1), (0, 1))}
+    ).result
     p = g.add(OpKind.AVGPOOL2D, [c], {"pool": (2, 2), "stride": (2, 2), "pad": ((0, 0), (0, 0))}).result
     m = g.add(OpKind.GLOBAL_MAXPOOL, [x]).result
     f = g.add(OpKind.RESHAPE, [p], {"shape": (12,)}).result
     d = g.add(OpKind.DENSE, [f, rand_const(g, rng, (12, 5), "w", zeros=0.5), rand_const(g, rng, (5,), "b")]).result
-    r = g.add(OpKind.RELU, [g.add(OpKind.BATCHNORM, [d, rand_const(g, rng, (5,), "s"), rand_const(g, rng, (5,), "o")]).result]).result
-    q = g.add(OpKind.QUANT, [r], {"round": "RND_CONV", "overflow": "SAT_SYM"}, [rand_type(rng, (5,), pruned=0.2)]).result
+    r = g.add(
+        OpKind.RELU, [g.add(OpKind.BATCHNORM, [d, rand_const(g, rng, (5,), "s"), rand_const(g, rng, (5,), "o")]).result]
+    ).result
+    q = g.add(
+        OpKind.QUANT, [r], {"round": "RND_CONV", "overflow": "SAT_SYM"}, [rand_type(rng, (5,), pruned=0.2)]
+    ).result
     s = g.add(OpKind.MUL, [q, g.add(OpKind.SUB, [q, rand_const(g, rng, (5,), "c")]).result]).result
     t = build_lut(g, g.add(OpKind.QUANT, [s], {}, [FixedType.uniform((5,), 1, 2, 3)]).result, np.tanh, (1, 0, 5))
     et, it, inv_kif = exp_tables(g, 3)
@@ -110,11 +123,23 @@ def test_every_template_renders_strictly(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_project_layout(tmp_path: Path) -> None:
-    prj = hgqir.emit(every_op_graph(), "vitis", tmp_path, top="net", part="xc7z020clg400-1", clock_ns=10,
-                     cosim=True, tb_samples=7)
-    for rel in ("firmware/net.cpp", "firmware/net.h", "firmware/net_layers.h", "firmware/hgq_fixed.h",
-                "sim/net_io.h", "sim/net_bridge.cpp", "tb/net_test.cpp", "tb_data/inputs.dat",
-                "tb_data/outputs.dat", "build_prj.tcl", "README.md", "hgqir_vitis.json"):
+    prj = hgqir.emit(
+        every_op_graph(), "vitis", tmp_path, top="net", part="xc7z020clg400-1", clock_ns=10, cosim=True, tb_samples=7
+    )
+    for rel in (
+        "firmware/net.cpp",
+        "firmware/net.h",
+        "firmware/net_layers.h",
+        "firmware/hgq_fixed.h",
+        "sim/net_io.h",
+        "sim/net_bridge.cpp",
+        "tb/net_test.cpp",
+        "tb_data/inputs.dat",
+        "tb_data/outputs.dat",
+        "build_prj.tcl",
+        "README.md",
+        "hgqir_vitis.json",
+    ):
         assert (tmp_path / rel).is_file(), rel
     tcl = (tmp_path / "build_prj.tcl").read_text()
     assert "set_part xc7z020clg400-1" in tcl and "create_clock -period 10" in tcl
@@ -196,13 +221,18 @@ def test_missing_compiler_or_headers_say_what_to_install(tmp_path: Path) -> None
 def test_golden_data_is_the_interpreter(tmp_path: Path) -> None:
     g = every_op_graph()
     prj = hgqir.emit(g, "vitis", tmp_path, tb_samples=12)
-    rows = [np.array(line.split(), dtype=np.float64) for line in (tmp_path / "tb_data" / "inputs.dat").read_text().splitlines()]
+    rows = [
+        np.array(line.split(), dtype=np.float64)
+        for line in (tmp_path / "tb_data" / "inputs.dat").read_text().splitlines()
+    ]
     x = np.stack(rows).reshape(-1, 4, 4, 2)
-    words = np.array([line.split() for line in (tmp_path / "tb_data" / "outputs.dat").read_text().splitlines()], dtype=np.int64)
+    words = np.array(
+        [line.split() for line in (tmp_path / "tb_data" / "outputs.dat").read_text().splitlines()], dtype=np.int64
+    )
     want = g.run(x)
     start = 0
     for port, expected in zip(prj.outputs, want, strict=True):
-        part = words[:, start:start + port.slots]
+        part = words[:, start : start + port.slots]
         start += port.slots
         f = np.asarray(port.value.type.f).reshape(-1)
         got = np.ldexp(testdata.from_words(part, port.words).astype(np.float64), -f).reshape(expected.shape)

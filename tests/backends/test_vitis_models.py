@@ -25,11 +25,16 @@ def mlp(rng: np.random.Generator) -> Graph:
     g = Graph("mlp")
     h = g.input("x", rand_type(rng, (16,), bits=(3, 8), pruned=0.1), round="RND", overflow="SAT")
     for n, width in enumerate((24, 12)):
-        h = g.add(OpKind.DENSE, [h, rand_const(g, rng, (h.shape[0], width), f"w{n}", zeros=0.4),
-                                 rand_const(g, rng, (width,), f"b{n}")], name=f"dense{n}").result
+        h = g.add(
+            OpKind.DENSE,
+            [h, rand_const(g, rng, (h.shape[0], width), f"w{n}", zeros=0.4), rand_const(g, rng, (width,), f"b{n}")],
+            name=f"dense{n}",
+        ).result
         h = quant(g, rng, g.add(OpKind.RELU, [h], name=f"relu{n}").result, f"act{n}")
     logits = g.add(OpKind.DENSE, [h, rand_const(g, rng, (12, 5), "w_out")], name="logits").result
-    logits = g.add(OpKind.QUANT, [logits], {"round": "TRN", "overflow": "SAT"}, [FixedType.uniform((5,), 1, 3, 3)]).result
+    logits = g.add(
+        OpKind.QUANT, [logits], {"round": "TRN", "overflow": "SAT"}, [FixedType.uniform((5,), 1, 3, 3)]
+    ).result
     et, it, inv_kif = exp_tables(g, 3)
     g.output(g.add(OpKind.SOFTMAX, [logits, et, it], {"inv_in": inv_kif}, name="probs").result, name="probs")
     g.output(logits, name="logits")
@@ -39,11 +44,16 @@ def mlp(rng: np.random.Generator) -> Graph:
 def cnn(rng: np.random.Generator) -> Graph:
     g = Graph("cnn")
     x = g.input("img", rand_type(rng, (8, 8, 1), bits=(3, 6), i_range=(0, 2)), round="RND", overflow="SAT")
-    h = g.add(OpKind.CONV2D, [x, rand_const(g, rng, (3, 3, 1, 4), "k0"), rand_const(g, rng, (4,), "c0")],
-              {"stride": (1, 1), "pad": ((1, 1), (1, 1))}).result
+    h = g.add(
+        OpKind.CONV2D,
+        [x, rand_const(g, rng, (3, 3, 1, 4), "k0"), rand_const(g, rng, (4,), "c0")],
+        {"stride": (1, 1), "pad": ((1, 1), (1, 1))},
+    ).result
     h = quant(g, rng, g.add(OpKind.RELU, [h]).result, "a0")
     h = g.add(OpKind.MAXPOOL2D, [h], {"pool": (2, 2), "stride": (2, 2), "pad": ((0, 0), (0, 0))}).result
-    h = g.add(OpKind.CONV2D, [h, rand_const(g, rng, (3, 3, 4, 4), "k1")], {"stride": (1, 1), "pad": ((0, 0), (0, 0))}).result
+    h = g.add(
+        OpKind.CONV2D, [h, rand_const(g, rng, (3, 3, 4, 4), "k1")], {"stride": (1, 1), "pad": ((0, 0), (0, 0))}
+    ).result
     h = g.add(OpKind.BATCHNORM, [h, rand_const(g, rng, (4,), "s"), rand_const(g, rng, (4,), "o")]).result
     h = quant(g, rng, h, "a1")
     flat = g.add(OpKind.RESHAPE, [h], {"shape": (16,)}).result
@@ -71,16 +81,21 @@ def test_wide_types_and_unusual_integer_bits(tmp_path: Path) -> None:
     g = Graph("wide")
     x = g.input("x", FixedType((4,), 1, [30, 20, 2, 40], [40, 50, 60, 23]), round="RND_CONV", overflow="SAT_SYM")
     odd = g.input("odd", FixedType((4,), [1, 0, 1, 0], [9, 7, -3, -2], [-4, -3, 8, 7]), round="RND", overflow="WRAP")
-    w = g.const_mantissa(np.array([[3, -(1 << 40), 5], [7, 1, 0], [-3, (1 << 44) - 3, 2], [1, 1, -1]]),
-                         FixedType((4, 3), 1, [[2, 15, 3]] * 4, [[30, 30, 30]] * 4), name="w")
+    w = g.const_mantissa(
+        np.array([[3, -(1 << 40), 5], [7, 1, 0], [-3, (1 << 44) - 3, 2], [1, 1, -1]]),
+        FixedType((4, 3), 1, [[2, 15, 3]] * 4, [[30, 30, 30]] * 4),
+        name="w",
+    )
     d = g.add(OpKind.DENSE, [x, w]).result
     g.output(d, name="dense")
     g.output(g.add(OpKind.MUL, [x, x]).result, name="square")
     q = g.add(OpKind.QUANT, [d], {"round": "RND", "overflow": "WRAP"}, [FixedType.uniform((3,), 1, 20, 10)]).result
     g.output(q, name="narrowed")
     g.output(g.add(OpKind.ADD, [odd, g.add(OpKind.RELU, [odd]).result]).result, name="odd")
-    big = [np.concatenate([wild_inputs(g, rng, N)[0][: N // 2], rng.normal(size=(N - N // 2, 4)) * 1e14]),
-           wild_inputs(g, rng, N)[1]]
+    big = [
+        np.concatenate([wild_inputs(g, rng, N)[0][: N // 2], rng.normal(size=(N - N // 2, 4)) * 1e14]),
+        wild_inputs(g, rng, N)[1],
+    ]
     prj = check(g, big, tmp_path, csim=True)
     assert prj.outputs[0].words > 1  # the dense result really is wider than 62 bits
 
@@ -89,13 +104,21 @@ def random_graph(seed: int) -> Graph:
     """A random chain of ops over per-element types, with narrower declared types here and there."""
     rng = np.random.default_rng(seed)
     g = Graph(f"random{seed}")
-    vals = [g.input("x", rand_type(rng, (6,), pruned=0.1), round=rng.choice(list(RoundMode)),
-                    overflow=rng.choice(list(OverflowMode)))]
+    vals = [
+        g.input(
+            "x",
+            rand_type(rng, (6,), pruned=0.1),
+            round=rng.choice(list(RoundMode)),
+            overflow=rng.choice(list(OverflowMode)),
+        )
+    ]
     for n in range(10):
         x = vals[int(rng.integers(len(vals)))]
         kind = rng.choice(["dense", "relu", "quant", "add", "mul", "bn", "concat"])
         if kind == "dense":
-            y = g.add(OpKind.DENSE, [x, rand_const(g, rng, (x.shape[0], 6), f"w{n}"), rand_const(g, rng, (6,), f"b{n}")]).result
+            y = g.add(
+                OpKind.DENSE, [x, rand_const(g, rng, (x.shape[0], 6), f"w{n}"), rand_const(g, rng, (6,), f"b{n}")]
+            ).result
         elif kind == "relu":
             y = g.add(OpKind.RELU, [x]).result
         elif kind == "quant":
@@ -107,7 +130,9 @@ def random_graph(seed: int) -> Graph:
             y = g.add(OpKind.ADD if kind == "add" else OpKind.MUL, [x, other]).result
         elif kind == "bn":
             c = x.shape[-1]
-            y = g.add(OpKind.BATCHNORM, [x, rand_const(g, rng, (c,), f"s{n}"), rand_const(g, rng, (c,), f"o{n}")]).result
+            y = g.add(
+                OpKind.BATCHNORM, [x, rand_const(g, rng, (c,), f"s{n}"), rand_const(g, rng, (c,), f"o{n}")]
+            ).result
         else:
             y = g.add(OpKind.CONCAT, [x, vals[0]], {"axis": 0}).result
         if rng.random() < 0.3 and kind != "quant":
@@ -133,5 +158,7 @@ def test_ap_int_simulation_and_reuse_factor(tmp_path: Path) -> None:
     prj = check(g, wild_inputs(g, rng, 100), tmp_path, cflags=("-DHGQ_AP_INT_ONLY",), reuse={"dense0": 4, "*": 2})
     top = (tmp_path / "firmware" / "myproject.cpp").read_text()
     assert "#pragma HLS PIPELINE II=4" in top
-    assert "#pragma HLS ALLOCATION operation instances=mul limit=" in (tmp_path / "firmware" / "myproject.cpp").read_text()
+    assert (
+        "#pragma HLS ALLOCATION operation instances=mul limit=" in (tmp_path / "firmware" / "myproject.cpp").read_text()
+    )
     assert prj.options.reuse_for("dense1") == 2

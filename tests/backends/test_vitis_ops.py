@@ -75,7 +75,9 @@ def test_conv_and_pools(tmp_path: Path) -> None:
     img = g.input("img", rand_type(rng, (7, 6, 2), pruned=0.1), round="RND", overflow="SAT")
     seq = g.input("seq", rand_type(rng, (9, 3), pruned=0.1))
     conv2 = {"stride": (2, 1), "pad": ((1, 1), (0, 2))}
-    c2 = g.add(OpKind.CONV2D, [img, rand_const(g, rng, (3, 2, 2, 4), "k2"), rand_const(g, rng, (4,), "b2")], conv2).result
+    c2 = g.add(
+        OpKind.CONV2D, [img, rand_const(g, rng, (3, 2, 2, 4), "k2"), rand_const(g, rng, (4,), "b2")], conv2
+    ).result
     c1 = g.add(OpKind.CONV1D, [seq, rand_const(g, rng, (3, 3, 2), "k1")], {"stride": (2,), "pad": ((2, 1),)}).result
     pools = [
         (OpKind.MAXPOOL2D, img, {"pool": (2, 3), "stride": (2, 2), "pad": ((1, 0), (0, 2))}),

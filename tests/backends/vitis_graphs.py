@@ -8,12 +8,18 @@ from typing import Any
 import numpy as np
 
 import hgqir
-from hgqir import FixedType, Graph, OpKind, Value
+from hgqir import FixedType, Graph, Value
 from hgqir.ops import make_table
 
 
-def rand_type(rng: np.random.Generator, shape: tuple[int, ...], bits: tuple[int, int] = (2, 9),
-              i_range: tuple[int, int] = (-1, 4), pruned: float = 0.0, k: Any = None) -> FixedType:
+def rand_type(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    bits: tuple[int, int] = (2, 9),
+    i_range: tuple[int, int] = (-1, 4),
+    pruned: float = 0.0,
+    k: Any = None,
+) -> FixedType:
     """Random per-element type; a fraction ``pruned`` of the elements gets width 0."""
     k = rng.integers(0, 2, shape) if k is None else np.broadcast_to(k, shape)
     width = rng.integers(bits[0], bits[1] + 1, shape)
@@ -22,8 +28,9 @@ def rand_type(rng: np.random.Generator, shape: tuple[int, ...], bits: tuple[int,
     return FixedType(shape, k, i, width - k - i)
 
 
-def rand_const(g: Graph, rng: np.random.Generator, shape: tuple[int, ...], name: str,
-               zeros: float = 0.25, **kw: Any) -> Value:
+def rand_const(
+    g: Graph, rng: np.random.Generator, shape: tuple[int, ...], name: str, zeros: float = 0.25, **kw: Any
+) -> Value:
     """A constant with random per-element types and mantissas; a fraction of exact zeros."""
     t = rand_type(rng, shape, **{"bits": (1, 7), "i_range": (-1, 2), **kw})
     live = ~t.zero_mask
@@ -66,7 +73,9 @@ def check(g: Graph, xs: list[np.ndarray], folder: Path, csim: bool = False, **op
     for n, (a, b) in enumerate(zip(got, want, strict=True)):
         assert a.shape == b.shape, f"output {n}: shape {a.shape} != {b.shape}"
         bad = np.argwhere(a != b)
-        assert not len(bad), f"output {n}: {len(bad)} mismatches, first at {bad[0]}: {a[tuple(bad[0])]} != {b[tuple(bad[0])]}"
+        assert not len(bad), (
+            f"output {n}: {len(bad)} mismatches, first at {bad[0]}: {a[tuple(bad[0])]} != {b[tuple(bad[0])]}"
+        )
     if csim:
         result = prj.csim()
         assert result.passed and result.samples > 0, result.output
