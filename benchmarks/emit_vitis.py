@@ -95,8 +95,13 @@ def run_hgqir(g: hgqir.Graph, x: np.ndarray, tmp: Path, repeat: int) -> dict[str
     emit_s, prj = best(emit, repeat)
     compile_s, prj = best(build, repeat)
     rate, y = throughput(prj.predict, x)
-    return {"emit_s": emit_s, "compile_s": compile_s, "predict_per_s": rate,
-            "exact": bool(np.array_equal(y, g.run(x))), "files": len(list((folder / "firmware").glob("*.cpp")))}
+    return {
+        "emit_s": emit_s,
+        "compile_s": compile_s,
+        "predict_per_s": rate,
+        "exact": bool(np.array_equal(y, g.run(x))),
+        "files": len(list((folder / "firmware").glob("*.cpp"))),
+    }
 
 
 def run_hls4ml(model: Any, g: hgqir.Graph, x: np.ndarray, tmp: Path, repeat: int) -> dict[str, Any]:
@@ -107,8 +112,9 @@ def run_hls4ml(model: Any, g: hgqir.Graph, x: np.ndarray, tmp: Path, repeat: int
 
     def emit() -> Any:
         shutil.rmtree(folder, ignore_errors=True)
-        hm = convert_from_keras_model(model, output_dir=str(folder), backend="Vitis", io_type="io_parallel",
-                                      hls_config=config)
+        hm = convert_from_keras_model(
+            model, output_dir=str(folder), backend="Vitis", io_type="io_parallel", hls_config=config
+        )
         hm.write()
         return hm
 
@@ -120,8 +126,12 @@ def run_hls4ml(model: Any, g: hgqir.Graph, x: np.ndarray, tmp: Path, repeat: int
     compile_s, hm = best(build, repeat)
     rate, y = throughput(lambda a: hm.predict(np.ascontiguousarray(a)), x)
     want = g.run(x)
-    return {"emit_s": emit_s, "compile_s": compile_s, "predict_per_s": rate,
-            "exact": bool(np.array_equal(np.asarray(y).reshape(want.shape), want))}
+    return {
+        "emit_s": emit_s,
+        "compile_s": compile_s,
+        "predict_per_s": rate,
+        "exact": bool(np.array_equal(np.asarray(y).reshape(want.shape), want)),
+    }
 
 
 def run_model(name: str, repeat: int) -> dict[str, Any]:
@@ -138,7 +148,11 @@ def run_model(name: str, repeat: int) -> dict[str, Any]:
     weights = sum(int(np.prod(w.shape)) for layer in model.layers for w in [layer.kernel])
     return {
         "model": f"HGQ2 QDense {'-'.join(map(str, sizes))} (relu), per-element bitwidths",
-        "weights": weights, "import_s": import_s, "batch": len(x), "hgqir": ours, "hls4ml": theirs,
+        "weights": weights,
+        "import_s": import_s,
+        "batch": len(x),
+        "hgqir": ours,
+        "hls4ml": theirs,
         "emit_plus_compile_ratio": (theirs["emit_s"] + theirs["compile_s"]) / (ours["emit_s"] + ours["compile_s"]),
         "predict_ratio": ours["predict_per_s"] / theirs["predict_per_s"],
     }
@@ -149,10 +163,14 @@ def table(results: dict[str, Any]) -> str:
     for name, r in results["models"].items():
         for tool in ("hgqir", "hls4ml"):
             t = r[tool]
-            lines.append(f"{name:<6} {tool:<7} {t['emit_s']:>9.2f} {t['compile_s']:>12.2f} "
-                         f"{t['predict_per_s']:>14,.0f} {str(t['exact']):>9}")
-        lines.append(f"{'':<6} hgqir: emit+compile x{r['emit_plus_compile_ratio']:.2f} faster, "
-                     f"predict x{r['predict_ratio']:.1f} faster ({r['weights']:,} weights, batch {r['batch']:,})")
+            lines.append(
+                f"{name:<6} {tool:<7} {t['emit_s']:>9.2f} {t['compile_s']:>12.2f} "
+                f"{t['predict_per_s']:>14,.0f} {str(t['exact']):>9}"
+            )
+        lines.append(
+            f"{'':<6} hgqir: emit+compile x{r['emit_plus_compile_ratio']:.2f} faster, "
+            f"predict x{r['predict_ratio']:.1f} faster ({r['weights']:,} weights, batch {r['batch']:,})"
+        )
     return "\n".join(lines)
 
 
@@ -163,8 +181,11 @@ def main() -> None:
     args = parser.parse_args()
     results = {
         "models": {name: run_model(name, args.repeat) for name in args.models.split(",")},
-        "repeat": args.repeat, "cpus": os.cpu_count(), "python": platform.python_version(),
-        "machine": platform.machine(), "load_average": os.getloadavg(),
+        "repeat": args.repeat,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "load_average": os.getloadavg(),
     }
     print(table(results))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

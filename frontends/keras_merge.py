@@ -53,8 +53,8 @@ class QMerge(keras.layers.Layer):
         self.iqs = [make_quantizer(Quantizer, c, f"{self.name}_iq{n}") for n, c in enumerate(cfgs)]
 
     def build(self, input_shape: Any) -> None:
-        for q, s in zip(self.iqs, input_shape, strict=True):
-            q.build(s)
+        for q, shape in zip(self.iqs, input_shape, strict=True):
+            q.build(shape)
 
     def _combine(self, a: Any, b: Any) -> Any:
         return a + b if self.op == "add" else a - b if self.op == "sub" else a * b

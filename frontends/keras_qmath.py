@@ -159,26 +159,26 @@ def train_quantize(
         f = ops.floor(f_var + 0.5)
         i = ops.floor(i_var + 0.5)
         scale = exp2(f)
-        live = k + i + f > 0
+        live = ops.cast(k + i + f > 0, x.dtype)
+        step = live / scale  # parameter-sized: pruned elements become 0 in the last multiply
         xc = x
         if omode in SAT_MODES:
             top = exp2(i)
             hi = top - 1.0 / scale
             lo = -k * (hi if omode is OverflowMode.SAT_SYM else top)
             xc = ops.minimum(ops.maximum(x, lo), hi)
-        xq = _round_fast(xc * scale, rmode) / scale
-        out = ops.where(live, xq, 0.0)
+        out = _round_fast(xc * scale, rmode) * step
 
         def grad(*args: Any, upstream: Any = None) -> Any:
-            g = ops.where(live, args[0] if upstream is None else upstream, 0.0)
+            g = (args[0] if upstream is None else upstream) * live
             dk = ops.zeros_like(k)
             if omode not in SAT_MODES:
-                df = _reduce_to(g * (xc - xq), axes, pshape) * ln2
+                df = _reduce_to(g * (xc - out), axes, pshape) * ln2
                 return g, dk, ops.zeros_like(i_var), df
-            over, under = x > hi, x < lo
-            g_over, g_under = ops.where(over, g, 0.0), ops.where(under, g, 0.0)
+            over, under = ops.cast(x > hi, x.dtype), ops.cast(x < lo, x.dtype)
+            g_over, g_under = g * over, g * under
             dx = g - g_over - g_under
-            df = _reduce_to(g * (xc - xq) + g_over / scale, axes, pshape) * ln2
+            df = _reduce_to(g * (xc - out) + g_over / scale, axes, pshape) * ln2
             di = _reduce_to(g_over * top - g_under * (k * top), axes, pshape) * ln2
             return dx, dk, di, df
 
@@ -194,8 +194,8 @@ def train_round_weights(w: Any, f_var: Any, rmode: RoundMode, axes: tuple[int, .
 
     @ops.custom_gradient
     def fn(w: Any, f_var: Any) -> Any:
-        scale = exp2(ops.floor(f_var + 0.5))
-        wq = _round_fast(w * scale, rmode) / scale
+        f = ops.floor(f_var + 0.5)
+        wq = _round_fast(w * exp2(f), rmode) * exp2(-f)
 
         def grad(*args: Any, upstream: Any = None) -> Any:
             g = args[0] if upstream is None else upstream
@@ -212,13 +212,13 @@ def train_bits(k: Any, i_var: Any, f_var: Any) -> Any:
     @ops.custom_gradient
     def fn(i_var: Any, f_var: Any) -> Any:
         width = k + ops.floor(i_var + 0.5) + ops.floor(f_var + 0.5)
-        live = width > 0
+        live = ops.cast(width > 0, width.dtype)
 
         def grad(*args: Any, upstream: Any = None) -> Any:
-            g = ops.where(live, args[0] if upstream is None else upstream, 0.0)
+            g = (args[0] if upstream is None else upstream) * live
             return g, g
 
-        return ops.relu(width), grad
+        return width * live, grad
 
     return fn(i_var, f_var)
 
@@ -231,14 +231,14 @@ def train_weight_bits(wq: Any, f_var: Any, axes: tuple[int, ...]) -> Any:
     def fn(f_var: Any) -> Any:
         f = ops.floor(f_var + 0.5)
         a = ops.abs(wq)
-        neg = wq < 0
-        top = ops.where(neg, a, a + exp2(-f))
-        nonzero = a > 0
-        width = ops.where(nonzero, ops.cast(neg, wq.dtype) + ops.ceil(ops.log2(top)) + f, 0.0)
+        neg = ops.cast(wq < 0, wq.dtype)
+        nonzero = ops.cast(a > 0, wq.dtype)
+        top = a + (1.0 - neg) * exp2(-f)  # 2**-f where the value is 0: finite, then masked
+        width = (neg + ops.ceil(ops.log2(top)) + f) * nonzero
 
         def grad(*args: Any, upstream: Any = None) -> Any:
             g = args[0] if upstream is None else upstream
-            return _reduce_to(ops.where(nonzero, g, 0.0), axes, pshape)
+            return _reduce_to(g * nonzero, axes, pshape)
 
         return width, grad
 

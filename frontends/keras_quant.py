@@ -174,7 +174,7 @@ class Quantizer(keras.layers.Layer):
     # ---------------------------------------------------------- numpy side
     def kif_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k = round_param(ops.convert_to_numpy(self.k))
-        return k, round_param(ops.convert_to_numpy(self.i)), round_param(ops.convert_to_numpy(self.f))
+        return k, round_param(ops.convert_to_numpy(self.i)), round_param(np.asarray(self.f))
 
     def fixed_type(self, shape: tuple[int, ...] | None = None) -> FixedType:
         """The IR type this quantizer produces for a tensor of unbatched ``shape``."""
@@ -201,7 +201,7 @@ class Quantizer(keras.layers.Layer):
         if trace is None or trace.lo is None or not self.wraps:
             return
         k = (trace.lo < 0).astype(np.float64) if self.signed is None else np.full(trace.lo.shape, self.k0)
-        f = round_param(ops.convert_to_numpy(self.f))
+        f = round_param(np.asarray(self.f))
         t = FixedType.covering(np.where(k > 0, np.minimum(trace.lo, -(2.0**-f)), 0.0), trace.hi, f)
         self.k.assign(k.astype(self.k.dtype))
         self.i.assign(np.asarray(t.i, dtype=np.float64).astype(self.i.dtype))
@@ -278,7 +278,7 @@ class WeightQuantizer(keras.layers.Layer):
     def quantized_numpy(self, w: Any) -> tuple[np.ndarray, FixedType]:
         """Quantized values (inference) and their tightest per-element types."""
         wq = np.asarray(ops.convert_to_numpy(self.call(ops.convert_to_tensor(w))), dtype=np.float64)
-        f = np.broadcast_to(round_param(ops.convert_to_numpy(self.f)), wq.shape)
+        f = np.broadcast_to(round_param(np.asarray(self.f)), wq.shape)
         return wq, FixedType.covering(wq, wq, f).canonical()
 
     def get_config(self) -> dict[str, Any]:

@@ -26,7 +26,10 @@ def lower_input(lw: Lowering, op: Op) -> None:
     refs, ids = lw.storage.materialize(v.type, f"in_{v.name}")
     lw.define(v, refs)
     modes = {"round": op.attrs["round"].name, "overflow": op.attrs["overflow"].name}
-    lw.inputs.append(lw.port(v.name, v, refs, ids, **modes))
+    port = lw.port(v.name, v, refs, ids, **modes)
+    for a in port.arrays:
+        a.const = True  # the top function only reads its inputs
+    lw.inputs.append(port)
 
 
 @lowers(OpKind.CONST)

@@ -85,6 +85,8 @@ def _bias(op: Op, scale: int) -> tuple[list[int] | None, int]:
     data, t = const_of(op.operands[2])
     live = ~t.zero_mask & (data != 0)
     vals = _aligned(np.where(live, data, 0), np.where(live, scale - t.f, 0))
+    if not any(vals):
+        return None, 1  # an all-zero bias adds nothing
     return vals, _bits(vals)
 
 

@@ -118,6 +118,8 @@ class Lowering:
         self.g = g
         self.options = options
         self.storage = Storage()
+        for suffix in ("", "_load", "_call", "_save", "_batch", "_ports"):
+            self.storage.unique(options.top + suffix)  # names of the top function and the C-sim glue
         self.layers: list[Layer] = []
         self.inputs: list[Port] = []
         self.outputs: list[Port] = []
@@ -163,7 +165,7 @@ class Lowering:
         name, refs, ids = target if target is not None else (op.result.name, *self.result(op)[1:])
         if not ids:  # every element pruned: the result is the literal 0, no code
             return
-        check_width(op, width)
+        check_width(op, max([width] + [g.width for g in gathers]))
         sc = scatter(self.storage, refs, acc, width, scale, *(modes or (None, None)))
         fn = self.storage.unique(f"{self.options.top}_{name}")
         what = op.kind.value if op.results else f"output {name}"

@@ -1,6 +1,6 @@
 """Where every tensor element lives in the generated C++: an array slot, a constant, or zero.
 
-A value's elements are stored in one array per distinct element type (``ap_fixed<8,3> v_h_g0[12]``),
+A value's elements are stored in one array per distinct element type (``v_h_g0``, ``v_h_g1``...),
 so each element keeps its own width. Data movement (reshape, transpose, concat, broadcasting) only
 rearranges these references: it costs no code. Constants stay bit-true integer mantissas and are
 folded into the layers that read them; pruned elements (width <= 0) are the literal 0.
@@ -26,7 +26,7 @@ CONST = -2
 
 @dataclass(frozen=True)
 class CType:
-    """A C++ fixed-point type as numbers for the templates: ``ap_fixed<width, integer>``."""
+    """A fixed-point type as the numbers the templates spell out: width, integer bits (sign included), sign."""
 
     width: int
     integer: int

@@ -59,14 +59,11 @@ def split_layers(layers: list[Layer]) -> list[list[Layer]]:
 
 
 def context(lw: Lowering, n_samples: int) -> dict[str, Any]:
+    """What every template may use (one dict; StrictUndefined catches anything missing)."""
     o = lw.options
-    ports = [a for p in lw.inputs for a in p.arrays]
-    for a in ports:
-        a.const = True
-    ports += [a for p in lw.outputs for a in p.arrays]
+    ports = [a for p in lw.inputs + lw.outputs for a in p.arrays]
     port_names = {a.name for a in ports}
     locals_ = [Param(a.name, a.type, a.size, False) for a in lw.storage.arrays if a.name not in port_names]
-    reuse = [f"{layer.fn}: {layer.reuse}" for layer in lw.layers if layer.reuse > 1]
     return {
         "top": o.top,
         "guard": o.top.upper(),
@@ -81,35 +78,38 @@ def context(lw: Lowering, n_samples: int) -> dict[str, Any]:
         "part": o.part,
         "clock_ns": o.clock_ns,
         "n_samples": n_samples,
-        "reuse": reuse,
+        "reuse": [f"{layer.fn}: {layer.reuse}" for layer in lw.layers if layer.reuse > 1],
         "n_layers": len(lw.layers),
         "n_arrays": len(lw.storage.arrays),
         "n_terms": sum(len(getattr(la.body, "val", [])) for la in lw.layers),
     }
 
 
+def write_firmware(env: jinja2.Environment, lw: Lowering, out: Path, ctx: dict[str, Any]) -> list[str]:
+    """Layer functions in files of balanced size; the last group shares the top function's file
+    (one g++ process less). Returns the file names in ``firmware/``."""
+    top = lw.options.top
+    groups = split_layers(lw.layers)
+    firmware = []
+    for n, group in enumerate(groups):
+        last = n == len(groups) - 1
+        name = f"{top}.cpp" if last else f"{top}_layers_{n}.cpp"
+        part = {"layers": group, "part": n + 1, "parts": len(groups)}
+        if last:
+            part = {"own": group, "part": n + 1, "parts": len(groups)}
+        _render(env, "top.cpp.j2" if last else "layers.cpp.j2", out / "firmware" / name, {**ctx, **part})
+        firmware.append(name)
+    return firmware
+
+
 def write_project(lw: Lowering, out: Path, n_samples: int) -> Written:
+    """Render every file of the project into ``out`` and write its manifest."""
     env = environment()
     ctx = context(lw, n_samples)
     top = lw.options.top
     for sub in ("firmware", "sim", "tb"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    groups = split_layers(lw.layers)
-    firmware = []
-    for n, group in enumerate(groups[:-1]):
-        name = f"{top}_layers_{n}.cpp"
-        _render(
-            env, "layers.cpp.j2", out / "firmware" / name, {**ctx, "layers": group, "part": n + 1, "parts": len(groups)}
-        )
-        firmware.append(name)
-    # the last group shares the top function's file: one g++ process less
-    _render(
-        env,
-        "top.cpp.j2",
-        out / "firmware" / f"{top}.cpp",
-        {**ctx, "own": groups[-1], "part": len(groups), "parts": len(groups)},
-    )
-    firmware.append(f"{top}.cpp")
+    firmware = write_firmware(env, lw, out, ctx)
     files = {
         "hgq_fixed.h.j2": out / "firmware" / "hgq_fixed.h",
         "top.h.j2": out / "firmware" / f"{top}.h",

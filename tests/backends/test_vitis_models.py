@@ -92,50 +92,47 @@ def test_wide_types_and_unusual_integer_bits(tmp_path: Path) -> None:
     q = g.add(OpKind.QUANT, [d], {"round": "RND", "overflow": "WRAP"}, [FixedType.uniform((3,), 1, 20, 10)]).result
     g.output(q, name="narrowed")
     g.output(g.add(OpKind.ADD, [odd, g.add(OpKind.RELU, [odd]).result]).result, name="odd")
-    big = [
-        np.concatenate([wild_inputs(g, rng, N)[0][: N // 2], rng.normal(size=(N - N // 2, 4)) * 1e14]),
-        wild_inputs(g, rng, N)[1],
-    ]
+    s = g.input("s", FixedType.uniform((3,), 1, 2, 2))
+    entries = np.array([(n - 16) * (1 << 62) + 12345 * n - 7 for n in range(32)], dtype=object)  # 71 bits
+    table = g.const_mantissa(entries, FixedType.uniform((32,), 1, 40, 30), name="table")
+    g.output(g.add(OpKind.LUT, [s, table]).result, name="wide_table")
+    big = wild_inputs(g, rng, N)
+    big[0] = np.concatenate([big[0][: N // 2], rng.normal(size=(N - N // 2, 4)) * 1e14])
     prj = check(g, big, tmp_path, csim=True)
     assert prj.outputs[0].words > 1  # the dense result really is wider than 62 bits
+
+
+def random_step(g: Graph, rng: np.random.Generator, vals: list[Value], n: int) -> Value:
+    """One random op on one of the values built so far."""
+    x = vals[int(rng.integers(len(vals)))]
+    kind = rng.choice(["dense", "relu", "quant", "add", "mul", "bn", "concat"])
+    if kind == "dense":
+        ops = [x, rand_const(g, rng, (x.shape[0], 6), f"w{n}"), rand_const(g, rng, (6,), f"b{n}")]
+        return g.add(OpKind.DENSE, ops).result
+    if kind == "relu":
+        return g.add(OpKind.RELU, [x]).result
+    if kind == "quant":
+        modes = {"round": rng.choice(list(RoundMode)), "overflow": rng.choice(list(OverflowMode))}
+        return g.add(OpKind.QUANT, [x], modes, [rand_type(rng, x.shape, pruned=0.15)]).result
+    if kind in ("add", "mul"):
+        others = [v for v in vals if v.shape == x.shape]
+        other = others[int(rng.integers(len(others)))]
+        return g.add(OpKind.ADD if kind == "add" else OpKind.MUL, [x, other]).result
+    if kind == "bn":
+        c = x.shape[-1]
+        return g.add(OpKind.BATCHNORM, [x, rand_const(g, rng, (c,), f"s{n}"), rand_const(g, rng, (c,), f"o{n}")]).result
+    return g.add(OpKind.CONCAT, [x, vals[0]], {"axis": 0}).result
 
 
 def random_graph(seed: int) -> Graph:
     """A random chain of ops over per-element types, with narrower declared types here and there."""
     rng = np.random.default_rng(seed)
     g = Graph(f"random{seed}")
-    vals = [
-        g.input(
-            "x",
-            rand_type(rng, (6,), pruned=0.1),
-            round=rng.choice(list(RoundMode)),
-            overflow=rng.choice(list(OverflowMode)),
-        )
-    ]
+    modes = {"round": rng.choice(list(RoundMode)), "overflow": rng.choice(list(OverflowMode))}
+    vals = [g.input("x", rand_type(rng, (6,), pruned=0.1), **modes)]
     for n in range(10):
-        x = vals[int(rng.integers(len(vals)))]
-        kind = rng.choice(["dense", "relu", "quant", "add", "mul", "bn", "concat"])
-        if kind == "dense":
-            y = g.add(
-                OpKind.DENSE, [x, rand_const(g, rng, (x.shape[0], 6), f"w{n}"), rand_const(g, rng, (6,), f"b{n}")]
-            ).result
-        elif kind == "relu":
-            y = g.add(OpKind.RELU, [x]).result
-        elif kind == "quant":
-            modes = {"round": rng.choice(list(RoundMode)), "overflow": rng.choice(list(OverflowMode))}
-            y = g.add(OpKind.QUANT, [x], modes, [rand_type(rng, x.shape, pruned=0.15)]).result
-        elif kind in ("add", "mul"):
-            others = [v for v in vals if v.shape == x.shape]
-            other = others[int(rng.integers(len(others)))]
-            y = g.add(OpKind.ADD if kind == "add" else OpKind.MUL, [x, other]).result
-        elif kind == "bn":
-            c = x.shape[-1]
-            y = g.add(
-                OpKind.BATCHNORM, [x, rand_const(g, rng, (c,), f"s{n}"), rand_const(g, rng, (c,), f"o{n}")]
-            ).result
-        else:
-            y = g.add(OpKind.CONCAT, [x, vals[0]], {"axis": 0}).result
-        if rng.random() < 0.3 and kind != "quant":
+        y = random_step(g, rng, vals, n)
+        if rng.random() < 0.3 and y.producer is not None and y.producer.kind is not OpKind.QUANT:
             y.type = rand_type(rng, y.shape, bits=(1, 8), pruned=0.1)  # the C++ must cast TRN/WRAP
         vals.append(y)
     g.output(vals[-1], name="last")

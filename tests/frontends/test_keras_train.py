@@ -32,12 +32,14 @@ def _model() -> keras.Model:
 
 
 def _bits(qmodel: keras.Model) -> dict[str, np.ndarray]:
-    return {
-        v.path: np.array(v)
-        for layer in qmodel._flatten_layers()
-        if isinstance(layer, (Quantizer, WeightQuantizer))
-        for v in layer.weights
-    }
+    """Every quantizer's parameters (fractional bits may live in the owning layer's packed variable)."""
+    found = {}
+    for layer in qmodel._flatten_layers():
+        if isinstance(layer, (Quantizer, WeightQuantizer)):
+            found[f"{layer.name}/f"] = np.array(layer.f)
+            if isinstance(layer, Quantizer):
+                found[f"{layer.name}/i"] = np.array(layer.i)
+    return found
 
 
 def _fit(
