@@ -497,11 +497,17 @@ def _machine() -> str:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     names = [b.name for b in BENCHMARKS]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", action="append", default=[], metavar="NAME[,NAME]", help=f"run only these: {', '.join(names)}")
+    p.add_argument(
+        "--only", action="append", default=[], metavar="NAME[,NAME]", help=f"run only these: {', '.join(names)}"
+    )
     p.add_argument("--quick", action="store_true", help="small smoke-test settings; JSON goes to a temporary folder")
     p.add_argument("--report-only", action="store_true", help="run nothing; build the table from the JSON files")
-    p.add_argument("--results-dir", type=Path, help=f"where the JSON files are read and written (default {RESULTS_DIR})")
-    p.add_argument("-o", "--output", type=Path, default=OUTPUT, help="markdown file to write (default benchmarks/RESULTS.md)")
+    p.add_argument(
+        "--results-dir", type=Path, help=f"where the JSON files are read and written (default {RESULTS_DIR})"
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, default=OUTPUT, help="markdown file to write (default benchmarks/RESULTS.md)"
+    )
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds before a benchmark is stopped")
     args = p.parse_args(argv)
     args.only = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
@@ -534,7 +540,8 @@ def run_selected(selected: list[Benchmark], args: argparse.Namespace, staging: P
     try:
         for bench in BENCHMARKS:
             if bench not in selected:
-                outcomes.append(earlier(bench, args.results_dir))
+                quick = Outcome(bench, "not-run", detail="not selected by --only")
+                outcomes.append(quick if args.quick else earlier(bench, args.results_dir))
                 continue
             outcome = run_one(bench, args, staging, progress)
             progress.done(outcome)

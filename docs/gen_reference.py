@@ -124,7 +124,7 @@ def field_docs(cls: type) -> dict[str, str]:
 def _body_docs(body: list[ast.stmt]) -> dict[str, str]:
     """Name -> docstring for ``name: T = ...`` or ``NAME = ...`` statements followed by a string."""
     docs: dict[str, str] = {}
-    for stmt, after in zip(body, body[1:]):
+    for stmt, after in zip(body, body[1:], strict=False):
         if isinstance(stmt, ast.AnnAssign):
             target = stmt.target
         elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
@@ -249,7 +249,11 @@ LEGEND = (
 
 def _unavailable_note(backends: dict[str, tuple[BackendTable | None, str]]) -> str:
     missing = [f"{name} ({why})" for name, (t, why) in backends.items() if t is None]
-    return f"`?`: the lowering table could not be loaded when this page was built: {'; '.join(missing)}.\n" if missing else ""
+    return (
+        f"`?`: the lowering table could not be loaded when this page was built: {'; '.join(missing)}.\n"
+        if missing
+        else ""
+    )
 
 
 def _attr_kinds_section() -> str:
@@ -326,7 +330,9 @@ def option_rows(cls: Any) -> list[list[str]]:
     for f in cls.options():
         typ = hints.get(f.name, f.type)
         default = "—" if f.default is dataclasses.MISSING else f"`{_value_text(f.default)}`"
-        rows.append([f"`{f.name.replace('_', '-')}`", getattr(typ, "__name__", str(typ)), default, docs.get(f.name, "")])
+        rows.append(
+            [f"`{f.name.replace('_', '-')}`", getattr(typ, "__name__", str(typ)), default, docs.get(f.name, "")]
+        )
     return rows
 
 

@@ -28,10 +28,10 @@ from typing import ClassVar
 
 import numpy as np
 from common import Checks, finish
+from hgqir.passes import PASSES, Pass, PassManager, register
 
 import hgqir
 from hgqir import FixedType, Graph, OpKind, Value
-from hgqir.passes import PASSES, Pass, PassManager, register
 
 
 # ---------------------------------------------------------------- a graph by hand

@@ -23,7 +23,7 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("demo", help="train, optimize, emit and verify a small digits model end to end")
     p.add_argument("--framework", choices=["keras", "torch"], default="keras")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    p.add_argument("--beta", type=float, default=2e-6, help="EBOPs regularizer weight")
+    p.add_argument("--beta", type=float, default=1e-5, help="EBOPs regularizer weight (default 1e-5)")
     p.add_argument("-o", "--out", default="hgqir-demo", help="output folder (default ./hgqir-demo)")
     p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="pass pipeline spec")
     p.add_argument("--seed", type=int, default=0)
@@ -99,7 +99,9 @@ def train_torch(data: Data, args: argparse.Namespace) -> tuple[Any, Any]:
     )
     x0 = torch.tensor(data.x_train[:8], dtype=torch.float32)
     qmod = hgqir.quantize_torch(module, x0, beta=args.beta)
-    opt = torch.optim.Adam(qmod.parameters(), lr=3e-3)
+    # learned bitwidths move about one learning-rate step per update: give them a larger step
+    groups = [{"params": qmod.weight_parameters()}, {"params": qmod.bit_parameters(), "lr": 3e-2}]
+    opt = torch.optim.Adam(groups, lr=3e-3)
     xt = torch.tensor(data.x_train, dtype=torch.float32)
     yt = torch.tensor(data.y_train, dtype=torch.long)
     for epoch in range(args.epochs):
@@ -128,12 +130,7 @@ def _cost(g: Any) -> tuple[float, str]:
     import hgqir
 
     report = hgqir.bops(g)
-    estimate = getattr(report, "estimate", None)
-    text = f"{report.total:.0f}"
-    if callable(estimate):
-        est = estimate()
-        text += f" (~{est.lut:.0f} LUT + {est.dsp:.0f} DSP)"
-    return report.total, text
+    return report.total, f"{report.total:.0f} (estimate ~{report.lut:.0f} LUT + {report.dsp:.0f} DSP)"
 
 
 def run(args: argparse.Namespace) -> int:
