@@ -23,6 +23,7 @@ import dataclasses
 import enum
 import importlib
 import inspect
+import os
 import re
 import sys
 import textwrap
@@ -67,9 +68,33 @@ def docstring_markdown(text: str | None) -> str:
             out.append(line.rstrip()[:-1])
             n = _fence_indented(lines, n + 1, out)
             continue
+        if _is_definition(lines, n):
+            n = _definition_item(lines, n, out)
+            continue
         out.append(line)
         n += 1
     return "\n".join(out).strip() + "\n"
+
+
+def _is_definition(lines: list[str], n: int) -> bool:
+    """A reST definition-list term: an unindented line whose next line is indented."""
+    line = lines[n]
+    if not line.strip() or line.startswith((" ", "*", "-")) or n + 1 >= len(lines):
+        return False
+    return lines[n + 1].startswith("    ") and bool(lines[n + 1].strip())
+
+
+def _definition_item(lines: list[str], n: int, out: list[str]) -> int:
+    """A definition-list entry as one bullet, ``- term: definition``; returns the next index."""
+    body: list[str] = []
+    k = n + 1
+    while k < len(lines) and lines[k].startswith("    "):
+        body.append(lines[k].strip())
+        k += 1
+    if not out or out[-1].strip() and not out[-1].startswith("- "):
+        out.append("")
+    out.append(f"- {lines[n].strip()}: {' '.join(body)}")
+    return k
 
 
 def _fence_until_blank(lines: list[str], n: int, out: list[str], lang: str) -> int:
@@ -104,7 +129,9 @@ def write_if_changed(path: Path, text: str) -> bool:
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a build running in parallel never reads half a page
     return True
 
 
@@ -318,7 +345,7 @@ def returns_text(cls: type) -> str:
     if ret is None:
         return "—"
     name = getattr(ret, "__name__", str(ret))
-    doc = first_line(ret.__doc__) if inspect.isclass(ret) and ret.__module__.startswith("hgqir") else ""
+    doc = strip_roles(first_line(ret.__doc__)) if inspect.isclass(ret) and ret.__module__.startswith("hgqir") else ""
     return f"`{name}`: {doc}" if doc else f"`{name}`"
 
 
@@ -345,9 +372,9 @@ def pass_section(name: str, cls: Any) -> str:
         f"- lossy: {lossy_text(cls)}\n- returns: {returns_text(cls)}\n",
     ]
     rows = option_rows(cls)
-    example = ",".join(f"{r[0].strip('`')}={r[2].strip('`')}" for r in rows)
+    example = ",".join(f"{r[0].strip('`')}={r[2].strip('`')}" for r in rows if r[2] != '`""`')
     parts.append(table(["option", "type", "default", "description"], rows) if rows else "No options.\n")
-    parts.append(f"Spec: `{name}{{{example}}}`\n" if rows else f"Spec: `{name}`\n")
+    parts.append(f"Spec with the defaults: `{name}{{{example}}}`\n" if rows else f"Spec: `{name}`\n")
     parts.append(_demote(docstring_markdown(module.__doc__)))
     parts.append(rules_section(module))
     return "\n".join(p for p in parts if p)
