@@ -361,7 +361,10 @@ def run_process(cmd: list[str], log: Path, timeout: float, tick: Callable[[float
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop the benchmark and any workers it started (its own process group)."""
-    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # it ended on its own meanwhile
     proc.wait()
 
 
@@ -387,7 +390,7 @@ def run_one(bench: Benchmark, args: argparse.Namespace, staging: Path | None, pr
     if staging is not None and args.results_dir != json_path.parent:
         args.results_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(json_path, args.results_dir / bench.json_name)
-    return Outcome(bench, "ran", seconds, data=json.loads(json_path.read_text()))
+    return loaded(Outcome(bench, "ran", seconds), json_path)
 
 
 def earlier(bench: Benchmark, results_dir: Path) -> Outcome:
@@ -395,7 +398,16 @@ def earlier(bench: Benchmark, results_dir: Path) -> Outcome:
     path = results_dir / bench.json_name
     if not path.exists():
         return Outcome(bench, "not-run", detail=f"no {path.name} in {_shown(results_dir)}")
-    return Outcome(bench, "earlier", data=json.loads(path.read_text()), detail=f"{_shown(path)} from an earlier run")
+    return loaded(Outcome(bench, "earlier", detail=f"{_shown(path)} from an earlier run"), path)
+
+
+def loaded(outcome: Outcome, path: Path) -> Outcome:
+    """The outcome with its JSON data, or marked ``unreadable`` when the file is not valid JSON."""
+    try:
+        outcome.data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        outcome.status, outcome.detail = "unreadable", f"{_shown(path)}: {e}"
+    return outcome
 
 
 def _shown(path: Path) -> str:
@@ -432,12 +444,18 @@ def summarize(outcome: Outcome) -> list[Row]:
         return []
 
 
-def figure_rows(outcome: Outcome, rows: list[Row]) -> list[list[str]]:
-    """Table rows for one benchmark: its figures, or one row that says why there are none."""
+def figure_rows(outcome: Outcome, rows: list[Row], quick: bool) -> list[list[str]]:
+    """Table rows for one benchmark: its figures, or one row that says why there are none.
+
+    Goals are stated for the full settings, so quick (smoke-test) figures are not judged.
+    """
     name = f"`{outcome.bench.name}`"
     if not rows:
         return [[name, "—", "—", f"no figures ({STATUS_TEXT[outcome.status]}): {outcome.detail}", "—", "—", "—"]]
-    return [[name, r.workload, r.metric, r.ours, r.reference, r.goal, r.status] for r in rows]
+    judged = outcome.status != "ran" or not quick
+    return [
+        [name, r.workload, r.metric, r.ours, r.reference, r.goal, r.status if judged else "— (quick)"] for r in rows
+    ]
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -450,7 +468,7 @@ def render(outcomes: list[Outcome], args: argparse.Namespace, argv: list[str]) -
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `python benchmarks/run_all.py {' '.join(argv)}`".rstrip() + f" on {_now()} ({_machine()}).",
+        _provenance(args, argv),
         "",
         "Each benchmark script measures hgqir and the reference tools (hls4ml 1.3.0, HGQ2, plain "
         "Keras / PyTorch) side by side in one run, so every row compares figures taken under the "
@@ -458,7 +476,7 @@ def render(outcomes: list[Outcome], args: argparse.Namespace, argv: list[str]) -
         "between runs.",
         "",
     ]
-    figures = [row for o in outcomes for row in figure_rows(o, summarize(o))]
+    figures = [row for o in outcomes for row in figure_rows(o, summarize(o), args.quick)]
     if args.quick:
         lines += ["> **Quick mode**: small smoke-test settings. These figures are not the ones to quote.", ""]
     lines += ["## Runs", ""]
@@ -467,6 +485,14 @@ def render(outcomes: list[Outcome], args: argparse.Namespace, argv: list[str]) -
     lines += md_table(["benchmark", "workload", "metric", "hgqir", "reference (same run)", "goal", "status"], figures)
     lines += _failure_logs(outcomes)
     return "\n".join(lines) + "\n"
+
+
+def _provenance(args: argparse.Namespace, argv: list[str]) -> str:
+    """Which command wrote the file, when, and (for runs) on what machine under what load."""
+    command = f"`{' '.join(['python benchmarks/run_all.py', *argv])}`"
+    if args.report_only:
+        return f"Written by {command} on {_now()} from the JSON files of earlier runs (nothing was run)."
+    return f"Written by {command} on {_now()} ({_machine()})."
 
 
 def _run_row(o: Outcome) -> list[str]:

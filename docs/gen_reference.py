@@ -238,6 +238,14 @@ def _ebops_text(rule: Any) -> str:
     return "0" if rule.bops is _no_bops else "counted"
 
 
+def _ebops_detail(rule: Any) -> str:
+    """Where an op's EBOPs rule lives (the rules themselves: the concepts page)."""
+    if _ebops_text(rule) == "0":
+        return "0"
+    fn = rule.bops
+    return f"counted by `{fn.__module__}.{fn.__name__}` (the rules: [EBOPs](../concepts.md#ebops))"
+
+
 def ops_page() -> str:
     """The op support table and one section per op kind."""
     from hgqir.ops import RULES
@@ -316,7 +324,7 @@ def op_section(kind: Any, rule: Any, backends: dict[str, tuple[BackendTable | No
     lines.append(f"- results: {rule.results}")
     for name, attr in rule.attrs.items():
         lines.append(f"- attribute `{attr_text(name, attr)}`")
-    lines.append(f"- EBOPs: {_ebops_text(rule)}")
+    lines.append(f"- EBOPs: {_ebops_detail(rule)}")
     lines.append("- backends: " + ", ".join(f"{b} {support_mark(kind, e)}" for b, e in backends.items()))
     if rule.casts_itself:
         lines.append("- evaluation produces values in the result type itself (no cast afterwards)")
