@@ -166,6 +166,11 @@ class FixedType:
         with np.errstate(over="ignore", invalid="ignore"):
             lo = np.floor(np.ldexp(np.broadcast_to(np.asarray(lo, dtype=np.float64), shape), f))
             hi = np.floor(np.ldexp(np.broadcast_to(np.asarray(hi, dtype=np.float64), shape), f))
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise VerifyError(
+                "range too large for a fixed-point type: a bound times 2**f exceeds float64 "
+                "(about 2**1024); narrow the operand types before this op"
+            )
         # lo and hi are now grid values in LSB units: need 2**(i+f) > hi and 2**(i+f) >= -lo
         _, e_hi = np.frexp(hi)
         m_lo, e_lo = np.frexp(-lo)

@@ -86,6 +86,11 @@ def make_table(
     """Mantissas and type of a table of ``fn`` over every value of ``in_kif``, quantized to ``out_kif``."""
     k, i, f = in_kif
     bits = k + i + f
+    if sum(out_kif) > 53:
+        raise ValueError(
+            f"table output type {tuple(out_kif)} is {sum(out_kif)} bits wide; table entries are "
+            "computed in float64 and can be exact only up to 53 bits"
+        )
     if bits > MAX_TABLE_BITS:
         raise ValueError(f"table input of {bits} bits exceeds {MAX_TABLE_BITS}")
     lo = -k * (1 << max(i + f, 0))

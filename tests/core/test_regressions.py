@@ -1,0 +1,35 @@
+"""Regressions found while building the backends: each once gave a silently wrong answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hgqir import FixedType, Graph, OpKind, VerifyError
+from hgqir.ops import make_table
+
+
+def test_covering_refuses_ranges_beyond_float64() -> None:
+    # 2**300 * 2**300 at f=600 overflowed float64 and gave a 1-bit type
+    with pytest.raises(VerifyError, match="too large"):
+        FixedType.covering(np.array([-(2.0**600)]), np.array([2.0**600]), 600)
+
+
+def test_mul_of_huge_types_raises_instead_of_inferring_nonsense() -> None:
+    g = Graph("huge")
+    a = g.input("a", FixedType.uniform((2,), 1, 300, 300))
+    b = g.input("b", FixedType.uniform((2,), 1, 300, 300))
+    with pytest.raises(VerifyError, match="too large"):
+        g.add(OpKind.MUL, [a, b])
+
+
+def test_make_table_refuses_outputs_wider_than_float64() -> None:
+    with pytest.raises(ValueError, match="53 bits"):
+        make_table(np.tanh, (1, 2, 3), (1, 30, 30))
+
+
+def test_make_table_at_53_bits_is_exact() -> None:
+    data, t = make_table(lambda x: x, (1, 2, 3), (1, 26, 26))
+    xs = np.arange(-32, 32)
+    assert np.array_equal(data, xs * 2**23)
+    assert t.scalar() == (1, 26, 26)
