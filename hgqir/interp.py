@@ -48,8 +48,17 @@ def cast_needed(op: Op) -> list[bool]:
     return [not v.type.contains(t) for v, t in zip(op.results, exact, strict=True)]
 
 
-def _prepare(g: Graph, args: list[Any], batch: bool | None) -> tuple[list[np.ndarray], bool]:
+def prepare_inputs(
+    g: Graph, args: Any, batch: bool | None = None, flatten: bool = False
+) -> tuple[list[np.ndarray], bool]:
+    """Batch-first float64 arrays, one per graph input, and whether the caller gave a batch.
+
+    Shared by the interpreter and every backend's ``predict`` so that they accept the same
+    arguments: one array per input (or one list of them), batched or a single sample.
+    ``flatten`` gives contiguous ``[batch, size]`` arrays (what compiled code reads).
+    """
     ins = g.inputs
+    args = list(args)
     if len(args) == 1 and isinstance(args[0], (list, tuple)) and len(ins) > 1:
         args = list(args[0])
     if len(args) != len(ins):
@@ -64,8 +73,11 @@ def _prepare(g: Graph, args: list[Any], batch: bool | None) -> tuple[list[np.nda
             raise HgqirError(
                 f"input %{v.name} expects shape [batch, {', '.join(map(str, v.shape))}], got {list(a.shape)}"
             )
-        out.append(a)
+        if not np.all(np.isfinite(a)):
+            raise HgqirError("input holds NaN or infinity; fixed-point inputs must be finite")
+        out.append(np.ascontiguousarray(a.reshape(len(a), -1)) if flatten else a)
     return out, batch
+
 
 
 def with_batch(x: Any, v: Value, batch: int, rank: int = 0) -> Any:
@@ -315,7 +327,7 @@ class Runner:
 
 
 def run_graph(g: Graph, args: list[Any], batch: bool | None = None) -> Any:
-    arrays, batched = _prepare(g, args, batch)
+    arrays, batched = prepare_inputs(g, args, batch)
     if float_path_enabled():
         outs = Runner(g).run(arrays)
     else:
@@ -328,7 +340,7 @@ def run_graph(g: Graph, args: list[Any], batch: bool | None = None) -> Any:
 
 def run_exact(g: Graph, args: list[Any]) -> dict[str, Exact]:
     """Every value's exact batched result by name (debugging, golden data for backends)."""
-    arrays, _ = _prepare(g, args, True)
+    arrays, _ = prepare_inputs(g, args, True)
     env = evaluate(g, arrays)
     batch = arrays[0].shape[0] if arrays else 1
     return {v.name: with_batch(env[id(v)], v, batch) for v in g.values()}

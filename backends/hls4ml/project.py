@@ -8,32 +8,11 @@ from typing import Any
 import numpy as np
 
 from hgqir.errors import HgqirError
+from hgqir.interp import prepare_inputs
 from hgqir.ir import Graph
 
 from .. import Project
 from .options import Hls4mlOptions
-
-
-def prepare_inputs(g: Graph, args: tuple[Any, ...]) -> tuple[list[np.ndarray], bool]:
-    """Batch-first float64 arrays, one per graph input, and whether the caller gave a batch."""
-    ins = g.inputs
-    if len(args) == 1 and isinstance(args[0], (list, tuple)) and len(ins) > 1:
-        args = tuple(args[0])
-    if len(args) != len(ins):
-        raise HgqirError(f"graph {g.name!r} takes {len(ins)} input(s), got {len(args)}")
-    arrays = [np.asarray(a, dtype=np.float64) for a in args]
-    batched = not all(a.shape == v.shape for a, v in zip(arrays, ins, strict=True))
-    out = []
-    for a, v in zip(arrays, ins, strict=True):
-        a = a if batched else a[None]
-        if a.shape[1:] != v.shape:
-            raise HgqirError(
-                f"input %{v.name} expects shape [batch, {', '.join(map(str, v.shape))}], got {list(a.shape)}"
-            )
-        if not np.all(np.isfinite(a)):
-            raise HgqirError("input holds NaN or infinity; fixed-point inputs must be finite")
-        out.append(np.ascontiguousarray(a.reshape(len(a), -1)))
-    return out, batched
 
 
 class Hls4mlProject(Project):
@@ -59,7 +38,7 @@ class Hls4mlProject(Project):
         """Run the compiled C++ on ``x`` (one array per graph input); same layout as ``g.run``."""
         if not self.compiled:
             raise HgqirError("the hls4ml project is not compiled yet; call compile() first")
-        arrays, batched = prepare_inputs(self.graph, (x, *more))
+        arrays, batched = prepare_inputs(self.graph, (x, *more), flatten=True)
         n = len(arrays[0])
         raw = self.hls_model.predict(arrays[0] if len(arrays) == 1 else arrays)
         outs = self.graph.outputs

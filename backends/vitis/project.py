@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from hgqir.errors import HgqirError
+from hgqir.interp import prepare_inputs
 from hgqir.ir import Graph
 
 from .. import Project
@@ -66,7 +67,7 @@ class VitisProject(Project):
         """Run the compiled C simulation on a batch; same layout and values as ``g.run(x)``."""
         if self._entry is None:
             raise HgqirError("the vitis project is not compiled yet; call compile() first")
-        arrays, batched = _prepare(self.graph, (x, *more))
+        arrays, batched = prepare_inputs(self.graph, (x, *more), flatten=True)
         n = len(arrays[0]) if arrays else 1
         bufs = [np.zeros((n, p.slots), dtype=np.int64) for p in self.outputs]
         ins = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
@@ -106,23 +107,3 @@ def _decoder(p: Port) -> Any:
     return decode
 
 
-def _prepare(g: Graph, args: tuple[Any, ...]) -> tuple[list[np.ndarray], bool]:
-    """Batch-first contiguous float64 arrays, one per graph input, and whether a batch was given."""
-    ins = g.inputs
-    if len(args) == 1 and isinstance(args[0], (list, tuple)) and len(ins) > 1:
-        args = tuple(args[0])
-    if len(args) != len(ins):
-        raise HgqirError(f"graph {g.name!r} takes {len(ins)} input(s), got {len(args)}")
-    arrays = [np.asarray(a, dtype=np.float64) for a in args]
-    batched = not all(a.shape == v.shape for a, v in zip(arrays, ins, strict=True))
-    out = []
-    for a, v in zip(arrays, ins, strict=True):
-        a = a if batched else a[None]
-        if a.shape[1:] != v.shape:
-            raise HgqirError(
-                f"input %{v.name} expects shape [batch, {', '.join(map(str, v.shape))}], got {list(a.shape)}"
-            )
-        if not np.all(np.isfinite(a)):
-            raise HgqirError("input holds NaN or infinity; fixed-point inputs must be finite")
-        out.append(np.ascontiguousarray(a.reshape(len(a), -1)))
-    return out, batched

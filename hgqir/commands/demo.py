@@ -64,6 +64,9 @@ def load_digits(seed: int) -> Data:
 
 def train_keras(data: Data, args: argparse.Namespace) -> tuple[Any, Any]:
     """Returns (quantized model, predict function in float64)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter only, not results
     import keras
 
     import hgqir
