@@ -64,9 +64,6 @@ def load_digits(seed: int) -> Data:
 
 def train_keras(data: Data, args: argparse.Namespace) -> tuple[Any, Any]:
     """Returns (quantized model, predict function in float64)."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter only, not results
     import keras
 
     import hgqir
@@ -137,6 +134,9 @@ def _cost(g: Any) -> tuple[float, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ log lines only, not results
     from tqdm.auto import tqdm
 
     import hgqir
