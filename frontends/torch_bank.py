@@ -105,8 +105,10 @@ class QuantBank(nn.Module):
         self._consts: dict[Any, Tensor] = {}
         self._ranges: tuple[Any, dict[int, tuple[Tensor, Tensor]]] | None = None
         self._cached: list[Tensor] = []
-        self.last: tuple[Any, list[Tensor]] | None = None
-        """Quantized flat weights of the last forward, with the key they are valid for."""
+        self._mants: list[Tensor] = []
+        self.last: tuple[Any, list[Tensor], list[Tensor]] | None = None
+        """Quantized flat weights of the last forward, with the key they are valid for, and (in
+        training) their integer mantissas ``wq * 2**f``, which the bit counts reuse."""
 
     # ------------------------------------------------------------------ layout
     def _layout(self) -> None:
@@ -166,7 +168,7 @@ class QuantBank(nn.Module):
         raise KeyError(spec)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_consts": {}, "last": None, "_ranges": None, "_cached": []}
+        return {**self.__dict__, "_consts": {}, "last": None, "_ranges": None, "_cached": [], "_mants": []}
 
     # ------------------------------------------------------------------ forward
     def forward(self, *params: Tensor) -> tuple[Tensor | None, ...]:
@@ -179,7 +181,7 @@ class QuantBank(nn.Module):
         fused = _BankFn.apply(self.f, self, not self.training, *block_params) if self.f.numel() else ()
         for n, value in zip(self._block_order, fused, strict=False):
             out[4 * n] = value
-        self.last = (key, self._cached)
+        self.last = (key, self._cached, self._mants)
         pieces = fused[len(self._block_order) :]
         i_of = self.i_views(RoundSTE.apply(self.i)) if self.i is not None else {}
         ranges = self._range_views()
@@ -267,7 +269,7 @@ class _BankFn(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         pieces = torch.round(f).split_with_sizes(bank._sizes)
         outs: list[Tensor] = []
-        deltas, bank._cached = [], []
+        deltas, bank._cached, bank._mants = [], [], []
         pos = 0
         for b, block in enumerate(bank.blocks):
             ps = params[pos : pos + len(block.specs)]
@@ -280,7 +282,9 @@ class _BankFn(torch.autograd.Function):
                 wq = round_exact(flat, f_el, rmode)
             else:
                 scale = torch.exp2(f_el)
-                wq = _train_round(flat, scale, rmode).div_(scale)
+                mant = _train_round(flat, scale, rmode)
+                wq = mant / scale
+                bank._mants.append(mant)
             deltas.append(wq - flat)
             bank._cached.append(wq)
             parts = wq.split_with_sizes(block.numels) if len(block.specs) > 1 else (wq,)

@@ -98,9 +98,9 @@ def _nonzero(t: Tensor) -> Tensor:
 @torch.no_grad()
 def bit_counts(bank: QuantBank, layout: BitLayout, params: list[Tensor], derived: dict[int, Tensor]) -> Tensor:
     """The bit-count vector (see the module docstring); ``derived`` holds batchnorm values by spec."""
-    fr = torch.round(bank.f)
     if layout.simple:
-        return _simple_bit_counts(bank, params, fr)
+        return _simple_bit_counts(bank, params, None)
+    fr = torch.round(bank.f)
     pieces = fr.split(bank._sizes)
     parts = []
     for b, wq in enumerate(_block_values(bank, params, pieces)):
@@ -128,9 +128,25 @@ def bit_counts(bank: QuantBank, layout: BitLayout, params: list[Tensor], derived
     return torch.cat([p.to(fr.dtype) for p in parts])
 
 
-def _simple_bit_counts(bank: QuantBank, params: list[Tensor], fr: Tensor) -> Tensor:
+def _simple_bit_counts(bank: QuantBank, params: list[Tensor], fr: Tensor | None) -> Tensor:
     """Fast path: per-element weights and range-following activations only, so the bit-count
-    vector lines up with ``f`` and every width comes from one mantissa-range computation."""
+    vector lines up with ``f`` and every width comes from one mantissa-range computation.
+
+    In training, the weights' integer mantissas of the last forward are reused while the weights
+    and ``f`` are unchanged (the usual ``loss = task(qmod(x)) + qmod.regularization()``).
+    """
+    last = bank.last
+    if fr is None and last is not None and bank.n_act and last[2] and last[0] == bank.key(params):
+        mants = last[2]
+        m_w = mants[0] if len(mants) == 1 else torch.cat(mants)
+        n_w = m_w.numel()
+        dtype = bank.f.dtype
+        s_a = torch.exp2(torch.round(bank.f[n_w:]))
+        lo = torch.cat([m_w.to(dtype), bank.vmin.to(dtype) * s_a])
+        hi = torch.cat([m_w.to(dtype), bank.vmax.to(dtype) * s_a])
+        return width_of_mantissas(lo, hi)
+    if fr is None:
+        fr = torch.round(bank.f)
     values = _block_values(bank, params, fr.split(bank._sizes))
     scale = torch.exp2(fr)
     n_w = fr.numel() - bank.n_act

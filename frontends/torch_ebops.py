@@ -130,19 +130,23 @@ def _transpose(m: Csr) -> Csr:
 
 
 class EbopsIndex:
-    """The sparse matrices ``A``, ``B`` (and transposes) and max pairs of a shim's EBOPs.
+    """The sparse matrices and max pairs of a shim's EBOPs, stacked for one product each way.
 
-    Kept out of the module state on purpose (DistributedDataParallel broadcasts buffers every
-    step); torch tensors are made per dtype and device on first use.
+    ``M = [A; B]`` gives ``[A b; B b]`` in one sparse product, and ``N = [B^T A^T]`` maps that
+    straight back to the gradient ``A^T (B b) + B^T (A b)`` in another. Kept out of the module
+    state on purpose (DistributedDataParallel broadcasts buffers every step); torch tensors are
+    made per dtype and device on first use.
     """
 
     def __init__(self, a: Csr, b: Csr, ma: np.ndarray, mb: np.ndarray) -> None:
-        self.mats = (a, b, _transpose(a), _transpose(b))
+        stacked = _vstack(a, b)
+        self.mats = (stacked, _transpose(_vstack(b, a)))
         self.ma, self.mb = ma, mb
         self.rows = a[3][0]
         self._cache: dict[Any, tuple[Tensor, ...]] = {}
 
     def tensors(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
+        """``(M, N, ma, mb)`` on ``device`` in ``dtype``."""
         key = (dtype, device)
         if key not in self._cache:
             with warnings.catch_warnings():
@@ -165,6 +169,13 @@ class EbopsIndex:
         return {**self.__dict__, "_cache": {}}
 
 
+def _vstack(top: Csr, bottom: Csr) -> Csr:
+    """CSR of ``[top; bottom]`` (same number of columns)."""
+    (c1, k1, v1, (r1, n)), (c2, k2, v2, (r2, _)) = top, bottom
+    crow = np.concatenate([c1, c2[1:] + c1[-1]])
+    return crow, np.concatenate([k1, k2]), np.concatenate([v1, v2]), (r1 + r2, n)
+
+
 class RegFn(torch.autograd.Function):
     """``scale * EBOPs + l1 * sum(bits)`` of a shim, as a function of its ``f`` (and ``i``).
 
@@ -177,30 +188,31 @@ class RegFn(torch.autograd.Function):
     def forward(ctx: Any, f: Tensor, i: Tensor | None, qmod: Any, scale: float, l1: float) -> Tensor:  # type: ignore[override]
         bits = qmod.bit_counts()
         index: EbopsIndex = qmod.ebops_index
-        a, b, at, bt, ma, mb = index.tensors(bits.dtype, bits.device)
-        u, v = a @ bits, b @ bits
-        total = (u * v).sum()
+        m, _, ma, mb = index.tensors(bits.dtype, bits.device)
+        uv = m @ bits  # [A b; B b]
+        r = index.rows
+        total = torch.dot(uv[:r], uv[r:])
         first = ma
         if ma.numel():
             pa, pb = bits.index_select(0, ma), bits.index_select(0, mb)
             first = pa >= pb
             total = total + torch.where(first, pa, pb).sum()
-        ctx.save_for_backward(bits, u, v, first)
+        ctx.save_for_backward(bits, uv, first)
         ctx.qmod, ctx.scale, ctx.l1 = qmod, scale, l1
         value = total * scale
         return value + bits.sum() * l1 if l1 else value
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        bits, u, v, first = ctx.saved_tensors
-        _, _, at, bt, ma, mb = ctx.qmod.ebops_index.tensors(bits.dtype, bits.device)
-        grad = at @ v + bt @ u
+        bits, uv, first = ctx.saved_tensors
+        _, n, ma, mb = ctx.qmod.ebops_index.tensors(bits.dtype, bits.device)
+        grad = n @ uv  # A^T (B b) + B^T (A b)
         if ma.numel():
-            one = first.to(u.dtype)
-            grad = grad.index_add(0, ma, one).index_add(0, mb, 1.0 - one)
-        grad = grad * (g * ctx.scale)
+            one = first.to(uv.dtype)
+            grad = grad.index_add_(0, ma, one).index_add_(0, mb, 1.0 - one)
+        grad = grad.mul_(g * ctx.scale)
         if ctx.l1:
-            grad = grad + g * ctx.l1
-        grad = grad * torch.sign(bits)  # no gradient where a width is clipped at 0 (or a weight is 0)
+            grad = grad.add_(g * ctx.l1)
+        grad = grad.mul_(bits > 0)  # no gradient where a width is clipped at 0 (or a weight is 0)
         gf, gi = gradient_to_params(ctx.qmod.bit_layout, ctx.qmod.bank, grad)
         return gf.to(ctx.qmod.bank.f.dtype), gi, None, None, None

@@ -112,10 +112,9 @@ def width_of_mantissas(lo: Tensor, hi: Tensor) -> Tensor:
     The same type as :func:`needed_ki` (in units of the LSB: ``i + f = ceil(log2(top))``), so
     never negative; 0 for a range that only holds 0. Cheaper when only the width is needed.
     """
-    top = torch.maximum(torch.clamp(hi + 1.0, min=1.0), -lo)
-    mant, exp = torch.frexp(top)
-    k = torch.clamp(torch.sign(-lo), min=0.0)
-    return k.add_(exp.to(top.dtype)).add_(mant.mul_(2.0).sub_(1.0).ceil_()).sub_(1.0)
+    top = torch.maximum((hi + 1.0).clamp_(min=1.0), -lo)
+    mant, exp = torch.frexp(top)  # ceil(log2(top)) = exp, less 1 when top is a power of 2 (mant = 0.5)
+    return exp.to(top.dtype).add_(lo < 0).sub_(mant.eq_(0.5))
 
 
 def group_ki(v: Tensor, group: tuple[int, ...], f: Tensor) -> tuple[Tensor, Tensor]:
