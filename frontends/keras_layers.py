@@ -14,6 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from .keras_qmath import read, train_dense_ebops
 from .keras_quant import Quantizer, WeightQuantizer
 
 ACTIVATIONS = ("relu", "linear")
@@ -69,13 +70,16 @@ class QDense(keras.layers.Dense):
             self.bq.build(self.bias.shape)
 
     def call(self, x: Any, training: Any = None) -> Any:
-        wq = self.kq(self.kernel, training=training)
+        if training:
+            wq, wb = self.kq.train_with_bits(self.kernel)
+        else:
+            wq = self.kq(self.kernel, training=training)
         y = ops.matmul(self.iq(x, training=training), wq)
         if self.bq is not None:
             y = ops.add(y, self.bq(self.bias, training=training))  # BiasAdd on TensorFlow
-        if training:
-            wb = self.kq.train_bits(ops.stop_gradient(wq))
-            self.ebops_now = self._cost(_full(self.iq.train_bits(), self.iq.shape), wb)
+        if training:  # after iq's call: the running integer bits of this step
+            iq = self.iq
+            self.ebops_now = train_dense_ebops(read(iq.k), read(iq.i), read(iq.f), wb, iq.shape)
         return self.activation(y)
 
     def _cost(self, xb: Any, wb: Any) -> Any:
@@ -137,13 +141,16 @@ class _QConvMixin:
         return ops.conv(x, kernel, strides=list(self.strides), padding=padding)  # type: ignore[attr-defined]
 
     def call(self, x: Any, training: Any = None) -> Any:
-        wq = self.kq(self.kernel, training=training)  # type: ignore[attr-defined]
+        if training:
+            wq, wb = self.kq.train_with_bits(self.kernel)  # type: ignore[attr-defined]
+        else:
+            wq = self.kq(self.kernel, training=training)  # type: ignore[attr-defined]
         y = self._conv(self.iq(x, training=training), wq)
         if self.bq is not None:
             y = ops.add(y, self.bq(self.bias, training=training))  # BiasAdd on TensorFlow  # type: ignore[attr-defined]
         if training:
             xb = _full(self.iq.train_bits(), self.iq.shape)[None]
-            self.ebops_now = ops.sum(self._conv(xb, self.kq.train_bits(ops.stop_gradient(wq))))
+            self.ebops_now = ops.sum(self._conv(xb, wb))
         return self.activation(y)  # type: ignore[attr-defined]
 
     def ebops(self, dtype: Any = None) -> Any:
@@ -232,10 +239,12 @@ class QBatchNorm(keras.layers.BatchNormalization):
         else:
             mean, var = self.moving_mean, self.moving_variance
         scale, offset = self.affine(ops.cast(mean, x.dtype), ops.cast(var, x.dtype))
-        sq = self.sq(scale, training=training)
         if training:
+            sq, sb = self.sq.train_with_bits(scale)
             xb = _full(self.iq.train_bits(), self.iq.shape)
-            self.ebops_now = ops.sum(xb * self.sq.train_bits(ops.stop_gradient(sq)))
+            self.ebops_now = ops.sum(xb * sb)
+        else:
+            sq = self.sq(scale, training=training)
         return xq * sq + self.oq(offset, training=training)
 
     def quantized_affine(self) -> tuple[Any, Any]:

@@ -81,10 +81,14 @@ class ShimModel(keras.Model):
 
     def _training_ebops(self) -> Any:
         """The EBOPs each costed layer computed in its training call (same trace)."""
+        dtype = self.compute_dtype
         terms = [layer.ebops_now for layer in self.costed_layers()]
-        total = ops.zeros((), self.compute_dtype)
-        for t in terms:
-            total = total + ops.cast(t, total.dtype)
+        terms = [t if keras.backend.standardize_dtype(t.dtype) == dtype else ops.cast(t, dtype) for t in terms]
+        if not terms:
+            return ops.zeros((), dtype)
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
         return total
 
     def ebops(self) -> float:

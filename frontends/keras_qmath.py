@@ -143,16 +143,29 @@ def _reduce_to(t: Any, axes: tuple[int, ...], shape: tuple[int, ...]) -> Any:
 
 
 def train_quantize(
-    x: Any, k: Any, i_var: Any, f_var: Any, rmode: RoundMode, omode: OverflowMode | None, axes: tuple[int, ...]
+    x: Any,
+    k: Any,
+    i_var: Any,
+    f_var: Any,
+    rmode: RoundMode,
+    omode: OverflowMode | None,
+    axes: tuple[int, ...],
+    track: bool = False,
 ) -> Any:
     """Training forward and HGQ gradients in one fused op (few graph nodes, hand-written backward).
 
     ``i_var`` and ``f_var`` are the raw parameters (rounded inside, gradients straight through);
     ``axes`` reduce a gradient of ``x``'s shape to the parameter shape. ``omode=None`` rounds
     only (WRAP while training); SAT modes clip first with gradients to ``i`` and ``f``.
+
+    ``track=True`` also returns, per parameter element, the integer bits ``need`` with
+    ``2**need >= max|x| + 2**-f`` (no gradient), computed from the scaled ``x * 2**f`` already
+    at hand as ``ceil(log2(max|x * 2**f| + 1)) - f`` (log2 may be an ulp off; calibration sets
+    the final value).
     """
     pshape = tuple(f_var.shape)
     ln2 = math.log(2.0)
+    inv_ln2 = 1.0 / ln2
 
     @ops.custom_gradient
     def fn(x: Any, k: Any, i_var: Any, f_var: Any) -> Any:
@@ -167,10 +180,15 @@ def train_quantize(
             hi = top - 1.0 / scale
             lo = -k * (hi if omode is OverflowMode.SAT_SYM else top)
             xc = ops.minimum(ops.maximum(x, lo), hi)
-        out = _round_fast(xc * scale, rmode) * step
+        xs = xc * scale
+        out = _round_fast(xs, rmode) * step
 
         def grad(*args: Any, upstream: Any = None) -> Any:
-            g = (args[0] if upstream is None else upstream) * live
+            if upstream is None:
+                g = args[0]  # with track: (d out, d need); need has no gradient
+            else:
+                g = upstream[0] if track else upstream
+            g = g * live
             dk = ops.zeros_like(k)
             if omode not in SAT_MODES:
                 df = _reduce_to(g * (xc - out), axes, pshape) * ln2
@@ -182,28 +200,103 @@ def train_quantize(
             di = _reduce_to(g_over * top - g_under * (k * top), axes, pshape) * ln2
             return dx, dk, di, df
 
-        return out, grad
+        if not track:
+            return out, grad
+        amax = ops.max(ops.abs(xs), axis=axes) if axes else ops.abs(xs)
+        if tuple(amax.shape) != pshape:
+            amax = ops.reshape(amax, pshape)
+        need = ops.ceil(ops.log(amax + 1.0) * inv_ln2) - f
+        return (out, need), grad
 
     return fn(x, k, i_var, f_var)
 
 
-def train_round_weights(w: Any, f_var: Any, rmode: RoundMode, axes: tuple[int, ...]) -> Any:
-    """Fused training rounding of a constant (no overflow): ``dw`` straight through, HGQ ``df``."""
+def train_round_weights(w: Any, f_var: Any, rmode: RoundMode, axes: tuple[int, ...], bits: bool = False) -> Any:
+    """Fused training rounding of a constant (no overflow): ``dw`` straight through, HGQ ``df``.
+
+    ``bits=True`` also returns the width of each rounded value's tightest type (the regularizer's
+    weight widths, from the integer ``q`` already at hand: ``neg + ceil(log2(|q| + 1 - neg))``,
+    0 where ``q == 0``; log2 need not be exact) with gradient 1 to ``f`` where ``q != 0``.
+    """
     pshape = tuple(f_var.shape)
     ln2 = math.log(2.0)
+    inv_ln2 = 1.0 / ln2
 
     @ops.custom_gradient
     def fn(w: Any, f_var: Any) -> Any:
-        f = ops.floor(f_var + 0.5)
-        wq = _round_fast(w * exp2(f), rmode) * exp2(-f)
+        scale = exp2(ops.floor(f_var + 0.5))
+        q = _round_fast(w * scale, rmode)
+        wq = q / scale  # exact: scale is a power of two
+
+        def grad_w(g: Any) -> Any:
+            return g, _reduce_to(g * (w - wq), axes, pshape) * ln2
+
+        if not bits:
+
+            def grad(*args: Any, upstream: Any = None) -> Any:
+                return grad_w(args[0] if upstream is None else upstream)
+
+            return wq, grad
+
+        # |q + 1/2| + 1/2 is q + 1 for q >= 0 and -q for q < 0
+        neg = ops.cast(q < 0, q.dtype)
+        width = neg + ops.ceil(ops.log(ops.abs(q + 0.5) + 0.5) * inv_ln2)
+
+        def grad2(*args: Any, upstream: Any = None) -> Any:
+            g, gb = args if upstream is None else upstream
+            dw, df = grad_w(g)
+            return dw, df + _reduce_to(gb * ops.cast(q != 0, q.dtype), axes, pshape)
+
+        return (wq, width), grad2
+
+    return fn(w, f_var)
+
+
+def _sum_to(t: Any, shape: tuple[int, ...]) -> Any:
+    """Sum a broadcast gradient ``t`` back to ``shape`` (numpy broadcasting rules)."""
+    lead = len(t.shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + n for n, d in enumerate(shape) if d == 1 and t.shape[lead + n] != 1)
+    if axes:
+        t = ops.sum(t, axis=axes)
+    return t if tuple(t.shape) == tuple(shape) else ops.reshape(t, shape)
+
+
+def train_dense_ebops(k: Any, i_var: Any, f_var: Any, wb: Any, xshape: tuple[int, ...]) -> Any:
+    """EBOPs of a dense layer, ``sum_j bits(x_j) * sum_o wb_jo``, as one op with a closed-form gradient.
+
+    ``bits(x) = max(k + round(i) + round(f), 0)`` of the input quantizer (parameters of any
+    granularity, broadcast to the unbatched input shape ``xshape``; leading axes summed); ``wb``
+    the kernel's value widths. Gradients: ``d/di = d/df = live * sum_o wb`` (summed back to the
+    parameter shape), ``d/dwb = bits(x)``, times the upstream scalar.
+    """
+    pshape = tuple(f_var.shape)
+    fan_in = int(wb.shape[0])
+
+    @ops.custom_gradient
+    def fn(i_var: Any, f_var: Any, wb: Any) -> Any:
+        xb = k + ops.floor(i_var + 0.5) + ops.floor(f_var + 0.5)
+        live = ops.cast(xb > 0, xb.dtype)
+        xb = xb * live
+        xs = xb if tuple(xb.shape) == tuple(xshape) else ops.broadcast_to(xb, xshape)
+        if len(xshape) > 1:
+            xs = ops.sum(ops.reshape(xs, (-1, fan_in)), axis=0)
+        rw = ops.sum(wb, axis=1)
+        e = ops.sum(xs * rw)
 
         def grad(*args: Any, upstream: Any = None) -> Any:
             g = args[0] if upstream is None else upstream
-            return g, _reduce_to(g * (w - wq), axes, pshape) * ln2
+            dwb = ops.broadcast_to(ops.expand_dims(g * xs, 1), tuple(wb.shape))
+            dx = g * rw
+            if tuple(xshape) != (fan_in,):
+                dx = ops.broadcast_to(dx, xshape)
+            if tuple(dx.shape) != pshape:
+                dx = _sum_to(dx, pshape)
+            dx = dx * live
+            return dx, dx, dwb
 
-        return wq, grad
+        return e, grad
 
-    return fn(w, f_var)
+    return fn(i_var, f_var, wb)
 
 
 def train_bits(k: Any, i_var: Any, f_var: Any) -> Any:

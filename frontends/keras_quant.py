@@ -133,15 +133,18 @@ class Quantizer(keras.layers.Layer):
         return read(self.k), rnd(read(self.i)), rnd(read(self.f))
 
     def call(self, x: Any, training: Any = None) -> Any:
-        k, i, f = self.kif()
         if self._trace is not None:
-            return self._record(x, f)
+            return self._record(x, self.kif()[2])
         if training:
             axes = self._reduce_axes(len(x.shape))
             kv, iv, fv = (read(v) for v in (self.k, self.i, self.f))
-            if self.wraps:
-                self._track(ops.stop_gradient(x), iv, fv)
-            return train_quantize(x, kv, iv, fv, self.round_mode, None if self.wraps else self.overflow_mode, axes)
+            if not self.wraps:
+                return train_quantize(x, kv, iv, fv, self.round_mode, self.overflow_mode, axes)
+            # WRAP: round only; the same op yields the integer bits this batch needs
+            out, need = train_quantize(x, kv, iv, fv, self.round_mode, None, axes, track=True)
+            self.i.assign(ops.maximum(iv - self.i_decay, need))
+            return out
+        k, i, f = self.kif()
         return quantize_exact(x, k, i, f, self.round_mode, self.overflow_mode)
 
     def _reduce_axes(self, rank: int) -> tuple[int, ...]:
@@ -150,17 +153,6 @@ class Quantizer(keras.layers.Layer):
         if self.granularity == "channel":
             return tuple(range(rank - 1))
         return tuple(range(rank))
-
-    def _track(self, x: Any, i: Any, f: Any) -> None:
-        """Running integer bits of a WRAP quantizer: ``2**i >= max|x| + 2**-f`` holds every rounded value.
-
-        (log2 may be an ulp off here; calibration sets the final, exact value.)
-        """
-        amax = ops.max(ops.abs(x), axis=self._reduce_axes(len(x.shape)))
-        if tuple(amax.shape) != tuple(self.i.shape):
-            amax = ops.reshape(amax, self.i.shape)
-        need = ops.ceil(ops.log2(amax + exp2(-ops.floor(f + 0.5))))
-        self.i.assign(ops.maximum(i - self.i_decay, need))
 
     def bits(self) -> Any:
         """Exact width per parameter element, ``max(k + i + f, 0)`` (reports; no gradient)."""
@@ -259,6 +251,15 @@ class WeightQuantizer(keras.layers.Layer):
     def train_bits(self, wq: Any) -> Any:
         """:meth:`bits` with fewer graph nodes (the training regularizer)."""
         return train_weight_bits(wq, read(self.f), self._axes())
+
+    def train_with_bits(self, w: Any) -> tuple[Any, Any]:
+        """Training rounding of ``w`` and the widths of the rounded values, in one fused op.
+
+        The widths are those of :meth:`train_bits` (the regularizer's), computed from the
+        rounded integers; their gradient reaches ``f`` where the value is non-zero.
+        """
+        w = read(w) if isinstance(w, keras.Variable) else w
+        return train_round_weights(w, read(self.f), self.round_mode, self._axes(), bits=True)
 
     def _axes(self) -> tuple[int, ...]:
         """Axes of the constant that share one parameter (reduced in parameter gradients)."""
