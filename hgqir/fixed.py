@@ -163,17 +163,20 @@ class FixedType:
         """
         shape = np.broadcast_shapes(np.shape(lo), np.shape(hi), np.shape(f))
         f = np.broadcast_to(np.asarray(f, dtype=np.int64), shape)
-        with np.errstate(over="ignore", invalid="ignore"):
-            lo = np.floor(np.ldexp(np.broadcast_to(np.asarray(lo, dtype=np.float64), shape), f))
-            hi = np.floor(np.ldexp(np.broadcast_to(np.asarray(hi, dtype=np.float64), shape), f))
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        lo_v = np.broadcast_to(np.asarray(lo, dtype=np.float64), shape)
+        hi_v = np.broadcast_to(np.asarray(hi, dtype=np.float64), shape)
+        if not (np.all(np.isfinite(lo_v)) and np.all(np.isfinite(hi_v))):
             raise VerifyError(
-                "range too large for a fixed-point type: a bound times 2**f exceeds float64 "
-                "(about 2**1024); narrow the operand types before this op"
+                "range too large for a fixed-point type: a bound exceeds float64 (about 2**1024); "
+                "narrow the operand types before this op"
             )
-        # lo and hi are now grid values in LSB units: need 2**(i+f) > hi and 2**(i+f) >= -lo
-        _, e_hi = np.frexp(hi)
-        m_lo, e_lo = np.frexp(-lo)
+        with np.errstate(over="ignore", invalid="ignore"):
+            lo = np.floor(np.ldexp(lo_v, f))
+            hi = np.floor(np.ldexp(hi_v, f))
+        # lo and hi are now grid values in LSB units: need 2**(i+f) > hi and 2**(i+f) >= -lo.
+        # Where v * 2**f overflows, v is already on the grid (its ulp exceeds 2**-f), so the
+        # exponent of v plus f is the exponent in LSB units.
+        e_hi, e_lo, m_lo = _lsb_exponents(lo, hi, lo_v, hi_v, f)
         need_hi = np.where(hi > 0, e_hi, np.iinfo(np.int32).min)
         need_lo = np.where(lo < 0, np.where(m_lo == 0.5, e_lo - 1, e_lo), np.iinfo(np.int32).min)
         zero = (hi <= 0) & (lo >= 0)
@@ -280,6 +283,16 @@ class FixedType:
             k, i, f = self.scalar()
             return f"FixedType({list(self.shape)}, k={k}, i={i}, f={f})"
         return f"FixedType({list(self.shape)}, {summary(self)})"
+
+
+def _lsb_exponents(
+    lo: np.ndarray, hi: np.ndarray, lo_v: np.ndarray, hi_v: np.ndarray, f: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """frexp exponents of ``hi`` and ``-lo`` in LSB units (and -lo's mantissa), overflow-safe."""
+    big_hi, big_lo = ~np.isfinite(hi), ~np.isfinite(lo)
+    _, e_hi = np.frexp(np.where(big_hi, hi_v, hi))
+    m_lo, e_lo = np.frexp(np.where(big_lo, -lo_v, -lo))
+    return np.where(big_hi, e_hi + f, e_hi), np.where(big_lo, e_lo + f, e_lo), m_lo
 
 
 def _is_constant(a: np.ndarray) -> bool:
