@@ -53,8 +53,7 @@ def build_network(seed: int = 0) -> Graph:
         x = g.add(OpKind.DENSE, [x, w, bias], name=f"dense{n}").result
         if n < len(LAYERS) - 2:
             x = g.add(OpKind.RELU, [x], name=f"relu{n}").result
-            q = g.add(OpKind.QUANT, [x], {"round": "RND", "overflow": "SAT"}, types=[_act_type(b, rng)],
-                      name=f"act{n}")
+            q = g.add(OpKind.QUANT, [x], {"round": "RND", "overflow": "SAT"}, types=[_act_type(b, rng)], name=f"act{n}")
             x = q.result
     g.output(x)
     g.verify()
@@ -73,8 +72,13 @@ def measure(g: Graph, x: np.ndarray, repeat: int, limits: dict[str, int] | None 
             cpus.append(time.process_time() - c0)
     n = x.shape[0]
     best, median = min(walls), float(np.median(walls))
-    return {"best_s": best, "median_s": median, "cpu_s": min(cpus), "samples_per_s": n / best,
-            "median_samples_per_s": n / median}
+    return {
+        "best_s": best,
+        "median_s": median,
+        "cpu_s": min(cpus),
+        "samples_per_s": n / best,
+        "median_samples_per_s": n / median,
+    }
 
 
 def check_exact(g: Graph, x: np.ndarray) -> bool:
@@ -98,21 +102,34 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     }
     fast = rows["Graph.run (fused float64)"]
     result = {
-        "benchmark": "interp", "network": "-".join(map(str, LAYERS)), "weight_bits": BITS,
-        "activation_bits": BITS, "samples": args.samples, "repeat": args.repeat, **fast,
-        "cpu_samples_per_s": args.samples / fast["cpu_s"], "paths": rows,
+        "benchmark": "interp",
+        "network": "-".join(map(str, LAYERS)),
+        "weight_bits": BITS,
+        "activation_bits": BITS,
+        "samples": args.samples,
+        "repeat": args.repeat,
+        **fast,
+        "cpu_samples_per_s": args.samples / fast["cpu_s"],
+        "paths": rows,
         "exact_vs_int64": check_exact(g, x[:20_000]),
-        "goal_samples_per_s": GOAL, "meets_goal": fast["samples_per_s"] >= GOAL,
-        "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+        "goal_samples_per_s": GOAL,
+        "meets_goal": fast["samples_per_s"] >= GOAL,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
         "numpy": np.__version__,
     }
     print(f"network {result['network']}, {args.samples} samples, best of {args.repeat}")
     print(f"{'path':<28}{'best s':>9}{'median s':>10}{'cpu s':>8}{'samples/s':>13}{'median/s':>13}")
     for name, r in rows.items():
-        print(f"{name:<28}{r['best_s']:>9.4f}{r['median_s']:>10.4f}{r['cpu_s']:>8.3f}"
-              f"{r['samples_per_s']:>13,.0f}{r['median_samples_per_s']:>13,.0f}")
-    print(f"goal {GOAL:,} samples/s: {'met' if result['meets_goal'] else 'NOT met'}; "
-          f"bit-identical to the int64 path: {result['exact_vs_int64']}")
+        print(
+            f"{name:<28}{r['best_s']:>9.4f}{r['median_s']:>10.4f}{r['cpu_s']:>8.3f}"
+            f"{r['samples_per_s']:>13,.0f}{r['median_samples_per_s']:>13,.0f}"
+        )
+    print(
+        f"goal {GOAL:,} samples/s: {'met' if result['meets_goal'] else 'NOT met'}; "
+        f"bit-identical to the int64 path: {result['exact_vs_int64']}"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -71,9 +71,15 @@ def measure(n_weights: int) -> dict[str, Any]:
     text, dump_s, dump_mib = timed(hgqir.dumps, g)
     g2, load_s, load_mib = timed(hgqir.loads, text)
     return {
-        "weights": n, "text_mib": len(text) / 2**20, "dumps_s": dump_s, "loads_s": load_s,
-        "total_s": dump_s + load_s, "dumps_peak_mib": dump_mib, "loads_peak_mib": load_mib,
-        "weights_int64_mib": n * 4 * 8 / 2**20, "round_trip_identical": hgqir.dumps(g2) == text,
+        "weights": n,
+        "text_mib": len(text) / 2**20,
+        "dumps_s": dump_s,
+        "loads_s": load_s,
+        "total_s": dump_s + load_s,
+        "dumps_peak_mib": dump_mib,
+        "loads_peak_mib": load_mib,
+        "weights_int64_mib": n * 4 * 8 / 2**20,
+        "round_trip_identical": hgqir.dumps(g2) == text,
     }
 
 
@@ -84,15 +90,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     sizes = [measure(args.weights // 4), measure(args.weights)]
     main_row = sizes[-1]
-    result = {"benchmark": "textio", **main_row, "sizes": sizes, "goal_s": GOAL_S,
-              "meets_goal": main_row["total_s"] < GOAL_S}
+    result = {
+        "benchmark": "textio",
+        **main_row,
+        "sizes": sizes,
+        "goal_s": GOAL_S,
+        "meets_goal": main_row["total_s"] < GOAL_S,
+    }
     print("per-element-typed weights; weights as int64 arrays (mantissa, k, i, f) for scale")
-    print(f"{'weights':>10}{'text MiB':>10}{'int64 MiB':>11}{'dumps s':>9}{'peak MiB':>10}{'loads s':>9}{'peak MiB':>10}")
+    print(
+        f"{'weights':>10}{'text MiB':>10}{'int64 MiB':>11}{'dumps s':>9}{'peak MiB':>10}{'loads s':>9}{'peak MiB':>10}"
+    )
     for r in sizes:
-        print(f"{r['weights']:>10,}{r['text_mib']:>10.1f}{r['weights_int64_mib']:>11.1f}{r['dumps_s']:>9.2f}"
-              f"{r['dumps_peak_mib']:>10.1f}{r['loads_s']:>9.2f}{r['loads_peak_mib']:>10.1f}")
-    print(f"total {main_row['total_s']:.2f} s for {main_row['weights']:,} weights (goal < {GOAL_S:.0f} s); "
-          f"dumps(loads(text)) == text: {main_row['round_trip_identical']}")
+        print(
+            f"{r['weights']:>10,}{r['text_mib']:>10.1f}{r['weights_int64_mib']:>11.1f}{r['dumps_s']:>9.2f}"
+            f"{r['dumps_peak_mib']:>10.1f}{r['loads_s']:>9.2f}{r['loads_peak_mib']:>10.1f}"
+        )
+    print(
+        f"total {main_row['total_s']:.2f} s for {main_row['weights']:,} weights (goal < {GOAL_S:.0f} s); "
+        f"dumps(loads(text)) == text: {main_row['round_trip_identical']}"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -25,10 +25,33 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "FixedType", "Graph", "HgqirError", "Op", "OpKind", "OverflowMode", "ParseError", "PassManager",
-    "PipelineError", "RoundMode", "UnsupportedOpError", "Value", "VerifyError", "ap_type_name", "bops",
-    "dumps", "emit", "from_keras", "from_torch", "load", "loads", "quantize", "quantize_keras",
-    "quantize_torch", "save", "summary", "verify",
+    "FixedType",
+    "Graph",
+    "HgqirError",
+    "Op",
+    "OpKind",
+    "OverflowMode",
+    "ParseError",
+    "PassManager",
+    "PipelineError",
+    "RoundMode",
+    "UnsupportedOpError",
+    "Value",
+    "VerifyError",
+    "ap_type_name",
+    "bops",
+    "dumps",
+    "emit",
+    "from_keras",
+    "from_torch",
+    "load",
+    "loads",
+    "quantize",
+    "quantize_keras",
+    "quantize_torch",
+    "save",
+    "summary",
+    "verify",
 ]
 
 

@@ -144,10 +144,15 @@ def quant_plan(
         w = np.maximum(dst.width, 1)
         wrap = (np.where(dst.k == 1, np.ldexp(1.0, w - 1), 0.0), np.ldexp(1.0, w))
     return QuantPlan(
-        np.where(live, np.ldexp(1.0, np.where(live, -shift, 0)), 0.0), half, fn, rmode, overflow,
+        np.where(live, np.ldexp(1.0, np.where(live, -shift, 0)), 0.0),
+        half,
+        fn,
+        rmode,
+        overflow,
         lo if need_lo or overflow is OverflowMode.SAT_ZERO else None,
         hi if need_hi or overflow is OverflowMode.SAT_ZERO else None,
-        wrap, np.where(live, dst.f, 0),
+        wrap,
+        np.where(live, dst.f, 0),
     )
 
 
@@ -349,5 +354,14 @@ def const_exact(v: Value) -> Exact:
     return exact_from_mantissas(v.producer.attrs["data"], v.type)  # type: ignore[union-attr]
 
 
-__all__ = ["Scaled", "QuantPlan", "DensePlan", "quant_plan", "dense_plan", "run_quant", "run_dense",
-           "run_input", "fusable_chain"]
+__all__ = [
+    "Scaled",
+    "QuantPlan",
+    "DensePlan",
+    "quant_plan",
+    "dense_plan",
+    "run_quant",
+    "run_dense",
+    "run_input",
+    "fusable_chain",
+]

@@ -269,9 +269,7 @@ class FixedType:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FixedType):
             return NotImplemented
-        return self.shape == other.shape and all(
-            np.array_equal(getattr(self, n), getattr(other, n)) for n in "kif"
-        )
+        return self.shape == other.shape and all(np.array_equal(getattr(self, n), getattr(other, n)) for n in "kif")
 
     def __hash__(self) -> int:
         if self.is_uniform:

@@ -79,7 +79,6 @@ def prepare_inputs(
     return out, batch
 
 
-
 def with_batch(x: Any, v: Value, batch: int, rank: int = 0) -> Any:
     """A constant-derived (unbatched) runtime value broadcast to ``batch`` rows; others unchanged.
 
@@ -98,8 +97,10 @@ def data_args(op: Op, values: list[Any], batch: int) -> list[Any]:
     n_data = op.rule.data_operands
     n_data = len(values) if n_data < 0 else n_data
     rank = len(op.results[0].shape) if op.results else 0
-    return [with_batch(x, v, batch, rank) if n < n_data else x
-            for n, (x, v) in enumerate(zip(values, op.operands, strict=True))]
+    return [
+        with_batch(x, v, batch, rank) if n < n_data else x
+        for n, (x, v) in enumerate(zip(values, op.operands, strict=True))
+    ]
 
 
 def _eval_op(op: Op, args: list[Exact], casts: list[bool]) -> list[Exact]:
@@ -174,8 +175,9 @@ _POOL: list[ThreadPoolExecutor] = []
 def _pool() -> ThreadPoolExecutor:
     """Worker threads for blocks of rows: numpy and BLAS release the GIL, so blocks overlap."""
     if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
-                                        thread_name_prefix="hgqir-run"))
+        _POOL.append(
+            ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="hgqir-run")
+        )
     return _POOL[0]
 
 

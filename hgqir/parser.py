@@ -49,8 +49,9 @@ class Parser:
             self.op_lines[id(g.ops[-1])] = n + 1
         if not g.ops_of(OpKind.OUTPUT):
             last = max((n for n in range(body_end) if self.lines[n].strip()), default=0)
-            raise ParseError("no output op: the text ends before any 'output' line (truncated?)",
-                             last + 1, 1, self.lines[last])
+            raise ParseError(
+                "no output op: the text ends before any 'output' line (truncated?)", last + 1, 1, self.lines[last]
+            )
         self._verify(g)
         return g
 
@@ -70,8 +71,12 @@ class Parser:
         if not m:
             raise ParseError("expected a header such as 'hgqir 1 @main'", 1, 1, text)
         if m.group(3):
-            raise ParseError("elided text (summaries instead of tables) cannot be loaded; dump without elide",
-                             1, m.start(3) + 2, text)
+            raise ParseError(
+                "elided text (summaries instead of tables) cannot be loaded; dump without elide",
+                1,
+                m.start(3) + 2,
+                text,
+            )
         if int(m.group(1)) != 1:
             raise ParseError(f"unsupported format version {m.group(1)} (this hgqir reads 1)", 1, 7, text)
         name = m.group(2)
@@ -96,8 +101,9 @@ class Parser:
                 raise ParseError("expected a table header such as '$t0 = types [4, 2] {'", n + 1, 1, text)
             name, kind = m.group(1), m.group(2)
             if (kind == "types") != name.startswith("$t"):
-                raise ParseError(f"{name} must be a {'types' if name.startswith('$t') else 'data'} table",
-                                 n + 1, 1, text)
+                raise ParseError(
+                    f"{name} must be a {'types' if name.startswith('$t') else 'data'} table", n + 1, 1, text
+                )
             shape = tuple(int(s) for s in m.group(3).replace(",", " ").split())
             if not dims_ok(shape):
                 raise ParseError(f"bad table shape {list(shape)}: fewer than 2**40 elements please", n + 1, 1, text)
@@ -106,9 +112,12 @@ class Parser:
             close = n + 1 + rows
             if len(body) < rows or close >= len(self.lines) or self.lines[close] != "}":
                 got = self.lines[close] if close < len(self.lines) else "end of file"
-                raise ParseError(f"table {name} needs {rows} row(s) then '}}', found {got!r} (truncated?)",
-                                 min(close, len(self.lines)) + 1 if close < len(self.lines) else len(self.lines),
-                                 1, self.lines[min(close, len(self.lines) - 1)])
+                raise ParseError(
+                    f"table {name} needs {rows} row(s) then '}}', found {got!r} (truncated?)",
+                    min(close, len(self.lines)) + 1 if close < len(self.lines) else len(self.lines),
+                    1,
+                    self.lines[min(close, len(self.lines) - 1)],
+                )
             if kind == "types":
                 self.types[name] = self._types_table(shape, body, n + 2)
             else:
@@ -121,7 +130,7 @@ class Parser:
             prefix = f"  {letter}: "
             if not text.startswith(prefix) and text != prefix.rstrip():
                 raise ParseError(f"expected row '{letter}: ...'", lineno + off, 1, text)
-            arrays.append(self._ints_row(text[len(prefix):], shape, lineno + off, text, collapse=True))
+            arrays.append(self._ints_row(text[len(prefix) :], shape, lineno + off, text, collapse=True))
         if any(a.dtype == object or (a.size and np.abs(a).max() > MAX_BITS) for a in arrays):
             raise ParseError(f"bad type table: k, i and f must lie within +-{MAX_BITS}", lineno, 1, body[0])
         try:
@@ -139,8 +148,9 @@ class Parser:
             toks_arr = self._to_int(toks, lineno, line)
             return np.broadcast_to(toks_arr[0], shape)
         if len(toks) != size:
-            raise ParseError(f"expected {size} integers for shape {list(shape)}, found {len(toks)}",
-                             lineno, 1, line[:200])
+            raise ParseError(
+                f"expected {size} integers for shape {list(shape)}, found {len(toks)}", lineno, 1, line[:200]
+            )
         return self._to_int(toks, lineno, line).reshape(shape)
 
     def _to_int(self, toks: list[str], lineno: int, line: str) -> np.ndarray:
@@ -151,8 +161,9 @@ class Parser:
                 return np.array([int(t) for t in toks], dtype=object)
             except ValueError:
                 bad = next(t for t in toks if not re.fullmatch(r"-?\d+", t))
-                raise ParseError(f"expected an integer, found {bad!r}", lineno, line.find(bad) + 1,
-                                 line[:200]) from None
+                raise ParseError(
+                    f"expected an integer, found {bad!r}", lineno, line.find(bad) + 1, line[:200]
+                ) from None
         return arr
 
     # -------------------------------------------------------------- ops
@@ -184,8 +195,17 @@ class Parser:
             raise ln.error(f"{len(results)} result(s) but {len(types)} type(s)", tok)
         self._build(g, ln, tok, kind, operands, attrs, types, results)
 
-    def _build(self, g: Graph, ln: Line, tok: Tok, kind: OpKind, operands: list[Value], attrs: dict[str, Any],
-               types: list[FixedType], results: list[str]) -> None:
+    def _build(
+        self,
+        g: Graph,
+        ln: Line,
+        tok: Tok,
+        kind: OpKind,
+        operands: list[Value],
+        attrs: dict[str, Any],
+        types: list[FixedType],
+        results: list[str],
+    ) -> None:
         """Add the op; any inconsistency (count, shapes, constants) points at the op name."""
         for name in results:
             if name in g._names:

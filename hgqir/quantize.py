@@ -216,8 +216,13 @@ def quantize(
 
 
 def quantize_mantissas(
-    m: np.ndarray, scale: int, k: np.ndarray, i: np.ndarray, f: np.ndarray,
-    rmode: RoundMode, omode: OverflowMode,
+    m: np.ndarray,
+    scale: int,
+    k: np.ndarray,
+    i: np.ndarray,
+    f: np.ndarray,
+    rmode: RoundMode,
+    omode: OverflowMode,
 ) -> np.ndarray:
     """Mantissas (units of each element's own ``2**-f``) of ``m * 2**-scale`` quantized to ``(k, i, f)``.
 
@@ -250,8 +255,12 @@ def _float_as_int(x: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _quantize_int(
-    m: np.ndarray, shift: np.ndarray, k: np.ndarray, width: np.ndarray,
-    rmode: RoundMode, omode: OverflowMode,
+    m: np.ndarray,
+    shift: np.ndarray,
+    k: np.ndarray,
+    width: np.ndarray,
+    rmode: RoundMode,
+    omode: OverflowMode,
 ) -> np.ndarray:
     """Integer path: round ``m / 2**shift`` and handle overflow in int64, or Python ints if needed."""
     in_bits = magnitude_bits(m)

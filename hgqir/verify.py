@@ -33,9 +33,11 @@ def verify(g: Graph) -> None:
         for n, v in enumerate(op.operands):
             if id(v) not in seen:
                 producer = v.producer
-                where = "is defined later (ops are out of order: call g.toposort())" if (
-                    producer is not None and id(producer) in in_graph
-                ) else "has no producer in this graph (dangling value: erased or foreign)"
+                where = (
+                    "is defined later (ops are out of order: call g.toposort())"
+                    if (producer is not None and id(producer) in in_graph)
+                    else "has no producer in this graph (dangling value: erased or foreign)"
+                )
                 _fail(g, op, f"operand {n} %{v.name} {where}")
             if op not in v.users:
                 _fail(g, op, f"operand %{v.name} does not list this op as a user (edit with Graph methods)")
@@ -51,8 +53,12 @@ def verify(g: Graph) -> None:
         for v in op.results:
             for u in v.users:
                 if id(u) not in in_graph:
-                    _fail(g, op, f"%{v.name} lists a user {u!r} that is not in the graph "
-                                 "(remove ops with Graph.erase, which keeps use-lists right)")
+                    _fail(
+                        g,
+                        op,
+                        f"%{v.name} lists a user {u!r} that is not in the graph "
+                        "(remove ops with Graph.erase, which keeps use-lists right)",
+                    )
     if not g.ops_of(OpKind.OUTPUT):
         raise VerifyError(f"graph {g.name!r} has no output op; add one with g.output(value)")
 

@@ -105,5 +105,3 @@ def _decoder(p: Port) -> Any:
         return np.ldexp(vals, exp) + 0.0
 
     return decode
-
-

@@ -206,9 +206,7 @@ def broadcast_shapes(op: Op, shapes: Sequence[Shape]) -> Shape:
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:
-        raise VerifyError(
-            f"{op.kind.value}: operand shapes {[list(s) for s in shapes]} do not broadcast"
-        ) from None
+        raise VerifyError(f"{op.kind.value}: operand shapes {[list(s) for s in shapes]} do not broadcast") from None
 
 
 def is_enum(value: Any) -> bool:

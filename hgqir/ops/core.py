@@ -56,31 +56,53 @@ def _quant_eval(op: Op, args: list[Exact]) -> list[Exact]:
 
 register(
     OpRule(
-        OpKind.INPUT, (0, 0), 1,
+        OpKind.INPUT,
+        (0, 0),
+        1,
         {"round": Attr("round", "TRN"), "overflow": Attr("overflow", "WRAP")},
-        shapes=lambda op: [op.results[0].shape], infer=_own_type, eval=_input_eval, casts_itself=True,
+        shapes=lambda op: [op.results[0].shape],
+        infer=_own_type,
+        eval=_input_eval,
+        casts_itself=True,
         doc="Graph input; external float data is converted into its type with `round`/`overflow`.",
     )
 )
 register(
     OpRule(
-        OpKind.CONST, (0, 0), 1, {"data": Attr("array", required=True)},
-        shapes=_const_shapes, infer=_own_type, eval=_const_eval, check=_const_check, casts_itself=True,
+        OpKind.CONST,
+        (0, 0),
+        1,
+        {"data": Attr("array", required=True)},
+        shapes=_const_shapes,
+        infer=_own_type,
+        eval=_const_eval,
+        check=_const_check,
+        casts_itself=True,
         doc="Bit-true constant: integer mantissas `data`, value = data * 2**-f per element.",
     )
 )
 register(
     OpRule(
-        OpKind.QUANT, (1, 1), 1,
+        OpKind.QUANT,
+        (1, 1),
+        1,
         {"round": Attr("round", "TRN"), "overflow": Attr("overflow", "WRAP")},
-        shapes=same_shape, infer=_quant_infer, eval=_quant_eval, casts_itself=True,
+        shapes=same_shape,
+        infer=_quant_infer,
+        eval=_quant_eval,
+        casts_itself=True,
         doc="Quantize to the result type (per element) with the given rounding and overflow modes.",
     )
 )
 register(
     OpRule(
-        OpKind.OUTPUT, (1, 1), 0, {"name": Attr("str", "out")},
-        shapes=lambda op: [], infer=lambda op: [], eval=lambda op, args: [],
+        OpKind.OUTPUT,
+        (1, 1),
+        0,
+        {"name": Attr("str", "out")},
+        shapes=lambda op: [],
+        infer=lambda op: [],
+        eval=lambda op, args: [],
         doc="Marks a graph output.",
     )
 )

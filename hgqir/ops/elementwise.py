@@ -93,22 +93,39 @@ def _relu_eval(op: Op, args: list[Exact]) -> list[Exact]:
 for _kind, _sym in ((OpKind.ADD, "+"), (OpKind.SUB, "-")):
     register(
         OpRule(
-            _kind, (2, 2), 1, {},
-            shapes=_binary_shapes, infer=_addsub_infer, eval=_addsub_eval, bops=_addsub_bops,
+            _kind,
+            (2, 2),
+            1,
+            {},
+            shapes=_binary_shapes,
+            infer=_addsub_infer,
+            eval=_addsub_eval,
+            bops=_addsub_bops,
             doc=f"Elementwise a {_sym} b with numpy broadcasting.",
         )
     )
 register(
     OpRule(
-        OpKind.MUL, (2, 2), 1, {},
-        shapes=_binary_shapes, infer=_mul_infer, eval=_mul_eval, bops=_mul_bops,
+        OpKind.MUL,
+        (2, 2),
+        1,
+        {},
+        shapes=_binary_shapes,
+        infer=_mul_infer,
+        eval=_mul_eval,
+        bops=_mul_bops,
         doc="Elementwise a * b with numpy broadcasting.",
     )
 )
 register(
     OpRule(
-        OpKind.RELU, (1, 1), 1, {},
-        shapes=lambda op: [op.operands[0].shape], infer=_relu_infer, eval=_relu_eval,
+        OpKind.RELU,
+        (1, 1),
+        1,
+        {},
+        shapes=lambda op: [op.operands[0].shape],
+        infer=_relu_infer,
+        eval=_relu_eval,
         doc="max(x, 0).",
     )
 )

@@ -130,9 +130,17 @@ def _dense_bops(op: Op) -> float:
 
 register(
     OpRule(
-        OpKind.DENSE, (2, 3), 1, {},
-        shapes=_dense_shapes, infer=_dense_infer, eval=_dense_eval, bops=_dense_bops,
-        check=_check_consts, operand_names=("x", "w", "b"), data_operands=1,
+        OpKind.DENSE,
+        (2, 3),
+        1,
+        {},
+        shapes=_dense_shapes,
+        infer=_dense_infer,
+        eval=_dense_eval,
+        bops=_dense_bops,
+        check=_check_consts,
+        operand_names=("x", "w", "b"),
+        data_operands=1,
         doc="y[..., o] = sum_j x[..., j] * w[j, o] + b[o]; w and b are constants.",
     )
 )
@@ -168,9 +176,7 @@ def unfold(a: np.ndarray, op: Op, fill: Any, batched: bool) -> np.ndarray:
     return win.reshape(*win.shape[: win.ndim - len(op.attrs["stride"]) - 1], -1)
 
 
-def windows(
-    a: np.ndarray, kernel: Shape, stride: Shape, pad: Any, fill: Any, batched: bool
-) -> np.ndarray:
+def windows(a: np.ndarray, kernel: Shape, stride: Shape, pad: Any, fill: Any, batched: bool) -> np.ndarray:
     """Sliding windows ``[..., *out_spatial, *kernel, C]`` of channels-last ``a`` padded with ``fill``."""
     nd = len(kernel)
     lead = 1 if batched else 0
@@ -220,9 +226,17 @@ _CONV_ATTRS = {"stride": Attr("ints", required=True), "pad": Attr("pads", requir
 for _kind, _doc in ((OpKind.CONV1D, "[L, C]"), (OpKind.CONV2D, "[H, W, C]")):
     register(
         OpRule(
-            _kind, (2, 3), 1, _CONV_ATTRS,
-            shapes=_conv_shapes, infer=_conv_infer, eval=_conv_eval, bops=_conv_bops,
-            check=_check_consts, operand_names=("x", "w", "b"), data_operands=1,
+            _kind,
+            (2, 3),
+            1,
+            _CONV_ATTRS,
+            shapes=_conv_shapes,
+            infer=_conv_infer,
+            eval=_conv_eval,
+            bops=_conv_bops,
+            check=_check_consts,
+            operand_names=("x", "w", "b"),
+            data_operands=1,
             doc=f"Channels-last convolution of x {_doc} with explicit zero padding `pad` "
             "((before, after) per spatial axis) and `stride`; w and b are constants.",
         )
@@ -267,9 +281,17 @@ def _bn_bops(op: Op) -> float:
 
 register(
     OpRule(
-        OpKind.BATCHNORM, (3, 3), 1, {},
-        shapes=_bn_shapes, infer=_bn_infer, eval=_bn_eval, bops=_bn_bops,
-        check=_check_consts, operand_names=("x", "scale", "offset"), data_operands=1,
+        OpKind.BATCHNORM,
+        (3, 3),
+        1,
+        {},
+        shapes=_bn_shapes,
+        infer=_bn_infer,
+        eval=_bn_eval,
+        bops=_bn_bops,
+        check=_check_consts,
+        operand_names=("x", "scale", "offset"),
+        data_operands=1,
         doc="Per-channel affine y = x * scale[c] + offset[c] over the last axis (folded batchnorm).",
     )
 )

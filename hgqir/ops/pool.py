@@ -102,22 +102,45 @@ for _kind in _WINDOWED:
         attrs["count_pad"] = Attr("bool", True)
     register(
         OpRule(
-            _kind, (1, 1), 1, attrs, shapes=_pool_shapes, infer=_pool_infer, eval=_pool_eval,
+            _kind,
+            (1, 1),
+            1,
+            attrs,
+            shapes=_pool_shapes,
+            infer=_pool_infer,
+            eval=_pool_eval,
             casts_itself=_kind in _AVG,
             doc=("Average" if _kind in _AVG else "Max") + " pooling over windows `pool` with `stride` "
-            "and padding `pad`" + (" (padding counts in the divisor when `count_pad`)." if _kind in _AVG
-                                   else " (padding never wins the max)."),
+            "and padding `pad`"
+            + (
+                " (padding counts in the divisor when `count_pad`)."
+                if _kind in _AVG
+                else " (padding never wins the max)."
+            ),
         )
     )
 register(
     OpRule(
-        OpKind.GLOBAL_MAXPOOL, (1, 1), 1, {}, shapes=_pool_shapes, infer=_pool_infer, eval=_pool_eval,
+        OpKind.GLOBAL_MAXPOOL,
+        (1, 1),
+        1,
+        {},
+        shapes=_pool_shapes,
+        infer=_pool_infer,
+        eval=_pool_eval,
         doc="Max over every axis but the last (channels).",
     )
 )
 register(
     OpRule(
-        OpKind.GLOBAL_AVGPOOL, (1, 1), 1, {}, shapes=_pool_shapes, infer=_pool_infer, eval=_pool_eval,
-        casts_itself=True, doc="Mean over every axis but the last, truncated into the result type.",
+        OpKind.GLOBAL_AVGPOOL,
+        (1, 1),
+        1,
+        {},
+        shapes=_pool_shapes,
+        infer=_pool_infer,
+        eval=_pool_eval,
+        casts_itself=True,
+        doc="Mean over every axis but the last, truncated into the result type.",
     )
 )

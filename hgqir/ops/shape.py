@@ -72,22 +72,34 @@ def _transpose_eval(op: Op, args: list[Exact]) -> list[Exact]:
 
 register(
     OpRule(
-        OpKind.CONCAT, (1, -1), 1, {"axis": Attr("int", required=True)},
-        shapes=_concat_shapes, infer=_concat_infer, eval=_concat_eval,
+        OpKind.CONCAT,
+        (1, -1),
+        1,
+        {"axis": Attr("int", required=True)},
+        shapes=_concat_shapes,
+        infer=_concat_infer,
+        eval=_concat_eval,
         doc="Concatenate along `axis` (unbatched axes).",
     )
 )
 register(
     OpRule(
-        OpKind.RESHAPE, (1, 1), 1, {"shape": Attr("ints", required=True)},
-        shapes=_reshape_shapes, infer=lambda op: [op.operands[0].type.reshape(op.attrs["shape"])],
+        OpKind.RESHAPE,
+        (1, 1),
+        1,
+        {"shape": Attr("ints", required=True)},
+        shapes=_reshape_shapes,
+        infer=lambda op: [op.operands[0].type.reshape(op.attrs["shape"])],
         eval=_reshape_eval,
         doc="Row-major reshape to `shape` (flatten is reshape to one axis).",
     )
 )
 register(
     OpRule(
-        OpKind.TRANSPOSE, (1, 1), 1, {"perm": Attr("ints", required=True)},
+        OpKind.TRANSPOSE,
+        (1, 1),
+        1,
+        {"perm": Attr("ints", required=True)},
         shapes=_transpose_shapes,
         infer=lambda op: [op.operands[0].type.map(lambda a: a.transpose(op.attrs["perm"]))],
         eval=_transpose_eval,

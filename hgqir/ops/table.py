@@ -101,8 +101,13 @@ def make_table(
 
 
 def build_lut(
-    g: Graph, x: Value, fn: Callable[[np.ndarray], np.ndarray], out_kif: tuple[int, int, int],
-    func: str = "", name: str = "lut", **modes: Any,
+    g: Graph,
+    x: Value,
+    fn: Callable[[np.ndarray], np.ndarray],
+    out_kif: tuple[int, int, int],
+    func: str = "",
+    name: str = "lut",
+    **modes: Any,
 ) -> Value:
     """Add ``lut`` of ``fn`` applied to ``x`` (table built over x's union type)."""
     data, t = make_table(fn, x.type.union(), out_kif, **modes)
@@ -112,9 +117,17 @@ def build_lut(
 
 register(
     OpRule(
-        OpKind.LUT, (2, 2), 1, {"func": Attr("str", "")},
-        shapes=lambda op: [op.operands[0].shape], infer=_lut_infer, eval=_lut_eval, check=_lut_check,
-        casts_itself=False, operand_names=("x", "table"), data_operands=1,
+        OpKind.LUT,
+        (2, 2),
+        1,
+        {"func": Attr("str", "")},
+        shapes=lambda op: [op.operands[0].shape],
+        infer=_lut_infer,
+        eval=_lut_eval,
+        check=_lut_check,
+        casts_itself=False,
+        operand_names=("x", "table"),
+        data_operands=1,
         doc="y = table[x - lowest(x)] over x's union type; `func` names the function for humans.",
     )
 )
@@ -160,8 +173,14 @@ def _sm_eval(op: Op, args: list[Exact]) -> list[Exact]:
 
 register(
     OpRule(
-        OpKind.SOFTMAX, (3, 3), 1, {"inv_in": Attr("kif", required=True)},
-        shapes=_sm_shapes, infer=_sm_infer, eval=_sm_eval, operand_names=("x", "exp_table", "inv_table"),
+        OpKind.SOFTMAX,
+        (3, 3),
+        1,
+        {"inv_in": Attr("kif", required=True)},
+        shapes=_sm_shapes,
+        infer=_sm_infer,
+        eval=_sm_eval,
+        operand_names=("x", "exp_table", "inv_table"),
         data_operands=1,
         doc="Table softmax over the last axis (see module docstring for the exact recipe).",
     )

@@ -92,5 +92,7 @@ class GraphGen:
 
     def inputs(self, n: int) -> list[np.ndarray]:
         """Data partly inside, partly far outside each input's range (wrap/saturation)."""
-        return [np.concatenate([rand_values(self.rng, v.type, n // 2),
-                                self.rng.normal(0, 50, (n - n // 2, *v.shape))]) for v in self.g.inputs]
+        return [
+            np.concatenate([rand_values(self.rng, v.type, n // 2), self.rng.normal(0, 50, (n - n // 2, *v.shape))])
+            for v in self.g.inputs
+        ]

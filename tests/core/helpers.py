@@ -19,8 +19,12 @@ ALL_PATHS = ({}, {"float_bits": 0}, {"float_bits": 0, "int_bits": 0})
 
 
 def rand_type(
-    rng: np.random.Generator, shape: tuple[int, ...], k: Any = None, bits: tuple[int, int] = (1, 8),
-    i_range: tuple[int, int] = (-3, 5), pruned: float = 0.0,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    k: Any = None,
+    bits: tuple[int, int] = (1, 8),
+    i_range: tuple[int, int] = (-3, 5),
+    pruned: float = 0.0,
 ) -> FixedType:
     """Random per-element type; a fraction ``pruned`` of the elements gets width 0."""
     k = rng.integers(0, 2, size=shape) if k is None else np.broadcast_to(k, shape)
@@ -49,8 +53,11 @@ def inputs_graph(types: list[FixedType], name: str = "g") -> tuple[Graph, list[V
 
 
 def single_op(
-    kind: OpKind, types: list[FixedType], attrs: dict[str, Any] | None = None,
-    consts: list[tuple[np.ndarray, FixedType]] = (), result: FixedType | None = None,
+    kind: OpKind,
+    types: list[FixedType],
+    attrs: dict[str, Any] | None = None,
+    consts: list[tuple[np.ndarray, FixedType]] = (),
+    result: FixedType | None = None,
 ) -> Graph:
     """Graph: inputs of ``types``, constants (mantissas, type), one ``kind`` op, its output."""
     g, xs = inputs_graph(types)

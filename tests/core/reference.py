@@ -61,8 +61,10 @@ def ref_quantize_one(x: Any, k: int, i: int, f: int, round: str = "RND", overflo
 def ref_quantize(x: Any, k: Any, i: Any, f: Any, round: str = "RND", overflow: str = "WRAP") -> np.ndarray:
     """Elementwise :func:`ref_quantize_one` with numpy broadcasting; returns float64 (exact up to 53 bits)."""
     x, k, i, f = np.broadcast_arrays(np.asarray(x, dtype=object), k, i, f)
-    out = [float(ref_quantize_one(a, int(b), int(c), int(d), round, overflow)) for a, b, c, d in
-           zip(x.flat, k.flat, i.flat, f.flat, strict=True)]
+    out = [
+        float(ref_quantize_one(a, int(b), int(c), int(d), round, overflow))
+        for a, b, c, d in zip(x.flat, k.flat, i.flat, f.flat, strict=True)
+    ]
     return np.array(out, dtype=np.float64).reshape(x.shape)
 
 

@@ -64,8 +64,10 @@ def test_wide_input_is_exact() -> None:
     g.output(g.input("x", t, round="RND", overflow="WRAP"))
     x = np.array([[1 / 3, 12345.678, -(2.0**-60)], [-(2.0**29) - 0.1, 2.0**40 + 0.5, 5.0 + 2.0**-50]])
     got = fractions(run_exact(g, [x])["x"])
-    want = [[ref_quantize_one(x[b, j], int(t.k[j]), int(t.i[j]), int(t.f[j]), "RND", "WRAP") for j in range(3)]
-            for b in range(2)]
+    want = [
+        [ref_quantize_one(x[b, j], int(t.k[j]), int(t.i[j]), int(t.f[j]), "RND", "WRAP") for j in range(3)]
+        for b in range(2)
+    ]
     assert got.tolist() == want
     assert want[1][1] == Fraction(1, 2) and want[1][2] == Fraction(5 + 2.0**-50)  # wrapped; kept 52 bits
 
@@ -140,7 +142,11 @@ def test_binary_ops_match_numpy_and_infer_minimal(kind: OpKind) -> None:
         lo, hi, f = corners.min(0), corners.max(0), ta.f + tb.f
     else:
         blo, bhi = (tb.lo, tb.hi) if kind is OpKind.ADD else (-tb.hi, -tb.lo)
-        lo, hi, f = ta.lo + blo, ta.hi + bhi, np.maximum(np.where(ta.zero_mask, -99, ta.f), np.where(tb.zero_mask, -99, tb.f))
+        lo, hi, f = (
+            ta.lo + blo,
+            ta.hi + bhi,
+            np.maximum(np.where(ta.zero_mask, -99, ta.f), np.where(tb.zero_mask, -99, tb.f)),
+        )
     assert got.canonical() == expected_type(lo, hi, f).canonical()
     assert_results_fit(g, a, b)
 
@@ -182,7 +188,9 @@ def test_wide_mul_is_exact() -> None:
     a = np.array([[2.0**20 - 2.0**-24, -(2.0**20)], [12345.000061035156, 1 / 3 - (1 / 3) % 2.0**-24]])
     b = np.array([[2.0**20 - 2.0**-24, 2.0**-24 * 3], [-98765.25, 2.0**-24]])
     got = fractions(run_exact(g, [a, b])["y"])
-    assert got.tolist() == [[Fraction(p) * Fraction(q) for p, q in zip(ra, rb, strict=True)] for ra, rb in zip(a, b, strict=True)]
+    assert got.tolist() == [
+        [Fraction(p) * Fraction(q) for p, q in zip(ra, rb, strict=True)] for ra, rb in zip(a, b, strict=True)
+    ]
     assert g.value("y").type.width.max() > 53
 
 

@@ -35,8 +35,12 @@ def pool_reference(x: np.ndarray, pool, stride, pad, how: str, count_pad: bool =
 
 @pytest.mark.parametrize(
     ("shape", "pool", "stride", "pad"),
-    [((8, 3), (2,), (2,), ((0, 0),)), ((9, 2), (3,), (2,), ((1, 1),)),
-     ((5, 6, 2), (2, 2), (2, 2), ((0, 0), (0, 0))), ((5, 5, 3), (3, 2), (1, 2), ((1, 1), (0, 1)))],
+    [
+        ((8, 3), (2,), (2,), ((0, 0),)),
+        ((9, 2), (3,), (2,), ((1, 1),)),
+        ((5, 6, 2), (2, 2), (2, 2), ((0, 0), (0, 0))),
+        ((5, 5, 3), (3, 2), (1, 2), ((1, 1), (0, 1))),
+    ],
 )
 def test_maxpool(shape, pool, stride, pad) -> None:
     rng = np.random.default_rng(20)

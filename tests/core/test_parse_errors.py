@@ -43,13 +43,36 @@ def parse_error(text: str) -> ParseError:
         ("%y = relu %x : [4] <0,2,3> junk\noutput %y", 3, 28, "unexpected 'junk' at end of op"),
         ("%y = relu %x & [4]\noutput %y", 3, 14, "unexpected character '&'"),
         ("%y = relu %x : [4] <0,2,3>\n%z = relu %y : [4] <0,2,3>", 4, 1, "no output op"),
-        ("%c = const {data = $d0} : [2] <1,2,1>\noutput %c\n\n$d0 = data [2] {\n  1 99\n}", 3, 6,
-         "mantissa 99 outside k=1 i=2 f=1"),
-        ("%c = const {data = $d0} : [2] <1,2,1>\noutput %c\n\n$d0 = data [2] {\n  1 2 3\n}", 7, 1,
-         "expected 2 integers for shape [2], found 3"),
-        ("%c = const {data = $d0} : [2] <1,2,1>\noutput %c\n\n$d0 = data [2] {\n  1 x\n}", 7, 5, "expected an integer, found 'x'"),
-        ("%c = const {data = $d1} : [2] <1,2,1>\noutput %c\n\n$d0 = data [2] {\n  1 2\n}", 3, 20, "undefined data table $d1"),
-        ("%c = const {data = 5} : [2] <1,2,1>\noutput %c", 3, 6, "const gives shape [], but the result type has shape [2]"),
+        (
+            "%c = const {data = $d0} : [2] <1,2,1>\noutput %c\n\n$d0 = data [2] {\n  1 99\n}",
+            3,
+            6,
+            "mantissa 99 outside k=1 i=2 f=1",
+        ),
+        (
+            "%c = const {data = $d0} : [2] <1,2,1>\noutput %c\n\n$d0 = data [2] {\n  1 2 3\n}",
+            7,
+            1,
+            "expected 2 integers for shape [2], found 3",
+        ),
+        (
+            "%c = const {data = $d0} : [2] <1,2,1>\noutput %c\n\n$d0 = data [2] {\n  1 x\n}",
+            7,
+            5,
+            "expected an integer, found 'x'",
+        ),
+        (
+            "%c = const {data = $d1} : [2] <1,2,1>\noutput %c\n\n$d0 = data [2] {\n  1 2\n}",
+            3,
+            20,
+            "undefined data table $d1",
+        ),
+        (
+            "%c = const {data = 5} : [2] <1,2,1>\noutput %c",
+            3,
+            6,
+            "const gives shape [], but the result type has shape [2]",
+        ),
         ("%y = conv1d %x, %x {stride = [a], pad = [[0, 0]]} : [4] <1,2,3>\noutput %y", 3, 30, "attribute stride"),
     ],
 )
@@ -77,7 +100,7 @@ def test_bad_headers(text: str, line: int, message: str) -> None:
 
 def test_truncated_files_point_at_the_end() -> None:
     lines = CANONICAL.split("\n")
-    cut_in_table = "\n".join(lines[:lines.index("$t1 = types [4, 2] {") + 2]) + "\n"
+    cut_in_table = "\n".join(lines[: lines.index("$t1 = types [4, 2] {") + 2]) + "\n"
     err = parse_error(cut_in_table)
     assert "table $t1 needs 3 row(s) then '}'" in str(err) and "truncated" in str(err)
     cut_in_ops = "\n".join(lines[:5]) + "\n"
@@ -96,9 +119,13 @@ def test_mutated_text_never_raises_anything_but_parse_error(data) -> None:
     a = data.draw(st.integers(0, len(text)))
     b = data.draw(st.integers(a, min(len(text), a + 12)))
     edit = data.draw(st.sampled_from(["delete", "truncate", "replace", "duplicate"]))
-    junk = data.draw(st.text(alphabet="%$<>[]{},=:-0123456789abz \n\"", max_size=6))
-    mutated = {"delete": text[:a] + text[b:], "truncate": text[:a], "replace": text[:a] + junk + text[b:],
-               "duplicate": text[:b] + text[a:]}[edit]
+    junk = data.draw(st.text(alphabet='%$<>[]{},=:-0123456789abz \n"', max_size=6))
+    mutated = {
+        "delete": text[:a] + text[b:],
+        "truncate": text[:a],
+        "replace": text[:a] + junk + text[b:],
+        "duplicate": text[:b] + text[a:],
+    }[edit]
     try:
         hgqir.loads(mutated)
     except ParseError as e:
@@ -112,7 +139,9 @@ FUZZ_TEXT = hgqir.dumps(every_op_graph())
 
 def test_fuzz_text_is_valid() -> None:
     assert hgqir.dumps(hgqir.loads(FUZZ_TEXT)) == FUZZ_TEXT
-    assert np.all(np.isfinite(hgqir.loads(FUZZ_TEXT).run(*[np.zeros(v.shape) for v in hgqir.loads(FUZZ_TEXT).inputs])[0]))
+    assert np.all(
+        np.isfinite(hgqir.loads(FUZZ_TEXT).run(*[np.zeros(v.shape) for v in hgqir.loads(FUZZ_TEXT).inputs])[0])
+    )
 
 
 @pytest.mark.parametrize(("bad", "token"), [("- 3", "-"), ("7 -", "-"), ("12-3", "12-3"), ("4.5", "4.5")])
@@ -121,7 +150,7 @@ def test_long_rows_are_checked_token_by_token(bad: str, token: str) -> None:
     row = " ".join(["1"] * 300)
     row = row[: 2 * 150] + bad + row[2 * 150 + 1 :]
     n = len(row.split()) if "-" not in bad or bad == "12-3" else 300
-    text = (f"hgqir 1 @t\n%c = const {{data = $d0}} : [{n}] <1,2,1>\noutput %c\n\n$d0 = data [{n}] {{\n  {row}\n}}\n")
+    text = f"hgqir 1 @t\n%c = const {{data = $d0}} : [{n}] <1,2,1>\noutput %c\n\n$d0 = data [{n}] {{\n  {row}\n}}\n"
     err = parse_error(text)
     assert err.line == 6
     assert f"found {token!r}" in str(err) or "integers for shape" in str(err)
@@ -130,8 +159,10 @@ def test_long_rows_are_checked_token_by_token(bad: str, token: str) -> None:
 def test_long_rows_with_huge_numbers_stay_exact() -> None:
     values = [2**70 + n for n in range(300)]
     row = " ".join(map(str, values))
-    text = (f"hgqir 1 @t\n%c = const {{data = $d0}} : [300] <1,80,0>\noutput %c {{name = \"out\"}}\n\n"
-            f"$d0 = data [300] {{\n  {row}\n}}\n")
+    text = (
+        f'hgqir 1 @t\n%c = const {{data = $d0}} : [300] <1,80,0>\noutput %c {{name = "out"}}\n\n'
+        f"$d0 = data [300] {{\n  {row}\n}}\n"
+    )
     g = hgqir.loads(text)
     assert g.value("c").producer.attrs["data"].tolist() == values
     assert hgqir.dumps(g) == text

@@ -75,8 +75,12 @@ def test_idempotent_in_range_and_on_grid(case, r: str, o: str) -> None:
 
 
 @PROPS
-@given(kif(), st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=30), st.sampled_from(ROUNDS),
-       st.sampled_from(["SAT", "SAT_SYM"]))
+@given(
+    kif(),
+    st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=30),
+    st.sampled_from(ROUNDS),
+    st.sampled_from(["SAT", "SAT_SYM"]),
+)
 def test_monotone_when_saturating(t, xs, r: str, o: str) -> None:
     x = np.sort(np.array(xs))
     q = hgqir.quantize(x, *t, round=r, overflow=o)

@@ -48,20 +48,38 @@ def every_op_graph() -> Graph:
     rng = np.random.default_rng(40)
     g, (x, img) = inputs_graph([rand_type(rng, (6,), pruned=0.2), rand_type(rng, (5, 4, 2))])
     g.meta = {"layout": "channels-last", "n": 3}
-    w = g.const_mantissa(np.array([[1, -2, 0], [3, 0, 1]] * 3), rand_type(rng, (6, 3), k=1, bits=(3, 4), i_range=(0, 1)))
-    wide = g.const_mantissa(np.array([2**90 + 7, -(2**95)], dtype=object), FixedType.uniform((2,), 1, 60, 40), name="wide")
+    w = g.const_mantissa(
+        np.array([[1, -2, 0], [3, 0, 1]] * 3), rand_type(rng, (6, 3), k=1, bits=(3, 4), i_range=(0, 1))
+    )
+    wide = g.const_mantissa(
+        np.array([2**90 + 7, -(2**95)], dtype=object), FixedType.uniform((2,), 1, 60, 40), name="wide"
+    )
     d = g.add(OpKind.DENSE, [x, w]).result
-    q = g.add(OpKind.QUANT, [g.add(OpKind.RELU, [d]).result], {"round": "RND", "overflow": "SAT_SYM"},
-              [FixedType((3,), 0, [1, 2, 0], [3, 2, 0])]).result
+    q = g.add(
+        OpKind.QUANT,
+        [g.add(OpKind.RELU, [d]).result],
+        {"round": "RND", "overflow": "SAT_SYM"},
+        [FixedType((3,), 0, [1, 2, 0], [3, 2, 0])],
+    ).result
     t = g.add(OpKind.TRANSPOSE, [g.add(OpKind.CONCAT, [q, q], {"axis": 0}).result], {"perm": [0]}).result
     s = g.add(OpKind.SUB, [g.add(OpKind.MUL, [t, t]).result, t]).result
-    g.output(g.add(OpKind.ADD, [g.add(OpKind.RESHAPE, [s], {"shape": [2, 3]}).result,
-                                 g.const([[0.5, 0, 1]] * 2, FixedType.uniform((2, 3), 0, 1, 1))]).result)
+    g.output(
+        g.add(
+            OpKind.ADD,
+            [
+                g.add(OpKind.RESHAPE, [s], {"shape": [2, 3]}).result,
+                g.const([[0.5, 0, 1]] * 2, FixedType.uniform((2, 3), 0, 1, 1)),
+            ],
+        ).result
+    )
     cw = g.const_mantissa(np.ones((3, 3, 2, 2), dtype=np.int64), FixedType.uniform((3, 3, 2, 2), 1, 1, 2))
     c = g.add(OpKind.CONV2D, [img, cw], {"stride": [1, 2], "pad": [[1, 1], [0, 1]]}).result
     c = g.add(OpKind.MAXPOOL2D, [c], {"pool": [2, 2], "stride": [2, 1], "pad": [[0, 1], [0, 0]]}).result
-    c = g.add(OpKind.AVGPOOL1D, [g.add(OpKind.RESHAPE, [c], {"shape": [3, 2]}).result],
-              {"pool": [3], "stride": [1], "pad": [[1, 1]], "count_pad": False}).result
+    c = g.add(
+        OpKind.AVGPOOL1D,
+        [g.add(OpKind.RESHAPE, [c], {"shape": [3, 2]}).result],
+        {"pool": [3], "stride": [1], "pad": [[1, 1]], "count_pad": False},
+    ).result
     bn = [g.const_mantissa(np.array([1, -3]), FixedType.uniform((2,), 1, 2, 1), name=n) for n in ("s", "o")]
     c = g.add(OpKind.BATCHNORM, [c, *bn]).result
     g.output(g.add(OpKind.GLOBAL_AVGPOOL, [c]).result, name="pooled")
@@ -74,8 +92,9 @@ def every_op_graph() -> Graph:
 
 def assert_same_results(a: Graph, b: Graph, n: int = 40) -> None:
     rng = np.random.default_rng(41)
-    xs = [np.concatenate([rand_values(rng, v.type, n // 2), rng.normal(0, 9, (n - n // 2, *v.shape))])
-          for v in a.inputs]
+    xs = [
+        np.concatenate([rand_values(rng, v.type, n // 2), rng.normal(0, 9, (n - n // 2, *v.shape))]) for v in a.inputs
+    ]
     ra, rb = run_exact(a, xs), run_exact(b, xs)
     assert list(ra) == list(rb)
     for name in ra:
@@ -90,8 +109,9 @@ def test_canonical_text_round_trips() -> None:
     assert g.run(np.array([0.75, 1.5, -2.5, 1.0])).tolist() == [[4.0, 5.0]]
 
 
-@pytest.mark.parametrize("build", [every_op_graph, lambda: GraphGen(7, wide=True).build(8),
-                                   lambda: GraphGen(8).build(12)])
+@pytest.mark.parametrize(
+    "build", [every_op_graph, lambda: GraphGen(7, wide=True).build(8), lambda: GraphGen(8).build(12)]
+)
 def test_dumps_loads_reproduces_the_graph(build) -> None:
     g = build()
     text = hgqir.dumps(g)

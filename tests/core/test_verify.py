@@ -13,7 +13,9 @@ def small() -> tuple[Graph, Value, Value, Value]:
     g = Graph("v")
     x = g.input("x", FixedType.uniform((4,), 1, 2, 3))
     r = g.add(OpKind.RELU, [x], name="r").result
-    q = g.add(OpKind.QUANT, [r], {"round": "RND", "overflow": "SAT"}, [FixedType.uniform((4,), 0, 2, 2)], name="q").result
+    q = g.add(
+        OpKind.QUANT, [r], {"round": "RND", "overflow": "SAT"}, [FixedType.uniform((4,), 0, 2, 2)], name="q"
+    ).result
     g.output(q)
     g.verify()
     return g, x, r, q

@@ -57,8 +57,16 @@ def sample_graph() -> Graph:
     return g
 
 
-@pytest.mark.parametrize("spec", ["canonicalize,dce{keep-io=true}", "dce", "dce{keep-io=false},canonicalize",
-                                  "canonicalize{max-iterations=3},bops", ""])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "canonicalize,dce{keep-io=true}",
+        "dce",
+        "dce{keep-io=false},canonicalize",
+        "canonicalize{max-iterations=3},bops",
+        "",
+    ],
+)
 def test_spec_prints_back_identically(spec: str) -> None:
     assert str(PassManager.parse(spec)) == spec
 
