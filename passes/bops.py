@@ -33,8 +33,8 @@ from typing import ClassVar
 import numpy as np
 
 from hgqir.ir import Graph, Op, OpKind
+from hgqir.ops.linear import contraction_bits, nonzero_bits
 
-from ._consts import mantissas
 from .base import Pass, register
 
 DSP_BITS = 10
@@ -90,24 +90,10 @@ class BopsReport:
         return "\n".join(lines)
 
 
-def _contraction_bits(op: Op) -> tuple[np.ndarray, np.ndarray]:
-    """Input widths ``[positions, n]`` and non-zero weight widths ``[n, m]`` of a dense/conv."""
-    from hgqir.ops.linear import unfold
-
-    x, w = op.operands[0], op.operands[1]
-    xb = x.type.bits
-    if op.kind is not OpKind.DENSE:
-        xb = unfold(xb, op, 0, False)
-    xb = xb.reshape(-1, xb.shape[-1])
-    m, _ = mantissas(w)
-    wb = np.where(m != 0, w.type.bits, 0).reshape(xb.shape[1], -1)
-    return xb, wb
-
-
 def dsp_split(op: Op, dsp_bits: int = DSP_BITS) -> tuple[float, float]:
     """``(EBOPs of the products on DSPs, number of DSPs)`` of one op."""
     if op.kind in (OpKind.DENSE, OpKind.CONV1D, OpKind.CONV2D):
-        xb, wb = _contraction_bits(op)
+        xb, wb = contraction_bits(op)
         floor = max(dsp_bits, 1)  # pruned operands never need a multiplier
         xs, ws = xb >= floor, wb >= floor
         count = xs.sum(axis=0) @ ws.sum(axis=1)
@@ -118,8 +104,7 @@ def dsp_split(op: Op, dsp_bits: int = DSP_BITS) -> tuple[float, float]:
         a = np.broadcast_to(op.operands[0].type.bits, shape)
         b = np.broadcast_to(op.operands[1].type.bits, shape)
         if op.kind is OpKind.BATCHNORM:
-            m, _ = mantissas(op.operands[1])
-            b = np.broadcast_to(np.where(m != 0, op.operands[1].type.bits, 0), shape)
+            b = np.broadcast_to(nonzero_bits(op.operands[1]), shape)
         on = (a >= max(dsp_bits, 1)) & (b >= max(dsp_bits, 1))
         return float(np.sum(a * b * on)), float(on.sum())
     return 0.0, 0.0

@@ -121,11 +121,26 @@ def _dense_eval(op: Op, args: list[Exact]) -> list[Exact]:
     return [exact_contract(x, x_max_units(op.operands[0].type, x.scale), w, b)]
 
 
-def _dense_bops(op: Op) -> float:
-    xb = op.operands[0].type.bits.reshape(-1, op.operands[0].shape[-1]).sum(axis=0)
-    w = op.operands[1]
-    wb = np.where(const_exact(w).m != 0, w.type.bits, 0)
-    return float(xb @ wb.sum(axis=1))
+def nonzero_bits(v: Value) -> np.ndarray:
+    """Widths of a constant's elements, 0 where the value is 0 (a zero weight costs nothing)."""
+    return np.where(const_exact(v).m != 0, v.type.bits, 0)
+
+
+def contraction_bits(op: Op) -> tuple[np.ndarray, np.ndarray]:
+    """Input widths ``[positions, n]`` and non-zero weight widths ``[n, m]`` of a dense/conv.
+
+    Convolutions unfold the input into one row per output position (padding counts 0 bits).
+    """
+    xb = op.operands[0].type.bits
+    if op.kind is not OpKind.DENSE:
+        xb = unfold(xb, op, 0, False)
+    xb = xb.reshape(-1, xb.shape[-1])
+    return xb, nonzero_bits(op.operands[1]).reshape(xb.shape[1], -1)
+
+
+def _contraction_bops(op: Op) -> float:
+    xb, wb = contraction_bits(op)
+    return float(xb.sum(axis=0) @ wb.sum(axis=1))
 
 
 register(
@@ -137,7 +152,7 @@ register(
         shapes=_dense_shapes,
         infer=_dense_infer,
         eval=_dense_eval,
-        bops=_dense_bops,
+        bops=_contraction_bops,
         check=_check_consts,
         operand_names=("x", "w", "b"),
         data_operands=1,
@@ -214,14 +229,6 @@ def _conv_eval(op: Op, args: list[Exact]) -> list[Exact]:
     return [exact_contract(patches, pmax, wflat, b)]
 
 
-def _conv_bops(op: Op) -> float:
-    xb = unfold(op.operands[0].type.bits, op, 0, False)
-    xb = xb.reshape(-1, xb.shape[-1]).sum(axis=0)
-    w = op.operands[1]
-    wb = np.where(const_exact(w).m != 0, w.type.bits, 0).reshape(xb.shape[0], -1)
-    return float(xb @ wb.sum(axis=1))
-
-
 _CONV_ATTRS = {"stride": Attr("ints", required=True), "pad": Attr("pads", required=True)}
 for _kind, _doc in ((OpKind.CONV1D, "[L, C]"), (OpKind.CONV2D, "[H, W, C]")):
     register(
@@ -233,7 +240,7 @@ for _kind, _doc in ((OpKind.CONV1D, "[L, C]"), (OpKind.CONV2D, "[H, W, C]")):
             shapes=_conv_shapes,
             infer=_conv_infer,
             eval=_conv_eval,
-            bops=_conv_bops,
+            bops=_contraction_bops,
             check=_check_consts,
             operand_names=("x", "w", "b"),
             data_operands=1,
@@ -274,9 +281,7 @@ def _bn_eval(op: Op, args: list[Exact]) -> list[Exact]:
 
 
 def _bn_bops(op: Op) -> float:
-    s = op.operands[1]
-    sb = np.where(const_exact(s).m != 0, s.type.bits, 0)
-    return float(np.sum(op.operands[0].type.bits * sb))
+    return float(np.sum(op.operands[0].type.bits * nonzero_bits(op.operands[1])))
 
 
 register(
