@@ -117,6 +117,18 @@ def conv_pads(in_size: int, kernel: int, stride: int, padding: str) -> tuple[int
 class _QConvMixin:
     """Shared quantized convolution (channels-last, no dilation, no groups)."""
 
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        iq: dict | None = None,
+        kq: dict | None = None,
+        bq: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(filters, kernel_size, **kwargs)
+        self._init_quantizers(iq, kq, bq)
+
     def _init_quantizers(self, iq: dict | None, kq: dict | None, bq: dict | None) -> None:
         if _act_name(self.activation) not in ACTIVATIONS:  # type: ignore[attr-defined]
             raise ValueError(f"quantized convolutions fuse only {ACTIVATIONS}")
@@ -172,34 +184,10 @@ class _QConvMixin:
 class QConv1D(_QConvMixin, keras.layers.Conv1D):
     """Conv1D with quantized input, kernel and bias."""
 
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: Any,
-        iq: dict | None = None,
-        kq: dict | None = None,
-        bq: dict | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(filters, kernel_size, **kwargs)
-        self._init_quantizers(iq, kq, bq)
-
 
 @keras.saving.register_keras_serializable(package="hgqir")
 class QConv2D(_QConvMixin, keras.layers.Conv2D):
     """Conv2D with quantized input, kernel and bias."""
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: Any,
-        iq: dict | None = None,
-        kq: dict | None = None,
-        bq: dict | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(filters, kernel_size, **kwargs)
-        self._init_quantizers(iq, kq, bq)
 
 
 # ---------------------------------------------------------------- batchnorm
