@@ -32,9 +32,10 @@ from .quantize import float_path_enabled, quantize_exact
 
 
 def exact_from_float(x: np.ndarray, t: FixedType, rmode: RoundMode, omode: OverflowMode) -> Exact:
-    """Convert float64 data (batch first) into type ``t`` as a C++ cast from double would."""
-    if not np.all(np.isfinite(x)):
-        raise HgqirError("input holds NaN or infinity; fixed-point inputs must be finite")
+    """Convert finite float64 data (batch first) into type ``t`` as a C++ cast from double would.
+
+    :func:`prepare_inputs` has already rejected NaN and infinity.
+    """
     m, s = quantize_exact(x, 0, t.k, t.i, t.f, rmode, omode)
     return Exact(m, s)
 
