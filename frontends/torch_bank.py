@@ -27,6 +27,7 @@ from torch import nn
 
 from hgqir.fixed import OverflowMode
 
+from . import torch_native
 from .torch_config import Granularity, QuantizerConfig
 from .torch_quant import LN2, ClipQuant, ExactRound, FreeQuant, RoundSTE, _train_round, quantize_exact, round_exact
 
@@ -109,6 +110,10 @@ class QuantBank(nn.Module):
         self.last: tuple[Any, list[Tensor], list[Tensor]] | None = None
         """Quantized flat weights of the last forward, with the key they are valid for, and (in
         training) their integer mantissas ``wq * 2**f``, which the bit counts reuse."""
+        self.native = torch_native.Switch()
+        """On while a training forward runs on the fused C++ kernels (shared with the
+        activation quantizers that take their raw ``f`` from it); see :meth:`wire_native`."""
+        self.native_consumers: set[int] = set()
 
     # ------------------------------------------------------------------ layout
     def _layout(self) -> None:
@@ -137,6 +142,15 @@ class QuantBank(nn.Module):
         self._i_sizes = [self.specs[n].group_size for n in self.i_specs]
         self._act_sizes = [self.specs[n].group_size for n in self.act_specs]
         self._block_order = [n for b in self.blocks for n in b.specs]
+        self.native_layout = (
+            all(b.per_element for b in self.blocks)
+            and all(self.specs[n].role == "act" for n in self.rest)
+            and not self.i_specs
+        )
+        """The fused kernels can run this bank: per-element range-following weights, and
+        activations only besides (no learned ``i``, no folded batchnorm)."""
+        self._block_offsets = [sum(b.groups for b in self.blocks[:k]) for k in range(len(self.blocks))]
+        self._block_codes = [torch_native.round_code(self.specs[b.specs[0]].config.round) for b in self.blocks]
         self._gidx_np = {
             b: np.concatenate(self._local_groups(blk)) for b, blk in enumerate(self.blocks) if not blk.per_element
         }
@@ -170,10 +184,40 @@ class QuantBank(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_consts": {}, "last": None, "_ranges": None, "_cached": [], "_mants": []}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("native", torch_native.Switch())  # shims pickled before the kernels
+        state.setdefault("native_consumers", set())
+        super().__setstate__(state)
+
     # ------------------------------------------------------------------ forward
+    def wire_native(self, consumers: set[int]) -> None:
+        """Activation specs whose quantizer takes the raw ``f`` view in a fused step."""
+        self.native_consumers = set(consumers)
+        pos = {n: k for k, n in enumerate(self.param_specs)}
+        self._native_blocks = [
+            ([4 * n for n in b.specs], [pos[n] for n in b.specs], off, code)
+            for b, off, code in zip(self.blocks, self._block_offsets, self._block_codes, strict=True)
+        ]
+        """Per block: output slots, positions in the forward's arguments, ``f`` offset, rounding."""
+        first = len(self.blocks)
+        self._native_rest = [(n, first + k, n in self.native_consumers) for k, n in enumerate(self.rest)]
+
+    def use_native(self) -> bool:
+        """This forward runs on the fused kernels (training on CPU, kernels built)."""
+        return (
+            self.training
+            and self.native_layout
+            and self.f.device.type == "cpu"
+            and torch.is_grad_enabled()
+            and torch_native.available()
+        )
+
     def forward(self, *params: Tensor) -> tuple[Tensor | None, ...]:
         if len(params) != len(self.param_specs):
             raise TypeError(f"the bank takes {len(self.param_specs)} tensors, got {len(params)}")
+        self.native.on = self.use_native()
+        if self.native.on:
+            return self._forward_native(params)
         by_spec = dict(zip(self.param_specs, params, strict=True))
         out: list[Tensor | None] = [None] * (4 * len(self.specs))
         key = self.key(params)
@@ -195,6 +239,23 @@ class QuantBank(nn.Module):
             out[4 * n + 1] = i_of.get(n)
             if n in ranges:
                 out[4 * n + 2], out[4 * n + 3] = ranges[n]
+        return tuple(out)
+
+    def _forward_native(self, params: tuple[Tensor, ...]) -> tuple[Tensor | None, ...]:
+        """One C++ call per rounding mode casts the weights; activations get raw ``f`` views
+        (their kernels round them) or, for table / pooling quantizers, rounded views."""
+        out: list[Tensor | None] = [None] * (4 * len(self.specs))
+        f = self.f
+        for slots, where, offset, code in self._native_blocks:
+            qs = torch.ops.hgqir.weight_quant(f, [params[k] for k in where], offset, code)
+            for slot, q in zip(slots, qs, strict=True):
+                out[slot] = q
+        self.last = None
+        pieces = f.split(self._sizes)
+        ranges = self._range_views()
+        for n, k, raw in self._native_rest:
+            out[4 * n] = pieces[k] if raw else RoundSTE.apply(pieces[k]).view(self.specs[n].group)
+            out[4 * n + 2], out[4 * n + 3] = ranges[n]
         return tuple(out)
 
     def _range_views(self) -> dict[int, tuple[Tensor, Tensor]]:

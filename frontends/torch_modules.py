@@ -23,6 +23,7 @@ from torch import nn
 
 from hgqir.fixed import OverflowMode, RoundMode
 
+from . import torch_native
 from .torch_config import QuantizerConfig
 from .torch_quant import (
     ClipQuant,
@@ -56,11 +57,18 @@ class ActQuantizer(nn.Module):
         self.learns_i = config.learns_i
         self.calibrating = False
         self._dims: tuple[int, ...] | None = None
+        self.native_switch: torch_native.Switch | None = None
+        """Set by the shim (:meth:`use_native`) when this quantizer can take its raw ``f`` in
+        a fused training step."""
+        self.native_args: tuple[Tensor, int] = (torch.zeros(0, dtype=torch.int64), 0)
 
     def extra_repr(self) -> str:
         return f"group={list(self.group)}, round={self.round.name}, overflow={self.overflow.name}"
 
     def forward(self, x: Tensor, f: Tensor, vmax: Tensor, vmin: Tensor, i: Tensor | None = None) -> Tensor:
+        switch = self.native_switch
+        if switch is not None and switch.on:  # a fused training step: f is the raw (unrounded) view
+            return torch.ops.hgqir.act_quant(x, f, vmax, vmin, *self.native_args)
         f = f if f.dtype == x.dtype else f.to(x.dtype)
         if self.calibrating:
             return self.observe(round_exact(x, f.detach(), self.round), vmax, vmin)
@@ -79,6 +87,16 @@ class ActQuantizer(nn.Module):
         q = ClipQuant.apply(x, f, i.to(x.dtype), k, self.round, self.overflow is OverflowMode.SAT_SYM)
         self.observe(q.detach(), vmax, vmin)
         return q
+
+    def use_native(self, switch: torch_native.Switch, shape: tuple[int, ...]) -> None:
+        """Quantize with the fused kernel whenever ``switch`` is on (samples of ``shape``)."""
+        if self.group == tuple(shape):
+            gidx = torch.zeros(0, dtype=torch.int64)
+        else:
+            size = int(np.prod(self.group))
+            gidx = torch.from_numpy(np.broadcast_to(np.arange(size).reshape(self.group), shape).reshape(-1).copy())
+        self.native_switch = switch
+        self.native_args = (gidx, torch_native.round_code(self.round))
 
     @torch.no_grad()
     def observe(self, q: Tensor, vmax: Tensor, vmin: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ from .torch_bits import BitLayout, bit_counts
 from .torch_build import Plan
 from .torch_config import ShimConfig
 from .torch_ebops import RegFn, build_index
-from .torch_modules import QBatchNorm
+from .torch_modules import ActQuantizer, QBatchNorm
 
 Tensor = torch.Tensor
 
@@ -55,6 +55,21 @@ class QuantizedModule(nn.Module):
         self.ebops_index = build_index(self.bit_layout, plan.costs)
         self._owners: list[tuple[nn.Module, str]] | None = None
         self.register_forward_hook(_sync_running_ranges)
+        self._wire_native()
+
+    def _wire_native(self) -> None:
+        """Let plain activation quantizers take raw ``f`` views in fused training steps."""
+        consumers = set()
+        for spec, name in self.plan.modules.items():
+            module = self.body.get_submodule(name)
+            if type(module) is ActQuantizer and not module.learns_i:
+                module.use_native(self.bank.native, self.bank.specs[spec].shape)
+                consumers.add(spec)
+        self.bank.wire_native(consumers)
+        order = [n for b in self.bank.blocks for n in b.specs]
+        pos = {n: k for k, n in enumerate(self.bank.param_specs)}
+        self._native_order = [pos[n] for n in order]
+        self._native_blocks = [len(b.specs) for b in self.bank.blocks]
 
     @property
     def bank(self) -> QuantBank:
@@ -111,11 +126,21 @@ class QuantizedModule(nn.Module):
 
     def ebops(self) -> Tensor:
         """Current EBOPs (a differentiable scalar): what ``hgqir.bops(g).total`` reports."""
-        return RegFn.apply(self.bank.f, self.bank.i, self, 1.0, 0.0)
+        return self._cost(1.0, 0.0)
 
     def regularization(self) -> Tensor:
         """``beta * EBOPs`` plus ``bit_l1 * (sum of all bitwidths)``: add it to the task loss."""
-        return RegFn.apply(self.bank.f, self.bank.i, self, float(self._beta), float(self.config.bit_l1))
+        return self._cost(float(self._beta), float(self.config.bit_l1))
+
+    def _cost(self, scale: float, l1: float) -> Tensor:
+        bank = self.bank
+        if bank.use_native():
+            params = self.params()
+            ws = [params[k] for k in self._native_order]
+            if all(w.dtype == bank.f.dtype for w in ws):
+                index, values = self.ebops_index.native_tensors(self._native_blocks, bank._block_codes)
+                return torch.ops.hgqir.ebops(bank.f, ws, bank.vmax, bank.vmin, index, values, scale, l1)
+        return RegFn.apply(bank.f, bank.i, self, scale, l1)
 
     # ------------------------------------------------------------------ inspection
     def quantizer_types(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:

@@ -1,0 +1,158 @@
+"""The fused C++ training kernels against the Python training path they replace.
+
+Both paths must produce the same quantized values, running ranges and EBOPs, bit for bit, and
+the same gradients up to the summation order of the ``f`` gradients (the kernels sum in double).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from hgqir.frontends import torch_native
+from hgqir.frontends.torch_quant import FreeQuant
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import hgqir
+from hgqir.fixed import RoundMode
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*Sparse CSR.*")
+
+
+def test_kernels_build_here() -> None:
+    # CI has a compiler: the kernels must build (a silent fallback would hide a broken build)
+    assert torch_native.available(), torch_native.load_error()
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 3)
+    )
+
+
+def _step(qmod: nn.Module, x: torch.Tensor, native: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """One training forward + regularization + backward on one path."""
+    monkeypatch.setenv("HGQIR_TORCH_NATIVE", "1" if native else "0")
+    qmod.train()
+    out = qmod(x)
+    reg = qmod.regularization()
+    assert qmod.bank.native.on is native
+    (out.square().mean() + reg).backward()
+    return {
+        "out": out.detach(),
+        "reg": reg.detach(),
+        "ranges": (qmod.bank.vmax.clone(), qmod.bank.vmin.clone()),
+        "gf": qmod.bank.f.grad.clone(),
+        "gw": [p.grad.clone() for p in qmod.weight_parameters()],
+    }
+
+
+def _compare(make: object, x: torch.Tensor, monkeypatch: pytest.MonkeyPatch, **options: object) -> None:
+    shim = hgqir.quantize_torch(make(), x, beta=1e-3, **options)  # type: ignore[operator]
+    with torch.no_grad():  # spread the bitwidths so that rounding, pruning and ranges all vary
+        g = torch.Generator().manual_seed(3)
+        shim.bank.f.copy_(torch.randint(-2, 9, shim.bank.f.shape, generator=g).to(shim.bank.f.dtype) + 0.3)
+    fused = _step(copy.deepcopy(shim), x, True, monkeypatch)
+    python = _step(copy.deepcopy(shim), x, False, monkeypatch)
+    assert torch.equal(fused["out"], python["out"])
+    assert torch.equal(fused["reg"], python["reg"])
+    for a, b in zip(fused["ranges"], python["ranges"], strict=True):  # type: ignore[call-overload]
+        assert torch.equal(a, b)
+    for a, b in zip(fused["gw"], python["gw"], strict=True):  # type: ignore[call-overload]
+        assert torch.equal(a, b)
+    gf_f, gf_p = fused["gf"], python["gf"]
+    assert torch.allclose(gf_f, gf_p, rtol=1e-5, atol=1e-7 * float(gf_p.abs().max()))  # type: ignore[union-attr]
+    assert float(gf_p.abs().sum()) > 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("rnd", ["RND", "TRN", "TRN_ZERO"])
+def test_fused_step_equals_python_step_mlp(rnd: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(64, 6, generator=torch.Generator().manual_seed(0)) * 3
+    cfg = {"round": rnd}
+    _compare(_mlp, x, monkeypatch, weight=cfg, bias=cfg, activation=cfg, input=cfg)
+
+
+@pytest.mark.parametrize("granularity", ["element", "channel", "tensor"])
+def test_fused_step_equals_python_step_cnn(granularity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(16, 2, 6, 6, generator=torch.Generator().manual_seed(1))
+    _compare(_cnn, x, monkeypatch, activation={"granularity": granularity})
+
+
+def test_fused_step_in_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(32, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def make() -> nn.Module:
+        return _mlp().double()
+
+    _compare(make, x, monkeypatch)
+
+
+def test_table_quantizers_ride_along(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sigmoid's quantizer is not fused; it gets a rounded f view in a fused step
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 3))
+
+    _compare(make, torch.randn(32, 6, generator=torch.Generator().manual_seed(4)), monkeypatch)
+
+
+def test_unsupported_layouts_stay_on_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(16, 6)
+    shim = hgqir.quantize_torch(_mlp(), x, weight={"overflow": "SAT"})  # learned integer bits
+    monkeypatch.setenv("HGQIR_TORCH_NATIVE", "1")
+    shim.train()
+    shim(x).sum().backward()
+    assert not shim.bank.native.on
+    shim.eval()  # eval is always the exact Python cast
+    shim(x)
+    assert not shim.bank.native.on
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2),
+    st.lists(st.floats(-300, 300, allow_nan=False), min_size=1, max_size=40),
+    st.integers(-140, 140),
+)
+def test_act_kernel_matches_free_quant(mode: int, values: list[float], f_int: int) -> None:
+    # includes fractional bits beyond the normal range (|f| >= 126), where the kernel divides
+    rmode = {0: RoundMode.RND_CONV, 1: RoundMode.TRN, 2: RoundMode.TRN_ZERO}[mode]
+    x = torch.tensor(values, dtype=torch.float32).reshape(-1, 1).repeat(1, 3)
+    f = torch.tensor([f_int, 3.4, -1.6], dtype=torch.float32)
+    vmax, vmin = torch.full((3,), -math.inf), torch.full((3,), math.inf)
+    q = torch.ops.hgqir.act_quant(x, f, vmax, vmin, torch.zeros(0, dtype=torch.int64), mode)
+    ref_max, ref_min = torch.full((3,), -math.inf), torch.full((3,), math.inf)
+    ref = FreeQuant.apply(x, torch.round(f), rmode, ref_max, ref_min)
+    np.testing.assert_array_equal(q.numpy(), ref.numpy())
+    np.testing.assert_array_equal(vmax.numpy(), ref_max.numpy())
+    np.testing.assert_array_equal(vmin.numpy(), ref_min.numpy())
+
+
+def test_act_kernel_gradients() -> None:
+    x = torch.randn(8, 4, dtype=torch.float64, requires_grad=True)
+    f = torch.tensor([0.2, 1.0, 2.6, 4.0], dtype=torch.float64, requires_grad=True)
+    vmax, vmin = torch.full((4,), -math.inf, dtype=torch.float64), torch.full((4,), math.inf, dtype=torch.float64)
+    q = torch.ops.hgqir.act_quant(x, f, vmax, vmin, torch.zeros(0, dtype=torch.int64), 0)
+    g = torch.randn(8, 4, dtype=torch.float64)
+    q.backward(g)
+    assert torch.equal(x.grad, g)  # straight through
+    expected = -math.log(2.0) * (g * (q.detach() - x.detach())).sum(0)
+    assert torch.allclose(f.grad, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_switching_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HGQIR_TORCH_NATIVE", "0")
+    assert not torch_native.available()
+    monkeypatch.setenv("HGQIR_TORCH_NATIVE", "1")
+    assert torch_native.available()
