@@ -54,7 +54,6 @@ class QuantizedModule(nn.Module):
         self.bit_layout = BitLayout(self.bank)
         self.ebops_index = build_index(self.bit_layout, plan.costs)
         self._owners: list[tuple[nn.Module, str]] | None = None
-        self.register_forward_hook(_sync_running_ranges)
         self._wire_native()
 
     def _wire_native(self) -> None:
@@ -85,7 +84,10 @@ class QuantizedModule(nn.Module):
         self._beta.fill_(float(value))
 
     def forward(self, *inputs: Tensor) -> Any:
-        return self.body(*inputs)
+        out = self.body(*inputs)
+        if self.training and self.config.sync_stats:
+            _sync_running_ranges(self)
+        return out
 
     def bit_parameters(self) -> list[nn.Parameter]:
         """The learned bitwidths (``f``, and ``i`` of saturating quantizers), e.g. for their own
@@ -159,10 +161,8 @@ class QuantizedModule(nn.Module):
 
 
 @torch.no_grad()
-def _sync_running_ranges(module: QuantizedModule, args: Any, output: Any) -> None:
+def _sync_running_ranges(module: QuantizedModule) -> None:
     """After a training forward under torch.distributed, make every rank's ranges the union."""
-    if not module.training or not module.config.sync_stats:
-        return
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return

@@ -243,10 +243,12 @@ Tensor act_quant_grad_f(const Tensor& grad_in, const Tensor& delta, const Tensor
   });
   const int64_t* pg = gidx.numel() ? gidx.data_ptr<int64_t>() : nullptr;
   for (int64_t j = 0; j < n; ++j) acc[pg ? pg[j] : j] += per_element[j];
-  Tensor gf = at::empty({groups}, f_like.options().dtype(at::kDouble));
-  double* pgf = gf.data_ptr<double>();
-  for (int64_t g = 0; g < groups; ++g) pgf[g] = -kLn2 * acc[g];
-  return gf.to(f_like.scalar_type()).view(f_like.sizes());
+  Tensor gf = at::empty(f_like.sizes(), f_like.options());  // f's own dtype and shape
+  AT_DISPATCH_FLOATING_TYPES(gf.scalar_type(), "hgqir_act_quant_grad_f", [&] {
+    scalar_t* pgf = gf.data_ptr<scalar_t>();
+    for (int64_t g = 0; g < groups; ++g) pgf[g] = scalar_t(-kLn2 * acc[g]);
+  });
+  return gf;
 }
 
 struct ActQuantFn : public torch::autograd::Function<ActQuantFn> {
@@ -537,7 +539,7 @@ struct EbopsFn : public torch::autograd::Function<EbopsFn> {
     }
     // one gradient per forward input: f, then nothing for the weights, ranges, index and scalars
     variable_list out(ctx->saved_data["n_inputs"].toInt());
-    out[0] = gb.to(f.scalar_type()).view(f.sizes());
+    out[0] = gb.to(f.scalar_type()).view(f.sizes());  // f is float32 in training: one small cast
     return out;
   }
 };
