@@ -24,10 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from hgqir.frontends import torch_native
 from torch import nn
 
 import hgqir
-from hgqir.frontends import torch_native
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
