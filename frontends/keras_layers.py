@@ -14,6 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from .keras_bank import ParamBank
 from .keras_qmath import read, train_dense_ebops
 from .keras_quant import Quantizer, WeightQuantizer
 
@@ -25,6 +26,13 @@ def make_quantizer(cls: type, cfg: dict[str, Any] | None, name: str) -> Any:
     cfg = dict(cfg or {})
     cfg.setdefault("name", name)
     return cls(**cfg)
+
+
+def make_bank(name: str, quantizers: list[Any]) -> ParamBank:
+    """A :class:`ParamBank` for ``quantizers`` (built and attached in the owner's ``build``)."""
+    for q in quantizers:
+        q.banked = True
+    return ParamBank(name=f"{name}_fbank")
 
 
 def _bits_full(q: Quantizer, dtype: Any) -> Any:
@@ -61,6 +69,10 @@ class QDense(keras.layers.Dense):
         self.iq = make_quantizer(Quantizer, iq, f"{self.name}_iq")
         self.kq = make_quantizer(WeightQuantizer, kq, f"{self.name}_kq")
         self.bq = make_quantizer(WeightQuantizer, bq, f"{self.name}_bq") if use_bias else None
+        self.fbank = make_bank(self.name, self._quantizers())
+
+    def _quantizers(self) -> list[Any]:
+        return [self.iq, self.kq] + ([self.bq] if self.bq is not None else [])
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
@@ -68,18 +80,20 @@ class QDense(keras.layers.Dense):
         self.kq.build(self.kernel.shape)
         if self.bq is not None:
             self.bq.build(self.bias.shape)
+        self.fbank.attach(self._quantizers())
 
     def call(self, x: Any, training: Any = None) -> Any:
+        fi, fk, *fb = self.fbank.split(training)
         if training:
-            wq, wb = self.kq.train_with_bits(self.kernel)
+            wq, wb = self.kq.train_with_bits(self.kernel, f=fk)
         else:
             wq = self.kq(self.kernel, training=training)
-        y = ops.matmul(self.iq(x, training=training), wq)
+        y = ops.matmul(self.iq(x, training=training, f=fi), wq)
         if self.bq is not None:
-            y = ops.add(y, self.bq(self.bias, training=training))  # BiasAdd on TensorFlow
+            y = ops.add(y, self.bq(self.bias, training=training, f=fb[0]))  # BiasAdd on TensorFlow
         if training:  # after iq's call: the running integer bits of this step
             iq = self.iq
-            self.ebops_now = train_dense_ebops(read(iq.k), read(iq.i), read(iq.f), wb, iq.shape)
+            self.ebops_now = train_dense_ebops(read(iq.k), read(iq.i), fi, wb, iq.shape)
         return self.activation(y)
 
     def _cost(self, xb: Any, wb: Any) -> Any:
@@ -136,6 +150,10 @@ class _QConvMixin:
         self.iq = make_quantizer(Quantizer, iq, f"{name}_iq")
         self.kq = make_quantizer(WeightQuantizer, kq, f"{name}_kq")
         self.bq = make_quantizer(WeightQuantizer, bq, f"{name}_bq") if self.use_bias else None  # type: ignore[attr-defined]
+        self.fbank = make_bank(name, self._quantizers())
+
+    def _quantizers(self) -> list[Any]:
+        return [self.iq, self.kq] + ([self.bq] if self.bq is not None else [])
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)  # type: ignore[misc]
@@ -143,6 +161,7 @@ class _QConvMixin:
         self.kq.build(self.kernel.shape)  # type: ignore[attr-defined]
         if self.bq is not None:
             self.bq.build(self.bias.shape)  # type: ignore[attr-defined]
+        self.fbank.attach(self._quantizers())
 
     def _conv(self, x: Any, kernel: Any) -> Any:
         padding = self.padding  # type: ignore[attr-defined]
@@ -153,15 +172,16 @@ class _QConvMixin:
         return ops.conv(x, kernel, strides=list(self.strides), padding=padding)  # type: ignore[attr-defined]
 
     def call(self, x: Any, training: Any = None) -> Any:
+        fi, fk, *fb = self.fbank.split(training)
         if training:
-            wq, wb = self.kq.train_with_bits(self.kernel)  # type: ignore[attr-defined]
+            wq, wb = self.kq.train_with_bits(self.kernel, f=fk)  # type: ignore[attr-defined]
         else:
             wq = self.kq(self.kernel, training=training)  # type: ignore[attr-defined]
-        y = self._conv(self.iq(x, training=training), wq)
+        y = self._conv(self.iq(x, training=training, f=fi), wq)
         if self.bq is not None:
-            y = ops.add(y, self.bq(self.bias, training=training))  # BiasAdd on TensorFlow  # type: ignore[attr-defined]
+            y = ops.add(y, self.bq(self.bias, training=training, f=fb[0]))  # BiasAdd on TF  # type: ignore[attr-defined]
         if training:
-            xb = _full(self.iq.train_bits(), self.iq.shape)[None]
+            xb = _full(self.iq.train_bits(f=fi), self.iq.shape)[None]
             self.ebops_now = ops.sum(self._conv(xb, wb))
         return self.activation(y)  # type: ignore[attr-defined]
 
@@ -200,12 +220,14 @@ class QBatchNorm(keras.layers.BatchNormalization):
         self.iq = make_quantizer(Quantizer, iq, f"{self.name}_iq")
         self.sq = make_quantizer(WeightQuantizer, sq, f"{self.name}_sq")
         self.oq = make_quantizer(WeightQuantizer, oq, f"{self.name}_oq")
+        self.fbank = make_bank(self.name, [self.iq, self.sq, self.oq])
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
         self.iq.build(input_shape)
         self.sq.build((input_shape[-1],))
         self.oq.build((input_shape[-1],))
+        self.fbank.attach([self.iq, self.sq, self.oq])
 
     def affine(self, mean: Any, var: Any) -> tuple[Any, Any]:
         """Float per-channel scale and offset from statistics."""
@@ -218,7 +240,8 @@ class QBatchNorm(keras.layers.BatchNormalization):
         return scale, offset
 
     def call(self, x: Any, training: Any = None, mask: Any = None) -> Any:
-        xq = self.iq(x, training=training)
+        fi, fs, fo = self.fbank.split(training)
+        xq = self.iq(x, training=training, f=fi)
         if training and self.trainable:
             mean, var = ops.moments(xq, axes=tuple(range(len(x.shape) - 1)))
             m = self.momentum
@@ -228,12 +251,12 @@ class QBatchNorm(keras.layers.BatchNormalization):
             mean, var = self.moving_mean, self.moving_variance
         scale, offset = self.affine(ops.cast(mean, x.dtype), ops.cast(var, x.dtype))
         if training:
-            sq, sb = self.sq.train_with_bits(scale)
-            xb = _full(self.iq.train_bits(), self.iq.shape)
+            sq, sb = self.sq.train_with_bits(scale, f=fs)
+            xb = _full(self.iq.train_bits(f=fi), self.iq.shape)
             self.ebops_now = ops.sum(xb * sb)
         else:
             sq = self.sq(scale, training=training)
-        return xq * sq + self.oq(offset, training=training)
+        return xq * sq + self.oq(offset, training=training, f=fo)
 
     def quantized_affine(self) -> tuple[Any, Any]:
         """Inference scale and offset, quantized."""

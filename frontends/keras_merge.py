@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .keras_layers import conv_pads, make_quantizer
+from .keras_layers import conv_pads, make_bank, make_quantizer
 from .keras_qmath import ceil_log2, exp2
 from .keras_quant import Quantizer
 
@@ -51,31 +51,41 @@ class QMerge(keras.layers.Layer):
         self.op, self.n_inputs = op, int(n_inputs)
         cfgs = iqs or [None] * self.n_inputs
         self.iqs = [make_quantizer(Quantizer, c, f"{self.name}_iq{n}") for n, c in enumerate(cfgs)]
+        self.fbank = make_bank(self.name, self.iqs)
 
     def build(self, input_shape: Any) -> None:
         for q, shape in zip(self.iqs, input_shape, strict=True):
             q.build(shape)
+        self.fbank.attach(self.iqs)
 
     def _combine(self, a: Any, b: Any) -> Any:
         return a + b if self.op == "add" else a - b if self.op == "sub" else a * b
 
     def call(self, xs: Any, training: Any = None) -> Any:
-        qs = [q(x, training=training) for q, x in zip(self.iqs, xs, strict=True)]
+        fs = self.fbank.split(training)
+        qs = [q(x, training=training, f=f) for q, x, f in zip(self.iqs, xs, fs, strict=True)]
         y = qs[0]
         for v in qs[1:]:
             y = self._combine(y, v)
         if training:
-            self.ebops_now = self.ebops(train=True)
+            self.ebops_now = self.ebops(train=True, fs=fs)
         return y
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         dims = [tuple(s[1:]) for s in input_shape]
         return (input_shape[0][0], *np.broadcast_shapes(*dims))
 
-    def ebops(self, dtype: Any = None, train: bool = False) -> Any:
-        """IR rules per binary step: add/sub max(bits), mul bits*bits; chained steps use exact types."""
+    def ebops(self, dtype: Any = None, train: bool = False, fs: list[Any] | None = None) -> Any:
+        """IR rules per binary step: add/sub max(bits), mul bits*bits; chained steps use exact types.
+
+        ``fs``: the quantizers' raw fractional bits as unpacked by the bank (training).
+        """
         dtype = dtype or self.compute_dtype
-        kifs = [tuple(ops.cast(ops.broadcast_to(t, q.shape), dtype) for t in q.kif(train)) for q in self.iqs]
+        fs = fs or [None] * len(self.iqs)
+        kifs = [
+            tuple(ops.cast(ops.broadcast_to(t, q.shape), dtype) for t in q.kif(train, f))
+            for q, f in zip(self.iqs, fs, strict=True)
+        ]
         total = ops.zeros((), dtype)
         acc = _interval(*kifs[0])
         for n, kif in enumerate(kifs[1:]):

@@ -33,12 +33,15 @@ def exp2(e: Any) -> Any:
 
 
 def read(v: Any) -> Any:
-    """A tensor with a variable's current value (Keras' convert_to_tensor returns the variable)."""
+    """A tensor with a variable's current value (Keras' convert_to_tensor returns the variable).
+
+    Also reads a :class:`~hgqir.frontends.keras_bank.BankSlice` (its ``value``).
+    """
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         return tf.convert_to_tensor(v.value)
-    return ops.convert_to_tensor(v)
+    return ops.convert_to_tensor(getattr(v, "value", v))
 
 
 def exact_round(v: Any) -> Any:

@@ -71,6 +71,20 @@ class _Trace:
         self.hi = hi if self.hi is None else np.maximum(self.hi, hi)
 
 
+def load_variables(layer: keras.layers.Layer, store: Any) -> None:
+    """``load_own_variables`` that also reads files saved before ``f`` moved into a ParamBank.
+
+    Such files hold ``f`` first, then the variables the quantizer still owns, in order.
+    """
+    own = layer._trainable_variables + layer._non_trainable_variables
+    if getattr(layer, "banked", False) and len(store.keys()) == len(own) + 1:
+        layer.f.assign(store["0"])
+        for n, v in enumerate(own):
+            v.assign(store[str(n + 1)])
+        return
+    keras.layers.Layer.load_own_variables(layer, store)
+
+
 # ---------------------------------------------------------------- activation quantizer
 @keras.saving.register_keras_serializable(package="hgqir")
 class Quantizer(keras.layers.Layer):
@@ -102,6 +116,10 @@ class Quantizer(keras.layers.Layer):
         self.i0, self.f0, self.i_decay = float(i0), float(f0), float(i_decay)
         self.f_range = (float(f_range[0]), float(f_range[1]))
         self._trace: _Trace | None = None
+        self.banked = False  # set by a layer that keeps ``f`` in its ParamBank
+
+    def load_own_variables(self, store: Any) -> None:
+        load_variables(self, store)
 
     @property
     def wraps(self) -> bool:
@@ -110,10 +128,12 @@ class Quantizer(keras.layers.Layer):
     def build(self, input_shape: Any) -> None:
         self.shape = tuple(int(d) for d in input_shape[1:])
         pshape = param_shape(self.shape, self.granularity)
+        self.f_shape = pshape
         const = keras.initializers.Constant
-        self.f = self.add_weight(
-            name="f", shape=pshape, initializer=const(self.f0), constraint=ClipConstraint(*self.f_range)
-        )
+        if not self.banked:
+            self.f = self.add_weight(
+                name="f", shape=pshape, initializer=const(self.f0), constraint=ClipConstraint(*self.f_range)
+            )
         self.i = self.add_weight(
             name="i",
             shape=pshape,
@@ -123,21 +143,23 @@ class Quantizer(keras.layers.Layer):
         )
         self.k = self.add_weight(name="k", shape=pshape, initializer=const(self.k0), trainable=False)
 
-    def kif(self, train: bool = False) -> tuple[Any, Any, Any]:
-        """``(k, i, f)`` tensors with the integer values used.
+    def kif(self, train: bool = False, f: Any = None) -> tuple[Any, Any, Any]:
+        """``(k, i, f)`` tensors with the integer values used (``f``: the raw ``f`` tensor, if at hand).
 
         ``train=True``: straight-through gradients (``v + sg(round(v) - v)``, which graph
         optimizers may evaluate an ulp off); otherwise exact integers without gradients.
         """
         rnd = ste_round if train else exact_round
-        return read(self.k), rnd(read(self.i)), rnd(read(self.f))
+        return read(self.k), rnd(read(self.i)), rnd(read(self.f) if f is None else f)
 
-    def call(self, x: Any, training: Any = None) -> Any:
+    def call(self, x: Any, training: Any = None, f: Any = None) -> Any:
+        """Quantize ``x``; ``f``: this quantizer's raw fractional bits as unpacked by its layer's bank."""
         if self._trace is not None:
             return self._record(x, self.kif()[2])
         if training:
             axes = self._reduce_axes(len(x.shape))
-            kv, iv, fv = (read(v) for v in (self.k, self.i, self.f))
+            kv, iv = read(self.k), read(self.i)
+            fv = read(self.f) if f is None else f
             if not self.wraps:
                 return train_quantize(x, kv, iv, fv, self.round_mode, self.overflow_mode, axes)
             # WRAP: round only; the same op yields the integer bits this batch needs
@@ -159,9 +181,9 @@ class Quantizer(keras.layers.Layer):
         k, i, f = self.kif()
         return ops.relu(k + i + f)
 
-    def train_bits(self) -> Any:
+    def train_bits(self, f: Any = None) -> Any:
         """:meth:`bits` with fewer graph nodes (the training regularizer)."""
-        return train_bits(read(self.k), read(self.i), read(self.f))
+        return train_bits(read(self.k), read(self.i), read(self.f) if f is None else f)
 
     # ---------------------------------------------------------- numpy side
     def kif_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,7 +204,7 @@ class Quantizer(keras.layers.Layer):
         xr = quantize_exact(x, 1.0, 64.0, f, self.round_mode, None)
         arr = ops.convert_to_numpy(xr).astype(np.float64)
         axes = self._reduce_axes(arr.ndim)
-        pshape = tuple(self.f.shape)
+        pshape = tuple(self.f_shape)
         assert self._trace is not None
         self._trace.update(arr.min(axis=axes).reshape(pshape), arr.max(axis=axes).reshape(pshape))
         return xr
@@ -195,8 +217,11 @@ class Quantizer(keras.layers.Layer):
         k = (trace.lo < 0).astype(np.float64) if self.signed is None else np.full(trace.lo.shape, self.k0)
         f = round_param(np.asarray(self.f))
         t = FixedType.covering(np.where(k > 0, np.minimum(trace.lo, -(2.0**-f)), 0.0), trace.hi, f)
+        # an element that stayed 0 is pruned: covering gives it width 0 with f = 0, so its
+        # integer bits must cancel this quantizer's own f (k is 0 there)
+        i = np.where(t.width <= 0, -f, t.i)
         self.k.assign(k.astype(self.k.dtype))
-        self.i.assign(np.asarray(t.i, dtype=np.float64).astype(self.i.dtype))
+        self.i.assign(np.asarray(i, dtype=np.float64).astype(self.i.dtype))
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
@@ -233,37 +258,45 @@ class WeightQuantizer(keras.layers.Layer):
         self.round_mode = RoundMode.parse(round)
         self.f0 = float(f0)
         self.f_range = (float(f_range[0]), float(f_range[1]))
+        self.banked = False  # set by a layer that keeps ``f`` in its ParamBank
 
     def build(self, input_shape: Any) -> None:
         self.shape = tuple(int(d) for d in input_shape)
-        self.f = self.add_weight(
-            name="f",
-            shape=param_shape(self.shape, self.granularity),
-            initializer=keras.initializers.Constant(self.f0),
-            constraint=ClipConstraint(*self.f_range),
-        )
+        self.f_shape = param_shape(self.shape, self.granularity)
+        if not self.banked:
+            self.f = self.add_weight(
+                name="f",
+                shape=self.f_shape,
+                initializer=keras.initializers.Constant(self.f0),
+                constraint=ClipConstraint(*self.f_range),
+            )
 
-    def call(self, w: Any, training: Any = None) -> Any:
+    def load_own_variables(self, store: Any) -> None:
+        load_variables(self, store)
+
+    def call(self, w: Any, training: Any = None, f: Any = None) -> Any:
+        """Round ``w``; ``f``: the raw fractional bits as unpacked by the layer's bank (training)."""
         if training:
-            return train_round_weights(w, read(self.f), self.round_mode, self._axes())
+            return train_round_weights(w, read(self.f) if f is None else f, self.round_mode, self._axes())
         return quantize_exact(w, 1.0, 64.0, exact_round(read(self.f)), self.round_mode, None)
 
-    def train_bits(self, wq: Any) -> Any:
+    def train_bits(self, wq: Any, f: Any = None) -> Any:
         """:meth:`bits` with fewer graph nodes (the training regularizer)."""
-        return train_weight_bits(wq, read(self.f), self._axes())
+        return train_weight_bits(wq, read(self.f) if f is None else f, self._axes())
 
-    def train_with_bits(self, w: Any) -> tuple[Any, Any]:
+    def train_with_bits(self, w: Any, f: Any = None) -> tuple[Any, Any]:
         """Training rounding of ``w`` and the widths of the rounded values, in one fused op.
 
         The widths are those of :meth:`train_bits` (the regularizer's), computed from the
         rounded integers; their gradient reaches ``f`` where the value is non-zero.
         """
         w = read(w) if isinstance(w, keras.Variable) else w
-        return train_round_weights(w, read(self.f), self.round_mode, self._axes(), bits=True)
+        fv = read(self.f) if f is None else f
+        return train_round_weights(w, fv, self.round_mode, self._axes(), bits=True)
 
     def _axes(self) -> tuple[int, ...]:
         """Axes of the constant that share one parameter (reduced in parameter gradients)."""
-        pshape = tuple(self.f.shape)
+        pshape = tuple(self.f_shape)
         return tuple(n for n, a in enumerate(self.shape) if not pshape or pshape[n] != a)
 
     def bits(self, wq: Any) -> Any:
