@@ -171,7 +171,8 @@ def rows_train_keras(d: dict[str, Any]) -> list[Row]:
     rows = []
     for r in d["results"]:
         plain, shim, hgq = r["plain"], r["shim"], r["hgq2"]
-        work = f"{r['model']}, {r['epochs']} epochs, batch {r['batch']}, β={r['beta']:g}"
+        seeds = r.get("seeds", 1)
+        work = f"{r['model']}, {r['epochs']} epochs, batch {r['batch']}, β={r['beta']:g}, mean of {seeds} seed(s)"
         rows.append(
             Row(
                 work,
