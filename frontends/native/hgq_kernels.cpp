@@ -14,6 +14,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
@@ -22,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -32,6 +34,7 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 constexpr double kLn2 = 0.693147180559945309417232121458176568;
+constexpr int64_t kGrain = 1 << 16;  // elements per parallel task (smaller tensors: one thread)
 
 // Rounding of integer-scaled values in training: 0 nearest (ties to even, as torch.round),
 // 1 floor (TRN), 2 toward zero (TRN_ZERO). Loops are instantiated per mode (they vectorize).
@@ -201,18 +204,36 @@ std::vector<Tensor> act_quant_forward(const Tensor& x_in, const Tensor& f_in, Te
       scale[j] = pow2(fr);
       inv[j] = exact_inverse ? pow2_normal(-fr) : scalar_t(0);
     }
-    std::vector<scalar_t> top(n, -std::numeric_limits<scalar_t>::infinity());
-    std::vector<scalar_t> bottom(n, std::numeric_limits<scalar_t>::infinity());
-    for (int64_t b = 0; b < batch; ++b) {
-      const int64_t row = b * n;
-      if (exact_inverse) {
-        HGQIR_BY_MODE(mode, act_row<kMode, true>(px + row, po + row, pd + row, scale.data(), inv.data(),
-                                                 top.data(), bottom.data(), n))
-      } else {
-        HGQIR_BY_MODE(mode, act_row<kMode, false>(px + row, po + row, pd + row, scale.data(), inv.data(),
-                                                  top.data(), bottom.data(), n))
+    constexpr scalar_t kInf = std::numeric_limits<scalar_t>::infinity();
+    std::vector<scalar_t> top(n, -kInf), bottom(n, kInf);
+    std::mutex merge;
+    // Rows in parallel for large batches (ATen's threads); each chunk folds its own range and
+    // merges it once: max and min do not depend on the order, so results are deterministic.
+    at::parallel_for(0, batch, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t b0, int64_t b1) {
+      const bool whole = b0 == 0 && b1 == batch;
+      std::vector<scalar_t> local_top, local_bottom;
+      if (!whole) {
+        local_top.assign(n, -kInf);
+        local_bottom.assign(n, kInf);
       }
-    }
+      scalar_t* tp = whole ? top.data() : local_top.data();
+      scalar_t* bt = whole ? bottom.data() : local_bottom.data();
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t row = b * n;
+        if (exact_inverse) {
+          HGQIR_BY_MODE(mode, act_row<kMode, true>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
+        } else {
+          HGQIR_BY_MODE(mode, act_row<kMode, false>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
+        }
+      }
+      if (!whole) {
+        std::lock_guard<std::mutex> lock(merge);
+        for (int64_t j = 0; j < n; ++j) {
+          top[j] = (tp[j] > top[j] || tp[j] != tp[j]) ? tp[j] : top[j];
+          bottom[j] = (bt[j] < bottom[j] || bt[j] != bt[j]) ? bt[j] : bottom[j];
+        }
+      }
+    });
     for (int64_t j = 0; j < n; ++j) {  // fold the batch's per-element range into the groups
       const int64_t g = pg ? pg[j] : j;
       ph[g] = (top[j] > ph[g] || top[j] != top[j]) ? top[j] : ph[g];
@@ -234,12 +255,17 @@ Tensor act_quant_grad_f(const Tensor& grad_in, const Tensor& delta, const Tensor
   AT_DISPATCH_FLOATING_TYPES(delta.scalar_type(), "hgqir_act_quant_backward", [&] {
     const scalar_t* pgr = grad.data_ptr<scalar_t>();
     const scalar_t* pd = delta.data_ptr<scalar_t>();
-    double* __restrict pe = per_element.data();
-    for (int64_t b = 0; b < batch; ++b) {
-      const scalar_t* __restrict gr = pgr + b * n;
-      const scalar_t* __restrict dr = pd + b * n;
-      for (int64_t j = 0; j < n; ++j) pe[j] += double(gr[j]) * double(dr[j]);
-    }
+    double* pe_all = per_element.data();
+    // Columns in parallel for large tensors: every element's sum runs over the batch in order
+    // whatever the thread count (deterministic).
+    at::parallel_for(0, n, std::max<int64_t>(1, kGrain / std::max<int64_t>(batch, 1)), [&](int64_t j0, int64_t j1) {
+      double* __restrict pe = pe_all;
+      for (int64_t b = 0; b < batch; ++b) {
+        const scalar_t* __restrict gr = pgr + b * n;
+        const scalar_t* __restrict dr = pd + b * n;
+        for (int64_t j = j0; j < j1; ++j) pe[j] += double(gr[j]) * double(dr[j]);
+      }
+    });
   });
   const int64_t* pg = gidx.numel() ? gidx.data_ptr<int64_t>() : nullptr;
   for (int64_t j = 0; j < n; ++j) acc[pg ? pg[j] : j] += per_element[j];

@@ -156,3 +156,27 @@ def test_switching_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not torch_native.available()
     monkeypatch.setenv("HGQIR_TORCH_NATIVE", "1")
     assert torch_native.available()
+
+
+def test_parallel_kernels_are_deterministic() -> None:
+    # large tensors run on ATen's threads; results must not depend on the thread count
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(96, 4096, generator=g) * 4
+    f = (torch.rand(4096, generator=g) * 8 - 1).requires_grad_()
+    grad = torch.randn(96, 4096, generator=g)
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            vmax, vmin = torch.full((4096,), -math.inf), torch.full((4096,), math.inf)
+            f.grad = None
+            q = torch.ops.hgqir.act_quant(x, f, vmax, vmin, torch.zeros(0, dtype=torch.int64), 0)
+            q.backward(grad)
+            results.append((q.detach(), vmax, vmin, f.grad.clone()))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+    ref = FreeQuant.apply(x, torch.round(f.detach()), RoundMode.RND_CONV, None, None)
+    assert torch.equal(results[0][0], ref)
