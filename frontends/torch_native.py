@@ -7,7 +7,7 @@ regularizer one C++ autograd node each (``torch.ops.hgqir.*``), with the same ar
 Python path (:mod:`.torch_quant`, :mod:`.torch_bits`): identical quantized values and bit
 counts, gradients summed in double.
 
-They are compiled with the system C++ compiler on first use (about a minute, once per machine;
+They are compiled with the system C++ compiler on first use (about 20 s, once per machine;
 cached by ``torch.utils.cpp_extension`` under ``TORCH_EXTENSIONS_DIR``). Without a compiler or
 with ``HGQIR_TORCH_NATIVE=0`` the shims use the Python path, which gives the same values.
 They serve training on CPU only; eval, calibration and export always use the exact Python casts.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 import threading
 import warnings
@@ -26,6 +27,8 @@ import torch
 from hgqir.fixed import RoundMode
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native", "hgq_kernels.cpp")
+NAME = "hgqir_kernels_" + re.sub(r"\W", "_", torch.__version__)
+"""Build name: one per torch version (a build is only valid for the torch it was built against)."""
 _lock = threading.Lock()
 _state: dict[str, object] = {"tried": False, "ok": False, "error": None}
 
@@ -79,9 +82,9 @@ def _load() -> None:
         if bindir not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
         if not _cached(cpp_extension):
-            print("hgqir: building the PyTorch training kernels (once per machine, about a minute)", file=sys.stderr)
+            print("hgqir: building the PyTorch training kernels (once per machine and torch version, about 20 s)", file=sys.stderr)
         cpp_extension.load(
-            name="hgqir_kernels",
+            name=NAME,
             sources=[SOURCE],
             extra_cflags=_cflags(),
             is_python_module=False,
@@ -112,7 +115,7 @@ def _cflags() -> list[str]:
 def _cached(cpp_extension: object) -> bool:
     """A build of the kernels already exists (then loading takes well under a second)."""
     try:
-        root = cpp_extension._get_build_directory("hgqir_kernels", verbose=False)  # type: ignore[attr-defined]
+        root = cpp_extension._get_build_directory(NAME, verbose=False)  # type: ignore[attr-defined]
     except Exception:
         return False
-    return os.path.exists(os.path.join(root, "hgqir_kernels.so"))
+    return os.path.exists(os.path.join(root, f"{NAME}.so"))
