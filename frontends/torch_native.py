@@ -82,7 +82,10 @@ def _load() -> None:
         if bindir not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
         if not _cached(cpp_extension):
-            print("hgqir: building the PyTorch training kernels (once per machine and torch version, about 20 s)", file=sys.stderr)
+            print(
+                "hgqir: building the PyTorch training kernels (once per machine and torch version, about 20 s)",
+                file=sys.stderr,
+            )
         cpp_extension.load(
             name=NAME,
             sources=[SOURCE],
