@@ -78,7 +78,7 @@ class QMerge(keras.layers.Layer):
     def ebops(self, dtype: Any = None, train: bool = False, fs: list[Any] | None = None) -> Any:
         """IR rules per binary step: add/sub max(bits), mul bits*bits; chained steps use exact types.
 
-        ``fs``: the quantizers' raw fractional bits as unpacked by the bank (training).
+        ``fs``: the quantizers' rounded fractional bits as unpacked by the bank (training).
         """
         dtype = dtype or self.compute_dtype
         fs = fs or [None] * len(self.iqs)

@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from .keras_bank import ParamBank, pool_banks, split_bank
+from .keras_qmath import read
 from .keras_quant import Quantizer
 
 
@@ -59,6 +61,22 @@ class ShimModel(keras.Model):
         )
         self.ebops_metric = LatestValue(name="ebops")
         self._calibrating = False
+        self._banks = [layer for layer in self._flatten_layers(include_self=False) if isinstance(layer, ParamBank)]
+        self.fbank = pool_banks(self, self._banks)
+
+    def save_own_variables(self, store: Any) -> None:
+        """Only ``beta``: the pooled bank's stretches are saved by the layers' banks (files as before)."""
+        store["0"] = self.beta
+
+    def load_own_variables(self, store: Any) -> None:
+        self.beta.assign(store["0"])
+
+    def _unpack_banks(self) -> None:
+        """Unpack the pooled bank for a training call: one read and one op for every layer's bits."""
+        shapes = [s for b in self._banks for s in b.shapes]
+        parts = split_bank(read(self.fbank), shapes, rounded=True)
+        for b in self._banks:
+            b.pending, parts = parts[: len(b.shapes)], parts[len(b.shapes) :]
 
     def costed_layers(self) -> list[Any]:
         """Layers with an EBOPs rule (dense, conv, batchnorm, merges)."""
@@ -98,7 +116,13 @@ class ShimModel(keras.Model):
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
         if not training and not self._calibrating and not _is_symbolic(inputs) and _executing_eagerly():
             self.refresh_tables()
-        outputs = super().call(inputs, training=training, mask=mask)
+        if training and self.fbank is not None:
+            self._unpack_banks()
+        try:
+            outputs = super().call(inputs, training=training, mask=mask)
+        finally:
+            for b in self._banks:
+                b.pending = None
         if training:
             e = self._training_ebops()
             # Functional.add_loss is symbolic-only; the eager Layer version is what call() needs

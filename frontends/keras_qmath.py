@@ -32,6 +32,25 @@ def exp2(e: Any) -> Any:
     return ops.power(2.0, e)
 
 
+_EXPONENT = {"float16": ("int16", 15, 10), "bfloat16": ("int16", 127, 7), "float32": ("int32", 127, 23)}
+_EXPONENT["float64"] = ("int64", 1023, 52)
+
+
+def exp2_bits(e: Any) -> Any:
+    """``2**e`` for integer-valued ``e`` (exact), written into the exponent field, no ``pow``.
+
+    ``pow`` costs about 8 ns per element on a CPU, which shows on kernel-sized parameters; this
+    is a few cheap integer ops. ``e`` is clipped to the normal range of its dtype (float32:
+    -126..127), far beyond any bit width; small tensors keep ``pow`` (fewer ops).
+    """
+    dtype = keras.backend.standardize_dtype(e.dtype)
+    if dtype not in _EXPONENT or math.prod(e.shape) < 512:
+        return exp2(e)
+    itype, bias, shift = _EXPONENT[dtype]
+    n = ops.cast(ops.clip(e, 1.0 - bias, float(bias)), itype) + bias
+    return ops.view(ops.left_shift(n, shift), dtype)
+
+
 def read(v: Any) -> Any:
     """A tensor with a variable's current value (Keras' convert_to_tensor returns the variable).
 
@@ -52,6 +71,19 @@ def exact_round(v: Any) -> Any:
 def ste_round(v: Any) -> Any:
     """``floor(v + 0.5)`` forward, identity gradient."""
     return v + ops.stop_gradient(ops.floor(v + 0.5) - v)
+
+
+def train_round(v: Any) -> Any:
+    """``floor(v + 0.5)`` with the gradient straight through, as one op (the training ops' ``f``)."""
+
+    @ops.custom_gradient
+    def fn(v: Any) -> Any:
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            return args[0] if upstream is None else upstream
+
+        return ops.floor(v + 0.5), grad
+
+    return fn(v)
 
 
 def round_param(v: Any) -> np.ndarray:
@@ -149,7 +181,7 @@ def train_quantize(
     x: Any,
     k: Any,
     i_var: Any,
-    f_var: Any,
+    f: Any,
     rmode: RoundMode,
     omode: OverflowMode | None,
     axes: tuple[int, ...],
@@ -157,7 +189,8 @@ def train_quantize(
 ) -> Any:
     """Training forward and HGQ gradients in one fused op (few graph nodes, hand-written backward).
 
-    ``i_var`` and ``f_var`` are the raw parameters (rounded inside, gradients straight through);
+    ``i_var`` is the raw parameter (rounded inside, gradient straight through), ``f`` the rounded
+    fractional bits (:func:`train_round`; their gradient is the raw parameter's);
     ``axes`` reduce a gradient of ``x``'s shape to the parameter shape. ``omode=None`` rounds
     only (WRAP while training); SAT modes clip first with gradients to ``i`` and ``f``.
 
@@ -166,15 +199,14 @@ def train_quantize(
     at hand as ``ceil(log2(max|x * 2**f| + 1)) - f`` (log2 may be an ulp off; calibration sets
     the final value).
     """
-    pshape = tuple(f_var.shape)
+    pshape = tuple(f.shape)
     ln2 = math.log(2.0)
     inv_ln2 = 1.0 / ln2
 
     @ops.custom_gradient
-    def fn(x: Any, k: Any, i_var: Any, f_var: Any) -> Any:
-        f = ops.floor(f_var + 0.5)
+    def fn(x: Any, k: Any, i_var: Any, f: Any) -> Any:
         i = ops.floor(i_var + 0.5)
-        scale = exp2(f)
+        scale = exp2_bits(f)
         live = ops.cast(k + i + f > 0, x.dtype)
         step = live / scale  # parameter-sized: pruned elements become 0 in the last multiply
         xc = x
@@ -211,23 +243,23 @@ def train_quantize(
         need = ops.ceil(ops.log(amax + 1.0) * inv_ln2) - f
         return (out, need), grad
 
-    return fn(x, k, i_var, f_var)
+    return fn(x, k, i_var, f)
 
 
-def train_round_weights(w: Any, f_var: Any, rmode: RoundMode, axes: tuple[int, ...], bits: bool = False) -> Any:
+def train_round_weights(w: Any, f: Any, rmode: RoundMode, axes: tuple[int, ...], bits: bool = False) -> Any:
     """Fused training rounding of a constant (no overflow): ``dw`` straight through, HGQ ``df``.
 
     ``bits=True`` also returns the width of each rounded value's tightest type (the regularizer's
     weight widths, from the integer ``q`` already at hand: ``neg + ceil(log2(|q| + 1 - neg))``,
     0 where ``q == 0``; log2 need not be exact) with gradient 1 to ``f`` where ``q != 0``.
     """
-    pshape = tuple(f_var.shape)
+    pshape = tuple(f.shape)
     ln2 = math.log(2.0)
     inv_ln2 = 1.0 / ln2
 
     @ops.custom_gradient
-    def fn(w: Any, f_var: Any) -> Any:
-        scale = exp2(ops.floor(f_var + 0.5))
+    def fn(w: Any, f: Any) -> Any:
+        scale = exp2_bits(f)
         q = _round_fast(w * scale, rmode)
         wq = q / scale  # exact: scale is a power of two
 
@@ -252,7 +284,7 @@ def train_round_weights(w: Any, f_var: Any, rmode: RoundMode, axes: tuple[int, .
 
         return (wq, width), grad2
 
-    return fn(w, f_var)
+    return fn(w, f)
 
 
 def _sum_to(t: Any, shape: tuple[int, ...]) -> Any:
@@ -264,20 +296,20 @@ def _sum_to(t: Any, shape: tuple[int, ...]) -> Any:
     return t if tuple(t.shape) == tuple(shape) else ops.reshape(t, shape)
 
 
-def train_dense_ebops(k: Any, i_var: Any, f_var: Any, wb: Any, xshape: tuple[int, ...]) -> Any:
+def train_dense_ebops(k: Any, i_var: Any, f: Any, wb: Any, xshape: tuple[int, ...]) -> Any:
     """EBOPs of a dense layer, ``sum_j bits(x_j) * sum_o wb_jo``, as one op with a closed-form gradient.
 
-    ``bits(x) = max(k + round(i) + round(f), 0)`` of the input quantizer (parameters of any
+    ``bits(x) = max(k + round(i) + f, 0)`` of the input quantizer (``f`` rounded) (parameters of any
     granularity, broadcast to the unbatched input shape ``xshape``; leading axes summed); ``wb``
     the kernel's value widths. Gradients: ``d/di = d/df = live * sum_o wb`` (summed back to the
     parameter shape), ``d/dwb = bits(x)``, times the upstream scalar.
     """
-    pshape = tuple(f_var.shape)
+    pshape = tuple(f.shape)
     fan_in = int(wb.shape[0])
 
     @ops.custom_gradient
-    def fn(i_var: Any, f_var: Any, wb: Any) -> Any:
-        xb = k + ops.floor(i_var + 0.5) + ops.floor(f_var + 0.5)
+    def fn(i_var: Any, f: Any, wb: Any) -> Any:
+        xb = k + ops.floor(i_var + 0.5) + f
         live = ops.cast(xb > 0, xb.dtype)
         xb = xb * live
         xs = xb if tuple(xb.shape) == tuple(xshape) else ops.broadcast_to(xb, xshape)
@@ -299,15 +331,15 @@ def train_dense_ebops(k: Any, i_var: Any, f_var: Any, wb: Any, xshape: tuple[int
 
         return e, grad
 
-    return fn(i_var, f_var, wb)
+    return fn(i_var, f, wb)
 
 
-def train_bits(k: Any, i_var: Any, f_var: Any) -> Any:
-    """``max(k + round(i) + round(f), 0)`` with gradient 1 to ``i`` and ``f`` where positive."""
+def train_bits(k: Any, i_var: Any, f: Any) -> Any:
+    """``max(k + round(i) + f, 0)`` (``f`` rounded) with gradient 1 to ``i`` and ``f`` where positive."""
 
     @ops.custom_gradient
-    def fn(i_var: Any, f_var: Any) -> Any:
-        width = k + ops.floor(i_var + 0.5) + ops.floor(f_var + 0.5)
+    def fn(i_var: Any, f: Any) -> Any:
+        width = k + ops.floor(i_var + 0.5) + f
         live = ops.cast(width > 0, width.dtype)
 
         def grad(*args: Any, upstream: Any = None) -> Any:
@@ -316,16 +348,15 @@ def train_bits(k: Any, i_var: Any, f_var: Any) -> Any:
 
         return width * live, grad
 
-    return fn(i_var, f_var)
+    return fn(i_var, f)
 
 
-def train_weight_bits(wq: Any, f_var: Any, axes: tuple[int, ...]) -> Any:
-    """Tightest width of each quantized value (0 where 0), gradient 1 to ``f``; log2 need not be exact."""
-    pshape = tuple(f_var.shape)
+def train_weight_bits(wq: Any, f: Any, axes: tuple[int, ...]) -> Any:
+    """Tightest width of each quantized value (0 where 0), gradient 1 to ``f`` (rounded); log2 need not be exact."""
+    pshape = tuple(f.shape)
 
     @ops.custom_gradient
-    def fn(f_var: Any) -> Any:
-        f = ops.floor(f_var + 0.5)
+    def fn(f: Any) -> Any:
         a = ops.abs(wq)
         neg = ops.cast(wq < 0, wq.dtype)
         nonzero = ops.cast(a > 0, wq.dtype)
@@ -338,7 +369,7 @@ def train_weight_bits(wq: Any, f_var: Any, axes: tuple[int, ...]) -> Any:
 
         return width, grad
 
-    return fn(f_var)
+    return fn(f)
 
 
 # ---------------------------------------------------------------- parameter shapes

@@ -40,6 +40,7 @@ from .keras_qmath import (
     ste_round,
     train_bits,
     train_quantize,
+    train_round,
     train_round_weights,
     train_weight_bits,
 )
@@ -144,7 +145,7 @@ class Quantizer(keras.layers.Layer):
         self.k = self.add_weight(name="k", shape=pshape, initializer=const(self.k0), trainable=False)
 
     def kif(self, train: bool = False, f: Any = None) -> tuple[Any, Any, Any]:
-        """``(k, i, f)`` tensors with the integer values used (``f``: the raw ``f`` tensor, if at hand).
+        """``(k, i, f)`` tensors with the integer values used (``f``: the ``f`` tensor, raw or rounded, if at hand).
 
         ``train=True``: straight-through gradients (``v + sg(round(v) - v)``, which graph
         optimizers may evaluate an ulp off); otherwise exact integers without gradients.
@@ -153,13 +154,13 @@ class Quantizer(keras.layers.Layer):
         return read(self.k), rnd(read(self.i)), rnd(read(self.f) if f is None else f)
 
     def call(self, x: Any, training: Any = None, f: Any = None) -> Any:
-        """Quantize ``x``; ``f``: this quantizer's raw fractional bits as unpacked by its layer's bank."""
+        """Quantize ``x``; ``f``: this quantizer's rounded fractional bits as unpacked by its layer's bank (training)."""
         if self._trace is not None:
             return self._record(x, self.kif()[2])
         if training:
             axes = self._reduce_axes(len(x.shape))
             kv, iv = read(self.k), read(self.i)
-            fv = read(self.f) if f is None else f
+            fv = self.train_f(f)
             if not self.wraps:
                 return train_quantize(x, kv, iv, fv, self.round_mode, self.overflow_mode, axes)
             # WRAP: round only; the same op yields the integer bits this batch needs
@@ -168,6 +169,10 @@ class Quantizer(keras.layers.Layer):
             return out
         k, i, f = self.kif()
         return quantize_exact(x, k, i, f, self.round_mode, self.overflow_mode)
+
+    def train_f(self, f: Any = None) -> Any:
+        """The rounded ``f`` of a training call: ``f`` as the layer's bank unpacked it, or from ``self.f``."""
+        return train_round(read(self.f)) if f is None else f
 
     def _reduce_axes(self, rank: int) -> tuple[int, ...]:
         if self.granularity == "element":
@@ -183,7 +188,7 @@ class Quantizer(keras.layers.Layer):
 
     def train_bits(self, f: Any = None) -> Any:
         """:meth:`bits` with fewer graph nodes (the training regularizer)."""
-        return train_bits(read(self.k), read(self.i), read(self.f) if f is None else f)
+        return train_bits(read(self.k), read(self.i), self.train_f(f))
 
     # ---------------------------------------------------------- numpy side
     def kif_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -275,14 +280,14 @@ class WeightQuantizer(keras.layers.Layer):
         load_variables(self, store)
 
     def call(self, w: Any, training: Any = None, f: Any = None) -> Any:
-        """Round ``w``; ``f``: the raw fractional bits as unpacked by the layer's bank (training)."""
+        """Round ``w``; ``f``: the rounded fractional bits as unpacked by the layer's bank (training)."""
         if training:
-            return train_round_weights(w, read(self.f) if f is None else f, self.round_mode, self._axes())
+            return train_round_weights(w, self.train_f(f), self.round_mode, self._axes())
         return quantize_exact(w, 1.0, 64.0, exact_round(read(self.f)), self.round_mode, None)
 
     def train_bits(self, wq: Any, f: Any = None) -> Any:
         """:meth:`bits` with fewer graph nodes (the training regularizer)."""
-        return train_weight_bits(wq, read(self.f) if f is None else f, self._axes())
+        return train_weight_bits(wq, self.train_f(f), self._axes())
 
     def train_with_bits(self, w: Any, f: Any = None) -> tuple[Any, Any]:
         """Training rounding of ``w`` and the widths of the rounded values, in one fused op.
@@ -291,8 +296,11 @@ class WeightQuantizer(keras.layers.Layer):
         rounded integers; their gradient reaches ``f`` where the value is non-zero.
         """
         w = read(w) if isinstance(w, keras.Variable) else w
-        fv = read(self.f) if f is None else f
-        return train_round_weights(w, fv, self.round_mode, self._axes(), bits=True)
+        return train_round_weights(w, self.train_f(f), self.round_mode, self._axes(), bits=True)
+
+    def train_f(self, f: Any = None) -> Any:
+        """The rounded ``f`` of a training call: ``f`` as the layer's bank unpacked it, or from ``self.f``."""
+        return train_round(read(self.f)) if f is None else f
 
     def _axes(self) -> tuple[int, ...]:
         """Axes of the constant that share one parameter (reduced in parameter gradients)."""
