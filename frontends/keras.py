@@ -146,12 +146,19 @@ def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:
     return g
 
 
-def load_for_cli(path: str, args: argparse.Namespace) -> Graph:
-    """``hgqir import model.keras -o model.hgq``: load a saved model (shim, HGQ2 or float) and import it."""
+def load_keras(path: str, **options: Any) -> Any:
+    """``keras.saving.load_model`` with hgqir's shim classes (and HGQ2's, when installed)
+    registered: a saved shim loads in a fresh process after only ``import hgqir``.
+    ``options`` go to ``load_model`` (e.g. ``compile=False``)."""
     import keras
 
-    _hgq()  # registers HGQ2's serializable classes when hgq2 is installed
-    model = keras.saving.load_model(path, compile=False)
+    _hgq()  # registers HGQ2's serializable classes when hgq2 is installed; hgqir's are by now
+    return keras.saving.load_model(path, **options)
+
+
+def load_for_cli(path: str, args: argparse.Namespace) -> Graph:
+    """``hgqir import model.keras -o model.hgq``: load a saved model (shim, HGQ2 or float) and import it."""
+    model = load_keras(path, compile=False)
     calibration = getattr(args, "calibration", None)
     data = np.load(calibration) if calibration else None
     return from_keras(model, calibration=data)

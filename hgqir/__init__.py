@@ -45,6 +45,7 @@ __all__ = [
     "from_keras",
     "from_torch",
     "load",
+    "load_keras",
     "loads",
     "quantize",
     "quantize_keras",
@@ -83,6 +84,13 @@ def quantize_keras(model: Any, beta: Any = 0.0, **options: Any) -> Any:
     from .frontends.keras import quantize_keras as _impl
 
     return _impl(model, beta=beta, **options)
+
+
+def load_keras(path: str, **options: Any) -> Any:
+    """Load a saved Keras model (hgqir shim, HGQ2 or plain) with hgqir's classes registered."""
+    from .frontends.keras import load_keras as _impl
+
+    return _impl(path, **options)
 
 
 def from_torch(module: Any, example_input: Any, calibration: Any = None, **options: Any) -> Graph:

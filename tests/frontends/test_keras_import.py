@@ -145,3 +145,26 @@ def test_cli_import(shim_and_graph: tuple, tmp_path: Path, capsys: pytest.Captur
 def test_ebops_metric_and_regularizer_value(shim_and_graph: tuple) -> None:
     qmodel, g, _ = shim_and_graph
     assert qmodel.ebops() == hgqir.bops(g).total > 0
+
+
+def test_saved_shim_loads_in_a_fresh_process_after_import_hgqir(shim_and_graph: tuple, tmp_path: Path) -> None:
+    # Keras finds registered classes only once their module is imported: load_keras does that
+    import subprocess
+    import sys
+
+    qmodel, g, x = shim_and_graph
+    path = tmp_path / "shim.keras"
+    qmodel.save(path)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import keras, numpy as np, hgqir\n"
+        "keras.config.set_floatx('float64')\n"  # as the fixture's model was built
+        f"m = hgqir.load_keras({str(path)!r}, compile=False)\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, np.asarray(m.predict(x, verbose=0)))\n"
+        "print(type(m).__name__)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "ShimModel"
+    assert np.array_equal(np.load(tmp_path / "y.npy"), np.asarray(qmodel.predict(x, verbose=0)))
