@@ -180,3 +180,18 @@ def test_parallel_kernels_are_deterministic() -> None:
         assert torch.equal(a, b)
     ref = FreeQuant.apply(x, torch.round(f.detach()), RoundMode.RND_CONV, None, None)
     assert torch.equal(results[0][0], ref)
+
+
+def test_failed_build_falls_back_to_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a machine without a compiler: the shim still trains, on the Python path, with the same values
+    monkeypatch.setitem(torch_native._state, "tried", True)
+    monkeypatch.setitem(torch_native._state, "ok", False)
+    monkeypatch.setitem(torch_native._state, "error", RuntimeError("no compiler"))
+    assert not torch_native.available()
+    assert "no compiler" in (torch_native.load_error() or "")
+    x = torch.randn(16, 6, generator=torch.Generator().manual_seed(6))
+    shim = hgqir.quantize_torch(_mlp(), x, beta=1e-3)
+    shim.train()
+    (shim(x).square().mean() + shim.regularization()).backward()
+    assert not shim.bank.native.on
+    assert float(shim.bank.f.grad.abs().sum()) > 0
