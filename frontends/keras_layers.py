@@ -15,7 +15,7 @@ import keras
 from keras import ops
 
 from .keras_bank import ParamBank
-from .keras_qmath import read, train_dense_ebops
+from .keras_qmath import train_dense_ebops
 from .keras_quant import Quantizer, WeightQuantizer
 
 ACTIVATIONS = ("relu", "linear")
@@ -84,16 +84,16 @@ class QDense(keras.layers.Dense):
 
     def call(self, x: Any, training: Any = None) -> Any:
         fi, fk, *fb = self.fbank.split(training)
-        if training:
+        if training:  # the input widths come from iq's op (the integer bits it quantized with)
             wq, wb = self.kq.train_with_bits(self.kernel, f=fk)
+            xq, xb = self.iq(x, training=True, f=fi, bits=True)
+            self.ebops_now = train_dense_ebops(xb, wb, self.iq.shape)
         else:
             wq = self.kq(self.kernel, training=training)
-        y = ops.matmul(self.iq(x, training=training, f=fi), wq)
+            xq = self.iq(x, training=training)
+        y = ops.matmul(xq, wq)
         if self.bq is not None:
             y = ops.add(y, self.bq(self.bias, training=training, f=fb[0]))  # BiasAdd on TensorFlow
-        if training:  # after iq's call: the running integer bits of this step
-            iq = self.iq
-            self.ebops_now = train_dense_ebops(read(iq.k), read(iq.i), fi, wb, iq.shape)
         return self.activation(y)
 
     def _cost(self, xb: Any, wb: Any) -> Any:

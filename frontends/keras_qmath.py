@@ -186,6 +186,7 @@ def train_quantize(
     omode: OverflowMode | None,
     axes: tuple[int, ...],
     track: bool = False,
+    bits: bool = False,
 ) -> Any:
     """Training forward and HGQ gradients in one fused op (few graph nodes, hand-written backward).
 
@@ -198,6 +199,11 @@ def train_quantize(
     ``2**need >= max|x| + 2**-f`` (no gradient), computed from the scaled ``x * 2**f`` already
     at hand as ``ceil(log2(max|x * 2**f| + 1)) - f`` (log2 may be an ulp off; calibration sets
     the final value).
+
+    ``bits=True`` also returns (last) the widths ``max(k + i + f, 0)`` this call quantized with,
+    per parameter element, for the EBOPs regularizer, with gradient 1 to ``f`` (and to ``i`` of
+    SAT modes) where positive. With ``track``, these are the integer bits from before the update
+    this call's ``need`` brings (the regularizer and the quantization see the same widths).
     """
     pshape = tuple(f.shape)
     ln2 = math.log(2.0)
@@ -207,7 +213,8 @@ def train_quantize(
     def fn(x: Any, k: Any, i_var: Any, f: Any) -> Any:
         i = ops.floor(i_var + 0.5)
         scale = exp2_bits(f)
-        live = ops.cast(k + i + f > 0, x.dtype)
+        width = k + i + f
+        live = ops.cast(width > 0, x.dtype)
         step = live / scale  # parameter-sized: pruned elements become 0 in the last multiply
         xc = x
         if omode in SAT_MODES:
@@ -219,29 +226,32 @@ def train_quantize(
         out = _round_fast(xs, rmode) * step
 
         def grad(*args: Any, upstream: Any = None) -> Any:
-            if upstream is None:
-                g = args[0]  # with track: (d out, d need); need has no gradient
-            else:
-                g = upstream[0] if track else upstream
-            g = g * live
+            # one upstream gradient per output: (d out[, d need][, d widths]); need has none
+            gs = args if upstream is None else (tuple(upstream) if track or bits else (upstream,))
+            g = gs[0] * live
+            gw = gs[-1] * live if bits else None
             dk = ops.zeros_like(k)
             if omode not in SAT_MODES:
                 df = _reduce_to(g * (xc - out), axes, pshape) * ln2
-                return g, dk, ops.zeros_like(i_var), df
+                return g, dk, ops.zeros_like(i_var), df if gw is None else df + gw
             over, under = ops.cast(x > hi, x.dtype), ops.cast(x < lo, x.dtype)
             g_over, g_under = g * over, g * under
             dx = g - g_over - g_under
             df = _reduce_to(g * (xc - out) + g_over / scale, axes, pshape) * ln2
             di = _reduce_to(g_over * top - g_under * (k * top), axes, pshape) * ln2
+            if gw is not None:
+                df, di = df + gw, di + gw
             return dx, dk, di, df
 
-        if not track:
-            return out, grad
-        amax = ops.max(ops.abs(xs), axis=axes) if axes else ops.abs(xs)
-        if tuple(amax.shape) != pshape:
-            amax = ops.reshape(amax, pshape)
-        need = ops.ceil(ops.log(amax + 1.0) * inv_ln2) - f
-        return (out, need), grad
+        outs = (out,)
+        if track:
+            amax = ops.max(ops.abs(xs), axis=axes) if axes else ops.abs(xs)
+            if tuple(amax.shape) != pshape:
+                amax = ops.reshape(amax, pshape)
+            outs += (ops.ceil(ops.log(amax + 1.0) * inv_ln2) - f,)
+        if bits:
+            outs += (width * live,)
+        return (outs if len(outs) > 1 else out), grad
 
     return fn(x, k, i_var, f)
 
@@ -296,23 +306,20 @@ def _sum_to(t: Any, shape: tuple[int, ...]) -> Any:
     return t if tuple(t.shape) == tuple(shape) else ops.reshape(t, shape)
 
 
-def train_dense_ebops(k: Any, i_var: Any, f: Any, wb: Any, xshape: tuple[int, ...]) -> Any:
+def train_dense_ebops(xb: Any, wb: Any, xshape: tuple[int, ...]) -> Any:
     """EBOPs of a dense layer, ``sum_j bits(x_j) * sum_o wb_jo``, as one op with a closed-form gradient.
 
-    ``bits(x) = max(k + round(i) + f, 0)`` of the input quantizer (``f`` rounded) (parameters of any
-    granularity, broadcast to the unbatched input shape ``xshape``; leading axes summed); ``wb``
-    the kernel's value widths. Gradients: ``d/di = d/df = live * sum_o wb`` (summed back to the
+    ``xb``: the input quantizer's widths (parameter shape, any granularity; broadcast to the
+    unbatched input shape ``xshape``, leading axes summed), as :func:`train_quantize` returns
+    them; ``wb`` the kernel's value widths. Gradients: ``d/dxb = sum_o wb`` (summed back to the
     parameter shape), ``d/dwb = bits(x)``, times the upstream scalar.
     """
-    pshape = tuple(f.shape)
+    pshape = tuple(xb.shape)
     fan_in = int(wb.shape[0])
 
     @ops.custom_gradient
-    def fn(i_var: Any, f: Any, wb: Any) -> Any:
-        xb = k + ops.floor(i_var + 0.5) + f
-        live = ops.cast(xb > 0, xb.dtype)
-        xb = xb * live
-        xs = xb if tuple(xb.shape) == tuple(xshape) else ops.broadcast_to(xb, xshape)
+    def fn(xb: Any, wb: Any) -> Any:
+        xs = xb if pshape == tuple(xshape) else ops.broadcast_to(xb, xshape)
         if len(xshape) > 1:
             xs = ops.sum(ops.reshape(xs, (-1, fan_in)), axis=0)
         rw = ops.sum(wb, axis=1)
@@ -326,12 +333,11 @@ def train_dense_ebops(k: Any, i_var: Any, f: Any, wb: Any, xshape: tuple[int, ..
                 dx = ops.broadcast_to(dx, xshape)
             if tuple(dx.shape) != pshape:
                 dx = _sum_to(dx, pshape)
-            dx = dx * live
-            return dx, dx, dwb
+            return dx, dwb
 
         return e, grad
 
-    return fn(i_var, f, wb)
+    return fn(xb, wb)
 
 
 def train_bits(k: Any, i_var: Any, f: Any) -> Any:

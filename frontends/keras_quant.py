@@ -153,8 +153,12 @@ class Quantizer(keras.layers.Layer):
         rnd = ste_round if train else exact_round
         return read(self.k), rnd(read(self.i)), rnd(read(self.f) if f is None else f)
 
-    def call(self, x: Any, training: Any = None, f: Any = None) -> Any:
-        """Quantize ``x``; ``f``: this quantizer's rounded fractional bits as unpacked by its layer's bank (training)."""
+    def call(self, x: Any, training: Any = None, f: Any = None, bits: bool = False) -> Any:
+        """Quantize ``x``; ``f``: this quantizer's rounded fractional bits as unpacked by its layer's bank (training).
+
+        ``bits=True`` (training only) returns ``(xq, widths)``: the widths of :meth:`train_bits`
+        this call quantized with, from the same fused op (the regularizer's input bits).
+        """
         if self._trace is not None:
             return self._record(x, self.kif()[2])
         if training:
@@ -162,11 +166,11 @@ class Quantizer(keras.layers.Layer):
             kv, iv = read(self.k), read(self.i)
             fv = self.train_f(f)
             if not self.wraps:
-                return train_quantize(x, kv, iv, fv, self.round_mode, self.overflow_mode, axes)
+                return train_quantize(x, kv, iv, fv, self.round_mode, self.overflow_mode, axes, bits=bits)
             # WRAP: round only; the same op yields the integer bits this batch needs
-            out, need = train_quantize(x, kv, iv, fv, self.round_mode, None, axes, track=True)
+            out, need, *widths = train_quantize(x, kv, iv, fv, self.round_mode, None, axes, track=True, bits=bits)
             self.i.assign(ops.maximum(iv - self.i_decay, need))
-            return out
+            return (out, widths[0]) if bits else out
         k, i, f = self.kif()
         return quantize_exact(x, k, i, f, self.round_mode, self.overflow_mode)
 

@@ -90,3 +90,26 @@ def test_training_forward_and_gradients() -> None:
     want_f = -ln2 * ((0.25 - 0.3) + (-0.75 + 0.7)) + ln2 * 2.0**-2
     assert gf.numpy() == pytest.approx(want_f)
     assert gi.numpy() == pytest.approx(ln2 * 2.0)  # d hi / d i = ln2 2**i
+
+
+@pytest.mark.parametrize("ovf", ["WRAP", "SAT"])
+def test_training_call_returns_the_widths_it_quantized_with(ovf: str) -> None:
+    """``bits=True``: same output, plus max(k + i + f, 0) from before the WRAP range update, gradient 1 where > 0."""
+    q = Quantizer(overflow=ovf, round="RND")
+    q.build((None, 4))
+    q.i.assign(np.array([1.2, -3.0, 2.6, 0.4]))
+    q.f.assign(np.array([3.4, 1.0, -0.6, 2.5]))  # element 1: width 1 - 3 + 1 = -1, pruned
+    x = tf.constant(np.random.default_rng(5).normal(scale=3.0, size=(50, 4)))
+    want_bits = np.asarray(q.bits())
+    i_before = q.i.numpy().copy()
+    with tf.GradientTape() as tape:
+        y, bits = q(x, training=True, bits=True)
+        loss = tf.reduce_sum(bits * tf.constant([1.0, 2.0, 3.0, 4.0], dtype="float64"))
+    gi, gf = tape.gradient(loss, [q.i.value, q.f.value])
+    assert np.array_equal(bits.numpy(), want_bits)
+    assert np.array_equal(want_bits, [5.0, 0.0, 3.0, 4.0])
+    q.i.assign(i_before)
+    assert np.array_equal(y.numpy(), q(x, training=True).numpy())
+    assert np.array_equal(gf.numpy(), [1.0, 0.0, 3.0, 4.0])
+    if ovf == "SAT":
+        assert np.array_equal(gi.numpy(), [1.0, 0.0, 3.0, 4.0])
