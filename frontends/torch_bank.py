@@ -184,11 +184,6 @@ class QuantBank(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_consts": {}, "last": None, "_ranges": None, "_cached": [], "_mants": []}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("native", torch_native.Switch())  # shims pickled before the kernels
-        state.setdefault("native_consumers", set())
-        super().__setstate__(state)
-
     # ------------------------------------------------------------------ forward
     def wire_native(self, consumers: set[int]) -> None:
         """Activation specs whose quantizer takes the raw ``f`` view in a fused step."""
@@ -199,6 +194,9 @@ class QuantBank(nn.Module):
             for b, off, code in zip(self.blocks, self._block_offsets, self._block_codes, strict=True)
         ]
         """Per block: output slots, positions in the forward's arguments, ``f`` offset, rounding."""
+        self.native_weight_order = [k for _, where, _, _ in self._native_blocks for k in where]
+        """Positions of the block weights among the forward's arguments, blocks in order (what
+        the fused EBOPs kernel reads)."""
         first = len(self.blocks)
         self._native_rest = [(n, first + k, n in self.native_consumers) for k, n in enumerate(self.rest)]
 

@@ -14,7 +14,7 @@ from the bank as call arguments; the modules themselves hold only configuration.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from .torch_quant import (
     round_exact,
 )
 from .torch_tables import FUNCTIONS, SoftmaxTables, lut_out_kif, lut_table, softmax_tables, union_kif
+
+if TYPE_CHECKING:
+    from .torch_bank import QSpec
 
 Tensor = torch.Tensor
 
@@ -88,13 +91,10 @@ class ActQuantizer(nn.Module):
         self.observe(q.detach(), vmax, vmin)
         return q
 
-    def use_native(self, switch: torch_native.Switch, shape: tuple[int, ...]) -> None:
-        """Quantize with the fused kernel whenever ``switch`` is on (samples of ``shape``)."""
-        if self.group == tuple(shape):
-            gidx = torch.zeros(0, dtype=torch.int64)
-        else:
-            size = int(np.prod(self.group))
-            gidx = torch.from_numpy(np.broadcast_to(np.arange(size).reshape(self.group), shape).reshape(-1).copy())
+    def use_native(self, switch: torch_native.Switch, spec: QSpec) -> None:
+        """Quantize with the fused kernel whenever ``switch`` is on (``spec``: this quantizer's)."""
+        per_element = spec.group == spec.shape
+        gidx = torch.zeros(0, dtype=torch.int64) if per_element else torch.from_numpy(spec.group_index().copy())
         self.native_switch = switch
         self.native_args = (gidx, torch_native.round_code(self.round))
 

@@ -62,13 +62,9 @@ class QuantizedModule(nn.Module):
         for spec, name in self.plan.modules.items():
             module = self.body.get_submodule(name)
             if type(module) is ActQuantizer and not module.learns_i:
-                module.use_native(self.bank.native, self.bank.specs[spec].shape)
+                module.use_native(self.bank.native, self.bank.specs[spec])
                 consumers.add(spec)
         self.bank.wire_native(consumers)
-        order = [n for b in self.bank.blocks for n in b.specs]
-        pos = {n: k for k, n in enumerate(self.bank.param_specs)}
-        self._native_order = [pos[n] for n in order]
-        self._native_blocks = [len(b.specs) for b in self.bank.blocks]
 
     @property
     def bank(self) -> QuantBank:
@@ -138,9 +134,10 @@ class QuantizedModule(nn.Module):
         bank = self.bank
         if bank.use_native():
             params = self.params()
-            ws = [params[k] for k in self._native_order]
+            ws = [params[k] for k in bank.native_weight_order]
             if all(w.dtype == bank.f.dtype for w in ws):
-                index, values = self.ebops_index.native_tensors(self._native_blocks, bank._block_codes)
+                sizes = [len(b.specs) for b in bank.blocks]
+                index, values = self.ebops_index.native_tensors(sizes, bank._block_codes)
                 return torch.ops.hgqir.ebops(bank.f, ws, bank.vmax, bank.vmin, index, values, scale, l1)
         return RegFn.apply(bank.f, bank.i, self, scale, l1)
 
