@@ -107,12 +107,14 @@ class BankClip(keras.constraints.Constraint):
 
     def __init__(self, lo: list[float], hi: list[float], sizes: list[int]) -> None:
         self.lo, self.hi, self.sizes = [float(v) for v in lo], [float(v) for v in hi], [int(n) for n in sizes]
+        self._uniform = len(set(self.lo)) == 1 and len(set(self.hi)) == 1
+        # per-element bounds, built once (the constraint runs after every optimizer step)
+        self._bounds = None if self._uniform else (np.repeat(self.lo, self.sizes), np.repeat(self.hi, self.sizes))
 
     def __call__(self, w: Any) -> Any:
-        if len(set(self.lo)) == 1 and len(set(self.hi)) == 1:
+        if self._uniform:
             return ops.clip(w, self.lo[0], self.hi[0])
-        lo = np.repeat(self.lo, self.sizes)
-        hi = np.repeat(self.hi, self.sizes)
+        lo, hi = self._bounds  # type: ignore[misc]
         return ops.minimum(ops.maximum(w, ops.cast(lo, w.dtype)), ops.cast(hi, w.dtype))
 
     def get_config(self) -> dict[str, Any]:

@@ -35,6 +35,11 @@ def make_bank(name: str, quantizers: list[Any]) -> ParamBank:
     return ParamBank(name=f"{name}_fbank")
 
 
+def layer_quantizers(layer: Any) -> list[Any]:
+    """Input, kernel and (if any) bias quantizer of a dense or conv layer, in bank order."""
+    return [layer.iq, layer.kq] + ([layer.bq] if layer.bq is not None else [])
+
+
 def _bits_full(q: Quantizer, dtype: Any) -> Any:
     """The quantizer's widths broadcast to its tensor shape (no batch)."""
     return ops.cast(_full(q.bits(), q.shape), dtype)
@@ -69,10 +74,7 @@ class QDense(keras.layers.Dense):
         self.iq = make_quantizer(Quantizer, iq, f"{self.name}_iq")
         self.kq = make_quantizer(WeightQuantizer, kq, f"{self.name}_kq")
         self.bq = make_quantizer(WeightQuantizer, bq, f"{self.name}_bq") if use_bias else None
-        self.fbank = make_bank(self.name, self._quantizers())
-
-    def _quantizers(self) -> list[Any]:
-        return [self.iq, self.kq] + ([self.bq] if self.bq is not None else [])
+        self.fbank = make_bank(self.name, layer_quantizers(self))
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
@@ -80,7 +82,7 @@ class QDense(keras.layers.Dense):
         self.kq.build(self.kernel.shape)
         if self.bq is not None:
             self.bq.build(self.bias.shape)
-        self.fbank.attach(self._quantizers())
+        self.fbank.attach(layer_quantizers(self))
 
     def call(self, x: Any, training: Any = None) -> Any:
         fi, fk, *fb = self.fbank.split(training)
@@ -150,10 +152,7 @@ class _QConvMixin:
         self.iq = make_quantizer(Quantizer, iq, f"{name}_iq")
         self.kq = make_quantizer(WeightQuantizer, kq, f"{name}_kq")
         self.bq = make_quantizer(WeightQuantizer, bq, f"{name}_bq") if self.use_bias else None  # type: ignore[attr-defined]
-        self.fbank = make_bank(name, self._quantizers())
-
-    def _quantizers(self) -> list[Any]:
-        return [self.iq, self.kq] + ([self.bq] if self.bq is not None else [])
+        self.fbank = make_bank(name, layer_quantizers(self))
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)  # type: ignore[misc]
@@ -161,7 +160,7 @@ class _QConvMixin:
         self.kq.build(self.kernel.shape)  # type: ignore[attr-defined]
         if self.bq is not None:
             self.bq.build(self.bias.shape)  # type: ignore[attr-defined]
-        self.fbank.attach(self._quantizers())
+        self.fbank.attach(layer_quantizers(self))
 
     def _conv(self, x: Any, kernel: Any) -> Any:
         padding = self.padding  # type: ignore[attr-defined]
