@@ -149,11 +149,19 @@ def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:
 def load_keras(path: str, **options: Any) -> Any:
     """``keras.saving.load_model`` with hgqir's shim classes (and HGQ2's, when installed)
     registered: a saved shim loads in a fresh process after only ``import hgqir``.
-    ``options`` go to ``load_model`` (e.g. ``compile=False``)."""
+    ``options`` go to ``load_model`` (e.g. ``compile=False``). A missing file raises
+    ``FileNotFoundError``; a file Keras cannot read, :class:`~hgqir.errors.HgqirError` naming it."""
+    import os
+
     import keras
 
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no Keras model file {str(path)!r}")
     _hgq()  # registers HGQ2's serializable classes when hgq2 is installed; hgqir's are by now
-    return keras.saving.load_model(path, **options)
+    try:
+        return keras.saving.load_model(path, **options)
+    except (ValueError, OSError, KeyError, TypeError) as exc:
+        raise HgqirError(f"cannot load {str(path)!r} as a Keras model: {exc}") from exc
 
 
 def load_for_cli(path: str, args: argparse.Namespace) -> Graph:

@@ -13,6 +13,7 @@ from keras_testlib import L, assert_exact, data, float64_scope, randomize_bits
 
 import hgqir
 from hgqir.cli import main
+from hgqir.errors import HgqirError
 
 
 @pytest.fixture(autouse=True)
@@ -168,3 +169,14 @@ def test_saved_shim_loads_in_a_fresh_process_after_import_hgqir(shim_and_graph: 
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == "ShimModel"
     assert np.array_equal(np.load(tmp_path / "y.npy"), np.asarray(qmodel.predict(x, verbose=0)))
+
+
+def test_load_keras_rejects_missing_and_garbage_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.keras"):
+        hgqir.load_keras(str(tmp_path / "nope.keras"))
+    bad = tmp_path / "bad.keras"
+    bad.write_text("not a zip file")
+    with pytest.raises(HgqirError, match="bad.keras"):
+        hgqir.load_keras(str(bad))
+    assert main(["import", str(bad), "-o", str(tmp_path / "m.hgq")]) != 0  # one message, no traceback
+    assert "bad.keras" in capsys.readouterr().err
