@@ -21,6 +21,7 @@ from .torch_bits import BitLayout, bit_counts
 from .torch_build import Plan
 from .torch_config import ShimConfig
 from .torch_ebops import RegFn, build_index
+from .torch_fuse import FusedForward, fused_forward
 from .torch_modules import ActQuantizer, QBatchNorm
 
 Tensor = torch.Tensor
@@ -55,6 +56,10 @@ class QuantizedModule(nn.Module):
         self.ebops_index = build_index(self.bit_layout, plan.costs)
         self._owners: list[tuple[nn.Module, str]] | None = None
         self._wire_native()
+        self.fuse_layers = True
+        """Train on one fused kernel call per layer (:mod:`.torch_fuse`) when the body allows;
+        False runs the quantizer-by-quantizer kernels (same values, slower)."""
+        self._fused: FusedForward | None | bool = False  # False: not built yet
 
     def _wire_native(self) -> None:
         """Let plain activation quantizers take raw ``f`` views in fused training steps."""
@@ -80,10 +85,24 @@ class QuantizedModule(nn.Module):
         self._beta.fill_(float(value))
 
     def forward(self, *inputs: Tensor) -> Any:
-        out = self.body(*inputs)
+        fused = self._fused_step() if self.fuse_layers and self.bank.use_native() else None
+        if fused is not None:
+            self.bank.native.on = True
+            self.bank.last = None
+            out = fused(self.body, *inputs)
+        else:
+            out = self.body(*inputs)
         if self.training and self.config.sync_stats:
             _sync_running_ranges(self)
         return out
+
+    def _fused_step(self) -> FusedForward | None:
+        if self._fused is False:
+            self._fused = fused_forward(self)
+        return self._fused  # type: ignore[return-value]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fused": False}  # generated code is rebuilt, not pickled
 
     def bit_parameters(self) -> list[nn.Parameter]:
         """The learned bitwidths (``f``, and ``i`` of saturating quantizers), e.g. for their own

@@ -147,15 +147,17 @@ Tensor contiguous_as(const Tensor& t, at::ScalarType dtype) {
 
 // ---------------------------------------------------------------- activation quantizer
 // One sample: quantize, keep q - x for the gradient, fold q into the per-element range.
-template <int Mode, bool ExactInverse, typename T>
+// With Relu, x is first clamped at 0 as torch.relu does (nan stays nan).
+template <int Mode, bool ExactInverse, bool Relu, typename T>
 void act_row(const T* __restrict x, T* __restrict out, T* __restrict delta, const T* __restrict scale,
              const T* __restrict inv, T* __restrict top, T* __restrict bottom, int64_t n) {
   int nan = 0;
   for (int64_t j = 0; j < n; ++j) {
-    const T v = round_as<Mode>(x[j] * scale[j]);
+    const T a = Relu ? (x[j] < T(0) ? T(0) : x[j]) : x[j];
+    const T v = round_as<Mode>(a * scale[j]);
     const T q = ExactInverse ? v * inv[j] : v / scale[j];
     out[j] = q;
-    delta[j] = q - x[j];
+    delta[j] = q - a;
     top[j] = q > top[j] ? q : top[j];
     bottom[j] = q < bottom[j] ? q : bottom[j];
     nan |= q != q;
@@ -170,7 +172,7 @@ void act_row(const T* __restrict x, T* __restrict out, T* __restrict delta, cons
 // x: [batch, n] (any shape, batch first); f, vmax, vmin: one entry per group; gidx: group of
 // each of the n elements (int64), or empty when every element is its own group.
 std::vector<Tensor> act_quant_forward(const Tensor& x_in, const Tensor& f_in, Tensor vmax, Tensor vmin,
-                                      const Tensor& gidx_in, int64_t mode) {
+                                      const Tensor& gidx_in, int64_t mode, bool relu = false) {
   TORCH_CHECK(x_in.device().is_cpu(), "hgqir::act_quant runs on CPU tensors only");
   TORCH_CHECK(x_in.dim() >= 1, "hgqir::act_quant needs a batch axis");
   const Tensor x = x_in.contiguous();
@@ -220,10 +222,14 @@ std::vector<Tensor> act_quant_forward(const Tensor& x_in, const Tensor& f_in, Te
       scalar_t* bt = whole ? bottom.data() : local_bottom.data();
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t row = b * n;
-        if (exact_inverse) {
-          HGQIR_BY_MODE(mode, act_row<kMode, true>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
+        if (exact_inverse && relu) {
+          HGQIR_BY_MODE(mode, act_row<kMode, true, true>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
+        } else if (exact_inverse) {
+          HGQIR_BY_MODE(mode, act_row<kMode, true, false>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
+        } else if (relu) {
+          HGQIR_BY_MODE(mode, act_row<kMode, false, true>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
         } else {
-          HGQIR_BY_MODE(mode, act_row<kMode, false>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
+          HGQIR_BY_MODE(mode, act_row<kMode, false, false>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
         }
       }
       if (!whole) {
@@ -245,16 +251,34 @@ std::vector<Tensor> act_quant_forward(const Tensor& x_in, const Tensor& f_in, Te
   return {out, delta};
 }
 
-// d out / d f = -ln2 * (q - x), summed over the batch and each group's elements.
-Tensor act_quant_grad_f(const Tensor& grad_in, const Tensor& delta, const Tensor& gidx, int64_t groups,
-                        const Tensor& f_like) {
+// grad where pre > 0, else 0 (torch's threshold_backward: also grad where pre is nan), with a
+// bit mask instead of a branch (the signs of pre are random: a branch mispredicts half the time).
+template <typename T>
+void relu_through(const T* __restrict grad, const T* __restrict pre, T* __restrict out, int64_t n) {
+  using U = typename Bits<T>::U;
+  for (int64_t j = 0; j < n; ++j) {
+    U g;
+    std::memcpy(&g, grad + j, sizeof g);
+    g &= U(0) - U(!(pre[j] <= T(0)));
+    std::memcpy(out + j, &g, sizeof g);
+  }
+}
+
+// Sums over the batch of grad * (q - x) per group (double, in `acc`, added to). With `pre` (the
+// pre-activation of a fused ReLU) also returns the gradient through the ReLU: grad where
+// pre > 0 (as torch's threshold_backward), else 0; otherwise returns nothing.
+Tensor act_backward(const Tensor& grad_in, const Tensor& delta, const Tensor& pre, const Tensor& gidx, double* acc) {
   const Tensor grad = contiguous_as(grad_in, delta.scalar_type());
   const int64_t batch = delta.size(0);
   const int64_t n = batch ? delta.numel() / batch : 0;
-  std::vector<double> per_element(n, 0.0), acc(groups, 0.0);
+  std::vector<double> per_element(n, 0.0);
+  Tensor through;
+  if (pre.defined()) through = at::empty_like(delta);
   AT_DISPATCH_FLOATING_TYPES(delta.scalar_type(), "hgqir_act_quant_backward", [&] {
     const scalar_t* pgr = grad.data_ptr<scalar_t>();
     const scalar_t* pd = delta.data_ptr<scalar_t>();
+    const scalar_t* pp = pre.defined() ? pre.data_ptr<scalar_t>() : nullptr;
+    scalar_t* pt = pre.defined() ? through.data_ptr<scalar_t>() : nullptr;
     double* pe_all = per_element.data();
     // Columns in parallel for large tensors: every element's sum runs over the batch in order
     // whatever the thread count (deterministic).
@@ -265,15 +289,29 @@ Tensor act_quant_grad_f(const Tensor& grad_in, const Tensor& delta, const Tensor
         const scalar_t* __restrict dr = pd + b * n;
         for (int64_t j = j0; j < j1; ++j) pe[j] += double(gr[j]) * double(dr[j]);
       }
+      if (pp) {
+        for (int64_t b = 0; b < batch; ++b) relu_through(pgr + b * n + j0, pp + b * n + j0, pt + b * n + j0, j1 - j0);
+      }
     });
   });
   const int64_t* pg = gidx.numel() ? gidx.data_ptr<int64_t>() : nullptr;
   for (int64_t j = 0; j < n; ++j) acc[pg ? pg[j] : j] += per_element[j];
+  return through;
+}
+
+// -ln2 * acc into a tensor of f's dtype (d out / d f = -ln2 * (q - x)).
+template <typename Out>
+void write_grad_f(Out* out, const double* acc, int64_t n) {
+  for (int64_t g = 0; g < n; ++g) out[g] = Out(-kLn2 * acc[g]);
+}
+
+Tensor act_quant_grad_f(const Tensor& grad, const Tensor& delta, const Tensor& gidx, int64_t groups,
+                        const Tensor& f_like) {
+  std::vector<double> acc(groups, 0.0);
+  act_backward(grad, delta, Tensor(), gidx, acc.data());
   Tensor gf = at::empty(f_like.sizes(), f_like.options());  // f's own dtype and shape
-  AT_DISPATCH_FLOATING_TYPES(gf.scalar_type(), "hgqir_act_quant_grad_f", [&] {
-    scalar_t* pgf = gf.data_ptr<scalar_t>();
-    for (int64_t g = 0; g < groups; ++g) pgf[g] = scalar_t(-kLn2 * acc[g]);
-  });
+  AT_DISPATCH_FLOATING_TYPES(gf.scalar_type(), "hgqir_act_quant_grad_f",
+                             [&] { write_grad_f(gf.data_ptr<scalar_t>(), acc.data(), groups); });
   return gf;
 }
 
@@ -417,6 +455,156 @@ std::vector<Tensor> weight_quant_cpu(const Tensor& f, at::TensorList ws, int64_t
   return weight_quant_forward(f, ws, offset, mode, nullptr);
 }
 
+// ---------------------------------------------------------------- fused layers
+// A whole layer of a training step as one autograd node: the weights and bias cast with their
+// f (straight-through gradients), the linear map or convolution (ATen's own, so the values are
+// the unfused path's bit for bit), an optional ReLU and an optional activation quantizer on the
+// result (running range updated). `geometry` packs the static description:
+//   [kind, relu, w_off, b_off, wmode, bmode, a_off, r_off, groups, amode, nd, stride[nd], pad[nd]]
+// kind 0: no weights (a quantizer alone, after an optional ReLU); 1: linear on a 2-D input;
+// 2: convolution (nd 1 or 2, no dilation, one group). w_off / b_off / a_off index the flat f,
+// r_off the flat ranges; a_off < 0: no quantizer. vmax, vmin: the whole flat ranges.
+struct Geometry {
+  int64_t kind, relu, w_off, b_off, wmode, bmode, a_off, r_off, groups, amode;
+  std::vector<int64_t> stride, pad;
+
+  explicit Geometry(at::IntArrayRef g) {
+    TORCH_CHECK(g.size() >= 11, "hgqir::layer: geometry too short");
+    kind = g[0], relu = g[1], w_off = g[2], b_off = g[3], wmode = g[4], bmode = g[5];
+    a_off = g[6], r_off = g[7], groups = g[8], amode = g[9];
+    const int64_t nd = g[10];
+    TORCH_CHECK(int64_t(g.size()) == 11 + 2 * nd, "hgqir::layer: geometry length does not match its rank");
+    stride.assign(g.begin() + 11, g.begin() + 11 + nd);
+    pad.assign(g.begin() + 11 + nd, g.end());
+    TORCH_CHECK(kind >= 0 && kind <= 2 && (kind != 2 || nd == 1 || nd == 2), "hgqir::layer: unknown layer kind");
+    TORCH_CHECK(kind != 0 || a_off >= 0, "hgqir::layer: nothing to do");
+  }
+};
+
+// -ln2 * g * (q - w) into f's gradient at `offset` (the weight quantizer's surrogate).
+void weight_grad_f(Tensor& gf, int64_t offset, const Tensor& g_in, const Tensor& delta) {
+  const Tensor g = contiguous_as(g_in, delta.scalar_type());
+  const int64_t n = delta.numel();
+  AT_DISPATCH_FLOATING_TYPES(delta.scalar_type(), "hgqir_layer_grad_w", [&] {
+    const scalar_t* pg = g.data_ptr<scalar_t>();
+    const scalar_t* pd = delta.data_ptr<scalar_t>();
+    AT_DISPATCH_FLOATING_TYPES(gf.scalar_type(), "hgqir_layer_grad_f", [&] {
+      using out_t = scalar_t;
+      out_t* pgf = gf.data_ptr<out_t>() + offset;
+      for (int64_t e = 0; e < n; ++e) pgf[e] = out_t(-kLn2 * double(pg[e]) * double(pd[e]));
+    });
+  });
+}
+
+struct LayerFn : public torch::autograd::Function<LayerFn> {
+  // params: [], [w] or [w, b] (autograd takes no undefined inputs).
+  static Tensor forward(AutogradContext* ctx, const Tensor& x_in, at::TensorList params, const Tensor& f, Tensor vmax,
+                        Tensor vmin, const Tensor& gidx, at::IntArrayRef geometry) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    TORCH_CHECK(x_in.device().is_cpu() && f.device().is_cpu(), "hgqir::layer runs on CPU tensors only");
+    const Geometry geo(geometry);
+    const Tensor w = params.size() > 0 ? params[0] : Tensor();
+    const Tensor b = params.size() > 1 ? params[1] : Tensor();
+    Tensor x = x_in, wq, bq, dw, db, y = x_in;
+    if (geo.kind) {
+      TORCH_CHECK(w.defined(), "hgqir::layer: a linear or conv layer needs its weight");
+      x = x_in.contiguous();
+      wq = weight_quant_forward(f, {w}, geo.w_off, geo.wmode, &dw)[0];
+      if (b.defined()) bq = weight_quant_forward(f, {b}, geo.b_off, geo.bmode, &db)[0];
+      if (geo.kind == 1) {
+        TORCH_CHECK(x.dim() == 2, "hgqir::layer: a fused linear layer takes [batch, features]");
+        y = at::linear(x, wq, bq);
+      } else {
+        const std::vector<int64_t> ones(geo.stride.size(), 1), zeros(geo.stride.size(), 0);
+        y = at::convolution(x, wq, bq, geo.stride, geo.pad, ones, false, zeros, 1);
+      }
+    }
+    Tensor out, delta, pre;
+    if (geo.relu) pre = y;
+    if (geo.a_off >= 0) {
+      TORCH_CHECK(geo.a_off + geo.groups <= f.numel() && geo.r_off + geo.groups <= vmax.numel(),
+                  "hgqir::layer: quantizer offsets out of range");
+      auto res = act_quant_forward(y, f.narrow(0, geo.a_off, geo.groups), vmax.narrow(0, geo.r_off, geo.groups),
+                                   vmin.narrow(0, geo.r_off, geo.groups), gidx, geo.amode, geo.relu != 0);
+      out = res[0];
+      delta = res[1];
+    } else {
+      out = geo.relu ? at::relu(y) : y;
+    }
+    ctx->save_for_backward({geo.kind ? x : Tensor(), wq, dw, db, pre, delta, gidx, f});
+    ctx->saved_data["geometry"] = std::vector<int64_t>(geometry.begin(), geometry.end());
+    ctx->saved_data["params"] = int64_t(params.size());
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    const Tensor &x = s[0], &wq = s[1], &dw = s[2], &db = s[3], &pre = s[4], &delta = s[5], &gidx = s[6], &f = s[7];
+    const Geometry geo(ctx->saved_data["geometry"].toIntVector());
+    const int64_t np = ctx->saved_data["params"].toInt();
+    variable_list out(1 + np + 5);  // x, params, f, vmax, vmin, gidx, geometry
+    const Tensor& g = grads[0];
+    if (!g.defined()) return out;
+    const int64_t at_f = 1 + np;
+    const bool want_f = ctx->needs_input_grad(at_f);
+    Tensor gf = want_f ? at::zeros(f.sizes(), f.options()) : Tensor();
+    Tensor gy = g;
+    if (geo.a_off >= 0) {
+      std::vector<double> acc(geo.groups, 0.0);
+      Tensor through = act_backward(g, delta, pre, gidx, acc.data());
+      if (pre.defined()) gy = through;
+      if (want_f) {
+        AT_DISPATCH_FLOATING_TYPES(gf.scalar_type(), "hgqir_layer_grad_a",
+                                   [&] { write_grad_f(gf.data_ptr<scalar_t>() + geo.a_off, acc.data(), geo.groups); });
+      }
+    } else if (pre.defined()) {
+      gy = at::threshold_backward(g, pre, 0);
+    }
+    if (geo.kind == 0) {
+      out[0] = gy;
+      out[at_f] = gf;
+      return out;
+    }
+    const bool has_b = db.defined();
+    Tensor gx, gw, gb;
+    if (geo.kind == 1) {  // as autograd differentiates addmm(b, x, wq.t())
+      if (ctx->needs_input_grad(0)) gx = gy.mm(wq);
+      gw = gy.t().mm(x);
+      if (has_b) gb = gy.sum(0);
+    } else {
+      const int64_t nd = int64_t(geo.stride.size());
+      const std::vector<int64_t> ones(nd, 1), zeros(nd, 0);
+      std::vector<int64_t> bias_sizes;
+      if (has_b) bias_sizes.push_back(wq.size(0));
+      auto res = at::convolution_backward(gy, x, wq, bias_sizes, geo.stride, geo.pad, ones, false, zeros, 1,
+                                          {ctx->needs_input_grad(0), true, has_b});
+      gx = std::get<0>(res);
+      gw = std::get<1>(res);
+      gb = std::get<2>(res);
+    }
+    if (want_f) {
+      weight_grad_f(gf, geo.w_off, gw, dw);
+      if (has_b) weight_grad_f(gf, geo.b_off, gb, db);
+    }
+    out[0] = gx;
+    out[1] = gw;
+    if (has_b) out[2] = gb;
+    out[at_f] = gf;
+    return out;
+  }
+};
+
+Tensor layer_autograd(const Tensor& x, const std::optional<Tensor>& w, const std::optional<Tensor>& b, const Tensor& f,
+                      Tensor& vmax, Tensor& vmin, const Tensor& gidx, at::IntArrayRef geometry) {
+  std::vector<Tensor> params;
+  if (w.has_value() && w->defined()) params.push_back(*w);
+  if (b.has_value() && b->defined()) {
+    TORCH_CHECK(!params.empty(), "hgqir::layer: a bias without a weight");
+    params.push_back(*b);
+  }
+  return LayerFn::apply(x, at::TensorList(params), f, vmax, vmin, gidx, geometry);
+}
+
 // ---------------------------------------------------------------- EBOPs
 // The bit-count vector lines up with f: every weight element (blocks in order), then every
 // activation group. EBOPs = sum_r (A b)_r (B b)_r + sum_t max(b[ma_t], b[mb_t]), with
@@ -454,21 +642,32 @@ struct Plan {
   }
 };
 
-// Widths of integer mantissas m (k + i + f, as mantissa_width(m, m)); finite values.
+// Widths of integer mantissas m (k + i + f, as mantissa_width(m, m)); finite values. Integer
+// arithmetic of the float's own width and no branches, so that the loops over weights vectorize.
 template <typename T>
 inline T weight_width(T m) {
   using B = Bits<T>;
-  const T top = std::max(std::max(m + T(1), T(1)), -m);
-  typename B::U u;
+  using S = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  const T up = m + T(1);
+  const T top = std::max(std::max(up, T(1)), -m);  // >= 1: the sign bit is clear
+  S u;
   std::memcpy(&u, &top, sizeof u);
-  const typename B::U biased = u >> B::kMant;
-  const typename B::U frac = u & ((typename B::U(1) << B::kMant) - 1);
-  return T(int64_t(biased) - B::kBias + 1) - T(frac == 0) + T(m < T(0));
+  const S biased = u >> B::kMant;
+  const S frac = u & ((S(1) << B::kMant) - 1);
+  return T(biased - S(B::kBias - 1)) - T(frac == 0) + T(m < T(0));
 }
 
 template <int Mode, typename T>
 void weight_bits(const T* __restrict w, const T* __restrict f, double* __restrict bits, int64_t n) {
-  for (int64_t e = 0; e < n; ++e) bits[e] = double(weight_width(round_as<Mode>(w[e] * pow2_normal(std::nearbyint(f[e])))));
+  constexpr int64_t kChunk = 256;  // widths in T (vectorized), then widened to double
+  T width[kChunk];
+  for (int64_t e0 = 0; e0 < n; e0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - e0);
+    for (int64_t e = 0; e < m; ++e) {
+      width[e] = weight_width(round_as<Mode>(w[e0 + e] * pow2_normal(std::nearbyint(f[e0 + e]))));
+    }
+    for (int64_t e = 0; e < m; ++e) bits[e0 + e] = double(width[e]);
+  }
 }
 
 template <typename T>
@@ -581,12 +780,14 @@ TORCH_LIBRARY(hgqir, m) {
   m.def("act_quant(Tensor x, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor gidx, int mode) -> Tensor");
   m.def("weight_quant(Tensor f, Tensor[] ws, int offset, int mode) -> Tensor[]");
   m.def("ebops(Tensor f, Tensor[] ws, Tensor vmax, Tensor vmin, Tensor index, Tensor values, float scale, float l1) -> Tensor");
+  m.def("layer(Tensor x, Tensor? w, Tensor? b, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor gidx, int[] geometry) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(hgqir, Autograd, m) {
   m.impl("act_quant", act_quant_autograd);
   m.impl("weight_quant", weight_quant_autograd);
   m.impl("ebops", ebops_autograd);
+  m.impl("layer", layer_autograd);
 }
 
 TORCH_LIBRARY_IMPL(hgqir, CPU, m) {
