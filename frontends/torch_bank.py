@@ -204,11 +204,11 @@ class QuantBank(nn.Module):
 
     def use_native(self) -> bool:
         """This forward runs on the fused kernels (training on CPU, kernels built)."""
-        return (
+        return (  # cheapest checks first: this runs twice per training step
             self.training
             and self.native_layout
-            and self.f.device.type == "cpu"
             and torch.is_grad_enabled()
+            and self._parameters["f"].is_cpu  # type: ignore[union-attr]
             and torch_native.available()
         )
 

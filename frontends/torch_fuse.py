@@ -176,11 +176,16 @@ class _Rewrite:
         return self.new
 
 
-def fused_forward(qmod: QuantizedModule) -> FusedForward | None:
-    """``forward(body, *inputs)`` of the fused training step, or None if the body does not fuse."""
+def fused_graph(qmod: QuantizedModule) -> fx.Graph | None:
+    """The body's graph with fused layers, or None if it does not fuse (or no kernels)."""
     if not (qmod.bank.native_layout and torch_native.available()):
         return None
-    graph = _Rewrite(qmod).run()
+    return _Rewrite(qmod).run()
+
+
+def fused_forward(qmod: QuantizedModule) -> FusedForward | None:
+    """``forward(body, *inputs)`` of the fused training step, or None if the body does not fuse."""
+    graph = fused_graph(qmod)
     if graph is None:
         return None
     code = graph.python_code(root_module="self")

@@ -60,6 +60,7 @@ class QuantizedModule(nn.Module):
         """Train on one fused kernel call per layer (:mod:`.torch_fuse`) when the body allows;
         False runs the quantizer-by-quantizer kernels (same values, slower)."""
         self._fused: FusedForward | None | bool = False  # False: not built yet
+        self._ebops_args: tuple[Tensor, Tensor] | None = None
 
     def _wire_native(self) -> None:
         """Let plain activation quantizers take raw ``f`` views in fused training steps."""
@@ -154,11 +155,19 @@ class QuantizedModule(nn.Module):
         if bank.use_native():
             params = self.params()
             ws = [params[k] for k in bank.native_weight_order]
-            if all(w.dtype == bank.f.dtype for w in ws):
-                sizes = [len(b.specs) for b in bank.blocks]
-                index, values = self.ebops_index.native_tensors(sizes, bank._block_codes)
-                return torch.ops.hgqir.ebops(bank.f, ws, bank.vmax, bank.vmin, index, values, scale, l1)
+            f = bank.f
+            if all(w.dtype == f.dtype for w in ws):
+                index, values = self._native_ebops_index()
+                return torch.ops.hgqir.ebops.default(f, ws, bank.vmax, bank.vmin, index, values, scale, l1)
         return RegFn.apply(bank.f, bank.i, self, scale, l1)
+
+    def _native_ebops_index(self) -> tuple[Tensor, Tensor]:
+        """The packed index of the fused EBOPs kernel (static: built on first use)."""
+        if self._ebops_args is None:
+            bank = self.bank
+            sizes = [len(b.specs) for b in bank.blocks]
+            self._ebops_args = self.ebops_index.native_tensors(sizes, bank._block_codes)
+        return self._ebops_args
 
     # ------------------------------------------------------------------ inspection
     def quantizer_types(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
