@@ -6,9 +6,9 @@ autograd nodes. This module rewrites the body's graph once so that each
 
     linear | conv  [-> relu]  [-> activation quantizer]
 
-chain, with its weight and bias casts, is one ``torch.ops.hgqir.layer`` call (one autograd node)
-that reads the flat ``f`` and ranges of the bank directly; the remaining activation quantizers
-become kind-0 ``layer`` calls. Values, ranges and gradients are those of the unfused path (the
+chain, with its weight and bias casts and the quantizer of its input when only this layer reads
+it, is one ``torch.ops.hgqir.layer`` call (one autograd node) that reads the flat ``f`` and
+ranges of the bank directly; the remaining activation quantizers become kind-0 ``layer`` calls. Values, ranges and gradients are those of the unfused path (the
 kernel calls ATen's own linear, convolution and their backward).
 
 The rewrite applies only when every bank output is consumed by such a chain or quantizer (plain
@@ -66,6 +66,8 @@ class _Rewrite:
         self.new = fx.Graph()
         self.env: dict[fx.Node, fx.Node] = {}
         self.attrs: dict[str, fx.Node] = {}
+        self.deferred: set[fx.Node] = set()
+        """Quantizers left to the layer that reads them (see :meth:`feeds_layer`)."""
 
     # ------------------------------------------------------------------ helpers
     def attr(self, target: str) -> fx.Node:
@@ -101,10 +103,17 @@ class _Rewrite:
         return users[0] if len(users) == 1 else None
 
     def emit(
-        self, x: fx.Node, w: fx.Node | None, b: fx.Node | None, gidx: fx.Node, geometry: tuple[int, ...]
+        self,
+        x: fx.Node,
+        w: fx.Node | None,
+        b: fx.Node | None,
+        gidx: fx.Node,
+        in_gidx: fx.Node,
+        geometry: tuple[int, ...],
     ) -> fx.Node:
         # geometry: a tuple of ints, a constant of the generated code (no allocation per call)
-        args = (self.env[x], w, b, self.attr("hgq.f"), self.attr("hgq.vmax"), self.attr("hgq.vmin"), gidx, geometry)
+        bank = (self.attr("hgq.f"), self.attr("hgq.vmax"), self.attr("hgq.vmin"))
+        args = (self.env[x], w, b, *bank, gidx, in_gidx, geometry)
         return self.new.call_function(torch.ops.hgqir.layer.default, args)
 
     def act_part(self, qnode: fx.Node | None) -> tuple[list[int], fx.Node]:
@@ -118,9 +127,9 @@ class _Rewrite:
         return part, self.attr(f"{qnode.target}.native_gidx")
 
     # ------------------------------------------------------------------ rewrite
-    def layer(self, node: fx.Node) -> list[fx.Node] | None:
-        """Fuse the chain starting at a linear / conv node; the nodes it covers (None: can't)."""
-        kind = _LAYERS.get(node.target)  # type: ignore[call-overload]
+    def weights(self, node: fx.Node) -> tuple[int, tuple[int, fx.Node], tuple[int, fx.Node] | None] | None:
+        """Kind, weight and bias of a linear / conv node that fuses (None: it does not)."""
+        kind = _LAYERS.get(node.target) if node.op == "call_function" else None  # type: ignore[call-overload]
         if kind is None or node.kwargs:
             return None
         x, w, b = node.args[:3]
@@ -130,6 +139,22 @@ class _Rewrite:
             return None
         if kind == 1 and len(self.qmod.plan.records[x.name].shape) != 1:
             return None
+        return kind, pw, pb
+
+    def feeds_layer(self, node: fx.Node) -> bool:
+        """A quantizer whose only reader is a fusing layer: it is quantized inside that layer."""
+        user = self.sole_user(node)
+        return user is not None and user.args[0] is node and self.weights(user) is not None
+
+    def layer(self, node: fx.Node) -> list[fx.Node] | None:
+        """Fuse the chain starting at a linear / conv node; the nodes it covers (None: can't)."""
+        found = self.weights(node)
+        if found is None:
+            return None
+        kind, pw, pb = found
+        x = node.args[0]
+        assert isinstance(x, fx.Node)
+        pre = x if x in self.deferred else None
         chain, relu, qnode = [node], 0, None
         nxt = self.sole_user(node)
         if nxt is not None and nxt.op == "call_function" and nxt.target is torch.relu:
@@ -148,7 +173,10 @@ class _Rewrite:
         else:
             geo = [0]
         part, gidx = self.act_part(qnode)
-        self.env[chain[-1]] = self.emit(x, pw[1], pb[1] if pb else None, gidx, (*head, *part, *geo))
+        pre_part, in_gidx = self.act_part(pre)
+        source = pre.args[0] if pre is not None else x
+        geometry = (*head, *part, *pre_part, *geo)
+        self.env[chain[-1]] = self.emit(source, pw[1], pb[1] if pb else None, gidx, in_gidx, geometry)  # type: ignore[arg-type]
         return chain
 
     def run(self) -> fx.Graph | None:
@@ -165,9 +193,13 @@ class _Rewrite:
                     continue
             if node.op == "call_module":
                 spec = self.quantizer(node, node.args[0])  # type: ignore[arg-type]
+                if spec is not None and self.feeds_layer(node):
+                    self.deferred.add(node)  # quantized by the layer that reads it
+                    continue
                 if spec is not None:
                     part, gidx = self.act_part(node)
-                    self.env[node] = self.emit(node.args[0], None, None, gidx, (0, 0, -1, -1, 0, 0, *part, 0))  # type: ignore[arg-type]
+                    geometry = (0, 0, -1, -1, 0, 0, *part, -1, 0, 0, 0, 0)
+                    self.env[node] = self.emit(node.args[0], None, None, gidx, self.attr("hgq.no_groups"), geometry)  # type: ignore[arg-type]
                     continue
             uses_bank = [a for a in node.all_input_nodes if a is self.bank_node or a in self.items]
             if uses_bank:

@@ -460,24 +460,29 @@ std::vector<Tensor> weight_quant_cpu(const Tensor& f, at::TensorList ws, int64_t
 // f (straight-through gradients), the linear map or convolution (ATen's own, so the values are
 // the unfused path's bit for bit), an optional ReLU and an optional activation quantizer on the
 // result (running range updated). `geometry` packs the static description:
-//   [kind, relu, w_off, b_off, wmode, bmode, a_off, r_off, groups, amode, nd, stride[nd], pad[nd]]
+//   [kind, relu, w_off, b_off, wmode, bmode, a_off, r_off, groups, amode,
+//    i_off, i_roff, i_groups, imode, nd, stride[nd], pad[nd]]
 // kind 0: no weights (a quantizer alone, after an optional ReLU); 1: linear on a 2-D input;
-// 2: convolution (nd 1 or 2, no dilation, one group). w_off / b_off / a_off index the flat f,
-// r_off the flat ranges; a_off < 0: no quantizer. vmax, vmin: the whole flat ranges.
+// 2: convolution (nd 1 or 2, no dilation, one group). w_off / b_off / a_off / i_off index the
+// flat f, r_off / i_roff the flat ranges; a_off < 0: no output quantizer; i_off >= 0: the input
+// is quantized first (the quantizer that feeds the layer, with group index in_gidx). vmax,
+// vmin: the whole flat ranges.
 struct Geometry {
-  int64_t kind, relu, w_off, b_off, wmode, bmode, a_off, r_off, groups, amode;
+  int64_t kind, relu, w_off, b_off, wmode, bmode, a_off, r_off, groups, amode, i_off, i_roff, i_groups, imode;
   std::vector<int64_t> stride, pad;
 
   explicit Geometry(at::IntArrayRef g) {
-    TORCH_CHECK(g.size() >= 11, "hgqir::layer: geometry too short");
+    constexpr int64_t kHead = 15;
+    TORCH_CHECK(int64_t(g.size()) >= kHead, "hgqir::layer: geometry too short");
     kind = g[0], relu = g[1], w_off = g[2], b_off = g[3], wmode = g[4], bmode = g[5];
     a_off = g[6], r_off = g[7], groups = g[8], amode = g[9];
-    const int64_t nd = g[10];
-    TORCH_CHECK(int64_t(g.size()) == 11 + 2 * nd, "hgqir::layer: geometry length does not match its rank");
-    stride.assign(g.begin() + 11, g.begin() + 11 + nd);
-    pad.assign(g.begin() + 11 + nd, g.end());
+    i_off = g[10], i_roff = g[11], i_groups = g[12], imode = g[13];
+    const int64_t nd = g[14];
+    TORCH_CHECK(int64_t(g.size()) == kHead + 2 * nd, "hgqir::layer: geometry length does not match its rank");
+    stride.assign(g.begin() + kHead, g.begin() + kHead + nd);
+    pad.assign(g.begin() + kHead + nd, g.end());
     TORCH_CHECK(kind >= 0 && kind <= 2 && (kind != 2 || nd == 1 || nd == 2), "hgqir::layer: unknown layer kind");
-    TORCH_CHECK(kind != 0 || a_off >= 0, "hgqir::layer: nothing to do");
+    TORCH_CHECK(kind != 0 || (a_off >= 0 && i_off < 0), "hgqir::layer: a quantizer alone takes no input quantizer");
   }
 };
 
@@ -550,16 +555,24 @@ Tensor conv_input_grad(const Tensor& gy, const Tensor& w, at::IntArrayRef in_siz
 struct LayerFn : public torch::autograd::Function<LayerFn> {
   // params: [], [w] or [w, b] (autograd takes no undefined inputs).
   static Tensor forward(AutogradContext* ctx, const Tensor& x_in, at::TensorList params, const Tensor& f, Tensor vmax,
-                        Tensor vmin, const Tensor& gidx, at::IntArrayRef geometry) {
+                        Tensor vmin, const Tensor& gidx, const Tensor& in_gidx, at::IntArrayRef geometry) {
     at::AutoDispatchBelowADInplaceOrView guard;
     TORCH_CHECK(x_in.device().is_cpu() && f.device().is_cpu(), "hgqir::layer runs on CPU tensors only");
     const Geometry geo(geometry);
     const Tensor w = params.size() > 0 ? params[0] : Tensor();
     const Tensor b = params.size() > 1 ? params[1] : Tensor();
-    Tensor x = x_in, wq, bq, dw, db, y = x_in;
+    Tensor x = x_in, wq, bq, dw, db, y = x_in, delta_in;
     if (geo.kind) {
       TORCH_CHECK(w.defined(), "hgqir::layer: a linear or conv layer needs its weight");
       x = x_in.contiguous();
+      if (geo.i_off >= 0) {
+        TORCH_CHECK(geo.i_off + geo.i_groups <= f.numel() && geo.i_roff + geo.i_groups <= vmax.numel(),
+                    "hgqir::layer: input quantizer offsets out of range");
+        auto res = act_quant_forward(x, f.narrow(0, geo.i_off, geo.i_groups), vmax.narrow(0, geo.i_roff, geo.i_groups),
+                                     vmin.narrow(0, geo.i_roff, geo.i_groups), in_gidx, geo.imode);
+        x = res[0];
+        delta_in = res[1];
+      }
       wq = weight_quant_forward(f, {w}, geo.w_off, geo.wmode, &dw)[0];
       if (b.defined()) bq = weight_quant_forward(f, {b}, geo.b_off, geo.bmode, &db)[0];
       if (geo.kind == 1) {
@@ -582,7 +595,7 @@ struct LayerFn : public torch::autograd::Function<LayerFn> {
     } else {
       out = geo.relu ? at::relu(y) : y;
     }
-    ctx->save_for_backward({geo.kind ? x : Tensor(), wq, dw, db, pre, delta, gidx, f});
+    ctx->save_for_backward({geo.kind ? x : Tensor(), wq, dw, db, pre, delta, gidx, f, delta_in, in_gidx});
     ctx->saved_data["geometry"] = std::vector<int64_t>(geometry.begin(), geometry.end());
     ctx->saved_data["params"] = int64_t(params.size());
     return out;
@@ -591,9 +604,10 @@ struct LayerFn : public torch::autograd::Function<LayerFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto s = ctx->get_saved_variables();
     const Tensor &x = s[0], &wq = s[1], &dw = s[2], &db = s[3], &pre = s[4], &delta = s[5], &gidx = s[6], &f = s[7];
+    const Tensor &delta_in = s[8], &in_gidx = s[9];
     const Geometry geo(ctx->saved_data["geometry"].toIntVector());
     const int64_t np = ctx->saved_data["params"].toInt();
-    variable_list out(1 + np + 5);  // x, params, f, vmax, vmin, gidx, geometry
+    variable_list out(1 + np + 6);  // x, params, f, vmax, vmin, gidx, in_gidx, geometry
     const Tensor& g = grads[0];
     if (!g.defined()) return out;
     const int64_t at_f = 1 + np;
@@ -617,9 +631,11 @@ struct LayerFn : public torch::autograd::Function<LayerFn> {
       return out;
     }
     const bool has_b = db.defined();
+    const bool quantized_in = geo.i_off >= 0;
+    const bool need_gx = ctx->needs_input_grad(0) || (quantized_in && want_f);
     Tensor gx, gw, gb;
     if (geo.kind == 1) {  // as autograd differentiates addmm(b, x, wq.t())
-      if (ctx->needs_input_grad(0)) gx = gy.mm(wq);
+      if (need_gx) gx = gy.mm(wq);
       gw = gy.t().mm(x);
       if (has_b) gb = gy.sum(0);
     } else {
@@ -630,9 +646,9 @@ struct LayerFn : public torch::autograd::Function<LayerFn> {
       // Few input channels (a first layer): the fold is faster than ATen's (measured with a
       // batch of 128, one thread: 1.3x the whole layer step at 1 channel, even at 3, slower
       // from 4); otherwise ATen's, in the same call as the weight gradient.
-      const bool fold = ctx->needs_input_grad(0) && wq.size(1) <= 3;
+      const bool fold = need_gx && wq.size(1) <= 3;
       auto res = at::convolution_backward(gy, x, wq, bias_sizes, geo.stride, geo.pad, ones, false, zeros, 1,
-                                          {ctx->needs_input_grad(0) && !fold, true, has_b});
+                                          {need_gx && !fold, true, has_b});
       gx = fold ? conv_input_grad(gy, wq, x.sizes(), geo.stride, geo.pad) : std::get<0>(res);
       gw = std::get<1>(res);
       gb = std::get<2>(res);
@@ -640,7 +656,14 @@ struct LayerFn : public torch::autograd::Function<LayerFn> {
     if (want_f) {
       weight_grad_f(gf, geo.w_off, gw, dw);
       if (has_b) weight_grad_f(gf, geo.b_off, gb, db);
+      if (quantized_in) {  // the input quantizer: straight through, its f from the input gradient
+        std::vector<double> acc(geo.i_groups, 0.0);
+        act_backward(gx, delta_in, Tensor(), in_gidx, acc.data());
+        AT_DISPATCH_FLOATING_TYPES(gf.scalar_type(), "hgqir_layer_grad_in",
+                                   [&] { write_grad_f(gf.data_ptr<scalar_t>() + geo.i_off, acc.data(), geo.i_groups); });
+      }
     }
+    if (!ctx->needs_input_grad(0)) gx = Tensor();
     out[0] = gx;
     out[1] = gw;
     if (has_b) out[2] = gb;
@@ -650,14 +673,14 @@ struct LayerFn : public torch::autograd::Function<LayerFn> {
 };
 
 Tensor layer_autograd(const Tensor& x, const std::optional<Tensor>& w, const std::optional<Tensor>& b, const Tensor& f,
-                      Tensor& vmax, Tensor& vmin, const Tensor& gidx, at::IntArrayRef geometry) {
+                      Tensor& vmax, Tensor& vmin, const Tensor& gidx, const Tensor& in_gidx, at::IntArrayRef geometry) {
   std::vector<Tensor> params;
   if (w.has_value() && w->defined()) params.push_back(*w);
   if (b.has_value() && b->defined()) {
     TORCH_CHECK(!params.empty(), "hgqir::layer: a bias without a weight");
     params.push_back(*b);
   }
-  return LayerFn::apply(x, at::TensorList(params), f, vmax, vmin, gidx, geometry);
+  return LayerFn::apply(x, at::TensorList(params), f, vmax, vmin, gidx, in_gidx, geometry);
 }
 
 // ---------------------------------------------------------------- EBOPs
@@ -835,7 +858,9 @@ TORCH_LIBRARY(hgqir, m) {
   m.def("act_quant(Tensor x, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor gidx, int mode) -> Tensor");
   m.def("weight_quant(Tensor f, Tensor[] ws, int offset, int mode) -> Tensor[]");
   m.def("ebops(Tensor f, Tensor[] ws, Tensor vmax, Tensor vmin, Tensor index, Tensor values, float scale, float l1) -> Tensor");
-  m.def("layer(Tensor x, Tensor? w, Tensor? b, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor gidx, int[] geometry) -> Tensor");
+  m.def(
+      "layer(Tensor x, Tensor? w, Tensor? b, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor gidx, Tensor in_gidx, "
+      "int[] geometry) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(hgqir, Autograd, m) {
