@@ -31,10 +31,12 @@ Tensor = torch.Tensor
 def _round(v: Tensor, mode: RoundMode) -> Tensor:
     """Round integer-scaled values ``v`` exactly with an ap_fixed rounding mode.
 
-    Ties are decided by the sign of ``v - (floor(v) + 0.5)``: ``floor(v) + 0.5`` is exact below
-    2**52 and a difference of two floats never rounds to the wrong sign (the remainder
-    ``v - floor(v)`` itself can round up to 0.5 for negative ``v``). Arithmetic instead of
-    comparisons keeps the common modes fast on CPU.
+    Ties are decided by the sign of ``v - (floor(v) + 0.5)``: ``floor(v) + 0.5`` is exact while
+    ``|v|`` is below 2**52 (float64) or 2**23 (float32) and a difference of two floats never
+    rounds to the wrong sign (the remainder ``v - floor(v)`` itself can round up to 0.5 for
+    negative ``v``). Beyond, every float is an integer and ``floor(v) + 0.5`` rounds back to
+    ``v``: such ``v`` are kept as they are, not taken for ties. Arithmetic instead of comparisons
+    keeps the common modes fast on CPU.
     """
     if mode is RoundMode.TRN:
         return torch.floor(v)
@@ -44,6 +46,7 @@ def _round(v: Tensor, mode: RoundMode) -> Tensor:
         return torch.round(v)  # IEEE round-half-even of an exactly scaled value
     fl = torch.floor(v)
     side = torch.sign(v - (fl + 0.5))  # -1 below half, 0 at a tie, 1 above
+    side = torch.where(fl == v, -1.0, side)  # integers: nothing to round (also where fl + 0.5 is not exact)
     if mode is RoundMode.RND:
         return fl + torch.ceil(side * 0.5 + 0.5)
     if mode is RoundMode.RND_MIN_INF:

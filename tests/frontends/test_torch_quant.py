@@ -17,7 +17,7 @@ from hgqir.frontends.torch_quant import (
     needed_ki,
     quantize_exact,
 )
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import hgqir
@@ -76,6 +76,7 @@ def test_quantize_exact_matches_reference(rmode: RoundMode, omode: OverflowMode)
     rmode=st.sampled_from(list(RoundMode)),
     omode=st.sampled_from(list(OverflowMode)),
 )
+@example(x=8192.0, k=0, i=0, f=10, rmode=RoundMode.RND, omode=OverflowMode.WRAP)  # 2**23: floor + 0.5 inexact
 def test_quantize_exact_float32_inputs(x: float, k: int, i: int, f: int, rmode: RoundMode, omode: OverflowMode) -> None:
     """float32 arithmetic is exact too for float32 data and widths that fit float32."""
     want = hgqir.quantize([x], k, i, f, round=rmode, overflow=omode)
