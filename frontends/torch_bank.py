@@ -151,7 +151,11 @@ class QuantBank(nn.Module):
         )
         """The fused kernels can run this bank: per-element range-following weights, and
         activations only besides (no learned ``i``, no folded batchnorm)."""
-        self._block_offsets = [sum(b.groups for b in self.blocks[:k]) for k in range(len(self.blocks))]
+        self.f_offsets = _offsets(self.f_order, self.specs)
+        """Offset of every spec's groups in the flat ``f``."""
+        self.range_offsets = _offsets(self.act_specs, self.specs)
+        """Offset of every activation spec's groups in the flat ``vmax`` / ``vmin``."""
+        self._block_offsets = [self.f_offsets[b.specs[0]] for b in self.blocks]
         self._block_codes = [torch_native.round_code(self.specs[b.specs[0]].config.round) for b in self.blocks]
         self._gidx_np = {
             b: np.concatenate(self._local_groups(blk)) for b, blk in enumerate(self.blocks) if not blk.per_element
@@ -176,12 +180,7 @@ class QuantBank(nn.Module):
 
     def f_offset(self, spec: int) -> int:
         """Offset of a spec's groups in the flat ``f``."""
-        off = 0
-        for n in self.f_order:
-            if n == spec:
-                return off
-            off += self.specs[n].group_size
-        raise KeyError(spec)
+        return self.f_offsets[spec]
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_consts": {}, "last": None, "_ranges": None, "_cached": [], "_mants": []}
@@ -309,10 +308,18 @@ class QuantBank(nn.Module):
 
     def ranges(self, spec: int) -> tuple[Tensor, Tensor]:
         """``vmax``, ``vmin`` views of an activation spec (group shape)."""
-        pos = self.act_specs.index(spec)
-        off = sum(self._act_sizes[:pos])
-        size, group = self._act_sizes[pos], self.specs[spec].group
+        off = self.range_offsets[spec]
+        size, group = self.specs[spec].group_size, self.specs[spec].group
         return self.vmax[off : off + size].view(group), self.vmin[off : off + size].view(group)
+
+
+def _offsets(order: list[int], specs: list[QSpec]) -> dict[int, int]:
+    """Where each spec's groups start when the specs' groups are laid out flat in ``order``."""
+    out, off = {}, 0
+    for n in order:
+        out[n] = off
+        off += specs[n].group_size
+    return out
 
 
 class _BankFn(torch.autograd.Function):

@@ -24,7 +24,7 @@ class BitLayout:
 
     def __init__(self, bank: QuantBank) -> None:
         to_f, to_i, cols = [], [], {}
-        f_off = {n: bank.f_offset(n) for n in bank.f_order}
+        f_off = bank.f_offsets
         i_off, base = {}, 0
         for n in bank.i_specs:
             i_off[n], base = base, base + bank.specs[n].group_size

@@ -52,17 +52,7 @@ class _Rewrite:
             if n.op == "call_function" and n.target is operator.getitem and n.args[0] is self.bank_node:
                 self.items[n] = divmod(int(n.args[1]), 4)  # type: ignore[arg-type]
         self.param_of = dict(zip(self.bank.param_specs, self.bank_node.args, strict=True))
-        bank = self.bank
-        self.f_off: dict[int, int] = {}
-        off = 0
-        for n in bank.f_order:
-            self.f_off[n] = off
-            off += bank.specs[n].group_size
-        self.r_off: dict[int, int] = {}
-        off = 0
-        for n in bank.act_specs:
-            self.r_off[n] = off
-            off += bank.specs[n].group_size
+        self.f_off, self.r_off = self.bank.f_offsets, self.bank.range_offsets
         self.new = fx.Graph()
         self.env: dict[fx.Node, fx.Node] = {}
         self.attrs: dict[str, fx.Node] = {}
