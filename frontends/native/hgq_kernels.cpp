@@ -395,6 +395,21 @@ std::vector<Tensor> weight_quant_forward(const Tensor& f_in, at::TensorList ws, 
   return outs;
 }
 
+// -ln2 * g * (q - w) into f's gradient at `offset` (the weight quantizer's surrogate).
+void weight_grad_f(Tensor& gf, int64_t offset, const Tensor& g_in, const Tensor& delta) {
+  const Tensor g = contiguous_as(g_in, delta.scalar_type());
+  const int64_t n = delta.numel();
+  AT_DISPATCH_FLOATING_TYPES(delta.scalar_type(), "hgqir_layer_grad_w", [&] {
+    const scalar_t* pg = g.data_ptr<scalar_t>();
+    const scalar_t* pd = delta.data_ptr<scalar_t>();
+    AT_DISPATCH_FLOATING_TYPES(gf.scalar_type(), "hgqir_layer_grad_f", [&] {
+      using out_t = scalar_t;
+      out_t* pgf = gf.data_ptr<out_t>() + offset;
+      for (int64_t e = 0; e < n; ++e) pgf[e] = out_t(-kLn2 * double(pg[e]) * double(pd[e]));
+    });
+  });
+}
+
 struct WeightQuantFn : public torch::autograd::Function<WeightQuantFn> {
   static variable_list forward(AutogradContext* ctx, const Tensor& f, at::TensorList ws, int64_t offset,
                                int64_t mode) {
@@ -422,20 +437,8 @@ struct WeightQuantFn : public torch::autograd::Function<WeightQuantFn> {
       const auto numels = ctx->saved_data["numels"].toIntVector();
       int64_t pos = 0;
       for (size_t k = 0; k < grads.size(); ++k) {
-        const Tensor& g_in = grads[k];
         const int64_t n = numels[k];
-        if (g_in.defined()) {
-          const Tensor g = contiguous_as(g_in, delta.scalar_type());
-          AT_DISPATCH_FLOATING_TYPES(delta.scalar_type(), "hgqir_weight_quant_grad", [&] {
-            const scalar_t* pg = g.data_ptr<scalar_t>();
-            const scalar_t* pd = delta.data_ptr<scalar_t>() + pos;
-            AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "hgqir_weight_quant_grad_f", [&] {
-              using out_t = scalar_t;
-              out_t* pgf = gf.data_ptr<out_t>() + offset + pos;
-              for (int64_t e = 0; e < n; ++e) pgf[e] = out_t(-kLn2 * double(pg[e]) * double(pd[e]));
-            });
-          });
-        }
+        if (grads[k].defined()) weight_grad_f(gf, offset + pos, grads[k], delta.narrow(0, pos, n));
         pos += n;
       }
     }
@@ -485,21 +488,6 @@ struct Geometry {
     TORCH_CHECK(kind != 0 || (a_off >= 0 && i_off < 0), "hgqir::layer: a quantizer alone takes no input quantizer");
   }
 };
-
-// -ln2 * g * (q - w) into f's gradient at `offset` (the weight quantizer's surrogate).
-void weight_grad_f(Tensor& gf, int64_t offset, const Tensor& g_in, const Tensor& delta) {
-  const Tensor g = contiguous_as(g_in, delta.scalar_type());
-  const int64_t n = delta.numel();
-  AT_DISPATCH_FLOATING_TYPES(delta.scalar_type(), "hgqir_layer_grad_w", [&] {
-    const scalar_t* pg = g.data_ptr<scalar_t>();
-    const scalar_t* pd = delta.data_ptr<scalar_t>();
-    AT_DISPATCH_FLOATING_TYPES(gf.scalar_type(), "hgqir_layer_grad_f", [&] {
-      using out_t = scalar_t;
-      out_t* pgf = gf.data_ptr<out_t>() + offset;
-      for (int64_t e = 0; e < n; ++e) pgf[e] = out_t(-kLn2 * double(pg[e]) * double(pd[e]));
-    });
-  });
-}
 
 // Gradient of a convolution (one group, no dilation) with respect to its input, as fold(W^T g):
 // one batched matrix product, then each kernel tap's columns added into the input positions it
