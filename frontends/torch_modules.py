@@ -64,8 +64,6 @@ class ActQuantizer(nn.Module):
         """Set by the shim (:meth:`use_native`) when this quantizer can take its raw ``f`` in
         a fused training step."""
         self.native_args: tuple[Tensor, int] = (torch.zeros(0, dtype=torch.int64), 0)
-        self.native_gidx = self.native_args[0]
-        """Group of each element (empty: per element), for the fused layers (:mod:`.torch_fuse`)."""
 
     def extra_repr(self) -> str:
         return f"group={list(self.group)}, round={self.round.name}, overflow={self.overflow.name}"
@@ -99,7 +97,11 @@ class ActQuantizer(nn.Module):
         gidx = torch.zeros(0, dtype=torch.int64) if per_element else torch.from_numpy(spec.group_index().copy())
         self.native_switch = switch
         self.native_args = (gidx, torch_native.round_code(self.round))
-        self.native_gidx = gidx
+
+    @property
+    def native_gidx(self) -> Tensor:
+        """Group of each element (empty: per element), for the fused layers (:mod:`.torch_fuse`)."""
+        return self.native_args[0]
 
     @torch.no_grad()
     def observe(self, q: Tensor, vmax: Tensor, vmin: Tensor) -> Tensor:
