@@ -168,25 +168,23 @@ class EbopsIndex:
     def native_tensors(self, block_sizes: list[int], block_modes: list[int]) -> tuple[Tensor, Tensor]:
         """The packed ``(index, values)`` arguments of the fused ``hgqir::ebops`` kernel: a
         header, the weight blocks (tensors per block, rounding code), ``M`` and ``N`` in CSR
-        and the max pairs (int64); the CSR values (float64). CPU tensors."""
-        key = ("native", tuple(block_sizes), tuple(block_modes))
-        if key not in self._cache:
-            (mc, mk, mv, _), (nc, nk, nv, _) = self.mats
-            head = [self.rows, mc.size, mk.size, nc.size, nk.size, self.ma.size, len(block_sizes)]
-            ints = np.concatenate(
-                [
-                    np.asarray(head + list(block_sizes) + list(block_modes), dtype=np.int64),
-                    mc,
-                    mk,
-                    nc,
-                    nk,
-                    self.ma,
-                    self.mb,
-                ]
-            ).astype(np.int64)
-            values = np.concatenate([mv, nv]).astype(np.float64)
-            self._cache[key] = (torch.from_numpy(ints), torch.from_numpy(values))
-        return self._cache[key]  # type: ignore[return-value]
+        and the max pairs (int64); the CSR values (float64). CPU tensors, built on each call
+        (the shim keeps them)."""
+        (mc, mk, mv, _), (nc, nk, nv, _) = self.mats
+        head = [self.rows, mc.size, mk.size, nc.size, nk.size, self.ma.size, len(block_sizes)]
+        ints = np.concatenate(
+            [
+                np.asarray(head + list(block_sizes) + list(block_modes), dtype=np.int64),
+                mc,
+                mk,
+                nc,
+                nk,
+                self.ma,
+                self.mb,
+            ]
+        ).astype(np.int64)
+        values = np.concatenate([mv, nv]).astype(np.float64)
+        return torch.from_numpy(ints), torch.from_numpy(values)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_cache": {}}
