@@ -273,9 +273,7 @@ class ExactQuant(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        (delta,) = ctx.saved_tensors
-        gf = _grad_to(g * delta, ctx.f_shape).mul_(-LN2) if ctx.needs_input_grad[1] else None
-        return g, gf, None, None, None, None
+        return (*_exact_grads(ctx, g), None, None, None, None)
 
 
 class ExactRound(torch.autograd.Function):
@@ -290,9 +288,14 @@ class ExactRound(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        (delta,) = ctx.saved_tensors
-        gf = _grad_to(g * delta, ctx.f_shape).mul_(-LN2) if ctx.needs_input_grad[1] else None
-        return g, gf, None
+        return (*_exact_grads(ctx, g), None)
+
+
+def _exact_grads(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Gradients of an exact cast for ``x`` (straight through) and ``f`` (``-ln2 * (q - x)``)."""
+    (delta,) = ctx.saved_tensors
+    gf = _grad_to(g * delta, ctx.f_shape).mul_(-LN2) if ctx.needs_input_grad[1] else None
+    return g, gf
 
 
 def round_exact(x: Tensor, f: Tensor, rmode: RoundMode) -> Tensor:
