@@ -1,4 +1,4 @@
-"""The fused training forward of a shim: its body with every layer as one kernel call.
+"""The fused training forward of a shim: its body with runs of layers as single kernel calls.
 
 In a training step on the fused C++ kernels the unfused body still makes a dozen small calls
 per layer (bank outputs, weight cast, linear or conv, ReLU, activation quantizer) and as many
@@ -6,30 +6,34 @@ autograd nodes. This module rewrites the body's graph once so that each
 
     linear | conv  [-> relu]  [-> activation quantizer]
 
-chain, with its weight and bias casts and the quantizer of its input when only this layer reads
-it, is one ``torch.ops.hgqir.layer`` call (one autograd node) that reads the flat ``f`` and
-ranges of the bank directly; the remaining activation quantizers become kind-0 ``layer`` calls. Values, ranges and gradients are those of the unfused path (the
-kernel calls ATen's own linear, convolution and their backward).
+with its weight and bias casts and the quantizer of its input when only this layer reads it, is
+one layer of a ``torch.ops.hgqir.chain`` call that reads the flat ``f`` and ranges of the bank
+directly; the remaining activation quantizers become weightless layers. Layers that feed only
+the next one merge into one call (one autograd node): an MLP trains on a single call each way.
+Values, ranges and gradients are those of the unfused path (the kernel calls ATen's own linear,
+convolution and their backward).
 
 The rewrite applies only when every bank output is consumed by such a chain or quantizer (plain
 WRAP quantizers and per-element weights: :attr:`QuantBank.native_layout`); otherwise (table,
 softmax or pooling quantizers, quantized constants of ``+ - *``, linear layers on inputs of rank
-above 2) the shim keeps the unfused kernel path. The result is a plain function
-``forward(body, *inputs)`` generated with :meth:`torch.fx.Graph.python_code`; it holds no
-tensors (parameters are read from ``body`` on every call), so ``.to()``, ``.double()`` and
-``load_state_dict`` are seen. Forward hooks registered on the body's submodules do not run in
-fused steps.
+above 2) the shim keeps the unfused kernel path. The result (:class:`FusedStep`) runs a
+plain function generated with :meth:`torch.fx.Graph.python_code`; besides each chain's static
+plan (an int64 vector) it holds no tensors (parameters are read from their modules on every
+call), so ``.to()``, ``.double()`` and ``load_state_dict`` are seen. Forward hooks
+registered on the body's submodules do not run in fused steps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from . import torch_native
 from .torch_modules import ActQuantizer
@@ -40,6 +44,211 @@ if TYPE_CHECKING:
 _LAYERS = {F.linear: 1, F.conv1d: 2, F.conv2d: 2}
 
 FusedForward = Callable[..., Any]
+
+RECORD = 23
+"""Entries per layer in a chain plan (``kRecord`` of the kernel)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One layer of a fused chain (see ``hgqir::chain`` in ``native/hgq_kernels.cpp``).
+
+    ``kind``: 0 a quantizer alone, 1 linear, 2 convolution. Offsets index the bank's flat ``f``
+    (``w_off``, ``b_off``, ``a_off``, ``i_off``; negative: absent) and ranges (``r_off``,
+    ``i_roff``); ``a_*`` is the quantizer after the layer, ``i_*`` the one on its input; modes
+    are :func:`torch_native.round_code` values; ``gidx`` / ``in_gidx``: the group of each element
+    per sample (None: one group per element)."""
+
+    kind: int
+    relu: bool = False
+    w_off: int = -1
+    b_off: int = -1
+    wmode: int = 0
+    bmode: int = 0
+    a_off: int = -1
+    r_off: int = 0
+    groups: int = 0
+    amode: int = 0
+    i_off: int = -1
+    i_roff: int = 0
+    i_groups: int = 0
+    imode: int = 0
+    stride: tuple[int, ...] = ()
+    pad: tuple[int, ...] = ()
+    gidx: Tensor | None = None
+    in_gidx: Tensor | None = None
+
+
+def pack_plan(layers: Sequence[Layer]) -> Tensor:
+    """The int64 plan of ``hgqir::chain``: a header, one record per layer, then group indices."""
+    head: list[int] = [len(layers), RECORD]
+    tail: list[int] = []
+    at = len(head) + RECORD * len(layers)
+    for layer in layers:
+        nd = len(layer.stride)
+        if len(layer.pad) != nd or nd > 2:
+            raise ValueError(f"a chain layer has 0 to 2 spatial axes with one stride and pad each, got {layer}")
+        where = []
+        for g in (layer.gidx, layer.in_gidx):
+            values = [] if g is None else [int(v) for v in g.reshape(-1).tolist()]
+            where += [at + len(tail), len(values)]
+            tail += values
+        head += [
+            layer.kind,
+            int(layer.relu),
+            layer.w_off,
+            layer.b_off,
+            layer.wmode,
+            layer.bmode,
+            layer.a_off,
+            layer.r_off,
+            layer.groups,
+            layer.amode,
+            layer.i_off,
+            layer.i_roff,
+            layer.i_groups,
+            layer.imode,
+            nd,
+            *layer.stride,
+            *(0,) * (2 - nd),
+            *layer.pad,
+            *(0,) * (2 - nd),
+            *where,
+        ]
+    return torch.tensor(head + tail, dtype=torch.int64)
+
+
+Slot = tuple[dict[str, Any], str]
+"""Where a weight lives: its module's ``_parameters`` (or ``_buffers``) and its name."""
+
+
+def _slot(module: nn.Module, name: str) -> Slot:
+    return (module._parameters if name in module._parameters else module._buffers, name)
+
+
+class StepCost:
+    """The regularizer of a fused training step, computed by its last chain.
+
+    ``loss + qmod.regularization()`` would otherwise be a second kernel call, a second autograd
+    node and a second gradient into ``f``: on an MLP the step's largest overhead after the
+    layers. The last chain (all ranges updated by then) also returns ``beta * EBOPs + l1 *
+    sum(bits)``; :meth:`take` hands it to ``regularization()`` if nothing it depends on changed
+    since (``f``, the weights, ``beta``, ``bit_l1``, ``f.grad``: a backward pass in between means
+    the step's graph is gone), once. A step whose cost was not taken stops the computation
+    until ``regularization()`` is called again (loops without the regularizer pay nothing)."""
+
+    def __init__(self, qmod: QuantizedModule) -> None:
+        bank = qmod.bank
+        qmod.params()  # resolves the owners
+        self.slots = tuple(_slot(*qmod._owners[k]) for k in bank.native_weight_order)  # type: ignore[index]
+        self.index, self.values = qmod._native_ebops_index()
+        self.bank_params = bank._parameters
+        self.shim_buffers, self.config = qmod._buffers, qmod.config
+        self.wanted = True
+        self.kept: tuple[Any, ...] | None = None
+
+    def request(self, f: Tensor) -> tuple[list[Tensor], float, float] | None:
+        """Weights, scale and l1 if this step's chain should compute the cost (else None)."""
+        if self.kept is not None:  # the last step's cost was not taken: the loop does not use it
+            self.kept, self.wanted = None, False
+        if not (self.wanted and f.requires_grad):
+            return None
+        return [d[k] for d, k in self.slots], float(self.shim_buffers["_beta"]), float(self.config.bit_l1)
+
+    @staticmethod
+    def _key(f: Tensor, ws: list[Tensor]) -> tuple[Any, ...]:
+        g = f.grad
+        return (id(f), f._version, id(g), None if g is None else g._version, [w._version for w in ws], [*map(id, ws)])
+
+    def keep(self, cost: Tensor, f: Tensor, ws: list[Tensor], scale: float, l1: float) -> None:
+        if cost.numel():  # (empty: weights and f differ in dtype, no cost computed)
+            self.kept = (cost, scale, l1, self._key(f, ws))
+
+    def take(self, scale: float, l1: float) -> Tensor | None:
+        """The step's cost if it is still what ``regularization()`` would compute now (once)."""
+        kept, self.kept, self.wanted = self.kept, None, True
+        if kept is None or kept[1] != scale or kept[2] != l1 or not torch.is_grad_enabled():
+            return None
+        key = self._key(self.bank_params["f"], [d[k] for d, k in self.slots])
+        return kept[0] if kept[3] == key else None  # type: ignore[no-any-return]
+
+
+class FusedStep:
+    """The fused training forward of a shim: ``step(*inputs)``, with its :class:`StepCost`."""
+
+    def __init__(self, qmod: QuantizedModule, forward: FusedForward, cost: StepCost | None) -> None:
+        self.forward, self.cost = forward, cost
+        self.body, self.bank = qmod.body, qmod.bank
+        self.bank_params, self.switch = self.bank._parameters, self.bank.native
+
+    def ready(self) -> bool:
+        """This training forward can run fused: gradients on, ``f`` on the CPU, kernels on."""
+        return torch.is_grad_enabled() and self.bank_params["f"].is_cpu and torch_native.available()  # type: ignore[union-attr]
+
+    def __call__(self, *inputs: Tensor) -> Any:
+        self.switch.on = True
+        bank = self.bank
+        if bank.last is not None:  # (nn.Module.__setattr__ is slow: only when needed)
+            bank.last = None
+        return self.forward(self.body, *inputs)
+
+    def take_cost(self, scale: float, l1: float) -> Tensor | None:
+        return self.cost.take(scale, l1) if self.cost is not None else None
+
+
+class ChainCall:
+    """One fused chain of the generated forward: ``x -> y``.
+
+    It reads its weights and the bank's ``f`` and ranges from their modules' own dictionaries on
+    every call (two dictionary lookups each, not ``nn.Module.__getattr__``), so parameters that
+    ``.to()``, ``.double()`` or ``load_state_dict(assign=True)`` replace are seen. The last chain
+    of a step carries the :class:`StepCost`."""
+
+    __module__ = __name__
+
+    def __init__(
+        self, layers: Sequence[Layer], slots: Sequence[Slot], bank: nn.Module, index: int, cost: StepCost | None = None
+    ) -> None:
+        self.layers = tuple(layers)
+        self.slots = tuple(slots)
+        self.plan = pack_plan(layers)
+        self.bank_params, self.bank_buffers = bank._parameters, bank._buffers
+        self.cost = cost
+        self.__name__ = f"chain{index}"  # the name of this global in the generated code
+
+    def __call__(self, x: Tensor) -> Tensor:
+        params, buffers = self.bank_params, self.bank_buffers
+        f, weights = params["f"], [d[k] for d, k in self.slots]
+        cost = self.cost
+        request = cost.request(f) if cost is not None else None  # type: ignore[arg-type]
+        if request is None:
+            return torch.ops.hgqir.chain.default(  # type: ignore[no-any-return]
+                x, weights, f, buffers["vmax"], buffers["vmin"], self.plan
+            )
+        ws, scale, l1 = request
+        y, c = torch.ops.hgqir.chain_cost.default(
+            x,
+            weights,
+            f,
+            buffers["vmax"],
+            buffers["vmin"],
+            self.plan,
+            ws,
+            cost.index,
+            cost.values,
+            scale,
+            l1,  # type: ignore[union-attr]
+        )
+        cost.keep(c, f, ws, scale, l1)  # type: ignore[union-attr, arg-type]
+        return y  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<hgqir chain of {len(self.layers)} layers>"
+
+
+def _pending(x: Tensor) -> Tensor:
+    """Target of a chain node before the chains are merged (never called)."""
+    raise AssertionError("an unmerged chain node was called")
 
 
 class _Rewrite:
@@ -58,6 +267,8 @@ class _Rewrite:
         self.attrs: dict[str, fx.Node] = {}
         self.deferred: set[fx.Node] = set()
         """Quantizers left to the layer that reads them (see :meth:`feeds_layer`)."""
+        self.pending: dict[fx.Node, tuple[list[Slot], list[Layer]]] = {}
+        """Weights and layers of each chain node, until the chains are merged."""
 
     # ------------------------------------------------------------------ helpers
     def attr(self, target: str) -> fx.Node:
@@ -65,14 +276,15 @@ class _Rewrite:
             self.attrs[target] = self.new.get_attr(target)
         return self.attrs[target]
 
-    def param(self, node: Any) -> tuple[int, fx.Node] | None:
-        """Spec and body attribute of a bank output that is a quantized weight or bias."""
+    def param(self, node: Any) -> tuple[int, Slot] | None:
+        """Spec and slot of a bank output that is a quantized weight or bias."""
         if node not in self.items:
             return None
         spec, item = self.items[node]
         if item != 0 or spec not in self.param_of:
             return None
-        return spec, self.attr(str(self.param_of[spec].target))
+        path, _, name = str(self.param_of[spec].target).rpartition(".")
+        return spec, _slot(self.qmod.body.get_submodule(path), name)
 
     def quantizer(self, node: fx.Node, x: fx.Node) -> int | None:
         """Spec of a plain activation quantizer called on ``x`` with its own bank outputs."""
@@ -92,32 +304,30 @@ class _Rewrite:
         users = list(node.users)
         return users[0] if len(users) == 1 else None
 
-    def emit(
-        self,
-        x: fx.Node,
-        w: fx.Node | None,
-        b: fx.Node | None,
-        gidx: fx.Node,
-        in_gidx: fx.Node,
-        geometry: tuple[int, ...],
-    ) -> fx.Node:
-        # geometry: a tuple of ints, a constant of the generated code (no allocation per call)
-        bank = (self.attr("hgq.f"), self.attr("hgq.vmax"), self.attr("hgq.vmin"))
-        args = (self.env[x], w, b, *bank, gidx, in_gidx, geometry)
-        return self.new.call_function(torch.ops.hgqir.layer.default, args)
+    def emit(self, x: fx.Node, slots: list[Slot], layer: Layer) -> fx.Node:
+        node = self.new.call_function(_pending, (self.env[x],))
+        self.pending[node] = (slots, [layer])
+        return node
 
-    def act_part(self, qnode: fx.Node | None) -> tuple[list[int], fx.Node]:
-        """``a_off, r_off, groups, amode`` and the group index of a quantizer (or none)."""
+    def act_part(self, qnode: fx.Node | None) -> tuple[int, int, int, int, Tensor | None]:
+        """``f`` offset, range offset, groups, rounding and group index of a quantizer node."""
         if qnode is None:
-            return [-1, 0, 0, 0], self.attr("hgq.no_groups")
+            return -1, 0, 0, 0, None
         spec = self.quantizer(qnode, qnode.args[0])  # type: ignore[arg-type]
         assert spec is not None
         s = self.bank.specs[spec]
-        part = [self.f_off[spec], self.r_off[spec], s.group_size, torch_native.round_code(s.config.round)]
-        return part, self.attr(f"{qnode.target}.native_gidx")
+        module: ActQuantizer = self.qmod.body.get_submodule(str(qnode.target))  # type: ignore[assignment]
+        gidx = module.native_args[0]
+        return (
+            self.f_off[spec],
+            self.r_off[spec],
+            s.group_size,
+            torch_native.round_code(s.config.round),
+            gidx if gidx.numel() else None,
+        )
 
     # ------------------------------------------------------------------ rewrite
-    def weights(self, node: fx.Node) -> tuple[int, tuple[int, fx.Node], tuple[int, fx.Node] | None] | None:
+    def weights(self, node: fx.Node) -> tuple[int, tuple[int, Slot], tuple[int, Slot] | None] | None:
         """Kind, weight and bias of a linear / conv node that fuses (None: it does not)."""
         kind = _LAYERS.get(node.target) if node.op == "call_function" else None  # type: ignore[call-overload]
         if kind is None or node.kwargs:
@@ -145,28 +355,41 @@ class _Rewrite:
         x = node.args[0]
         assert isinstance(x, fx.Node)
         pre = x if x in self.deferred else None
-        chain, relu, qnode = [node], 0, None
+        chain, relu, qnode = [node], False, None
         nxt = self.sole_user(node)
         if nxt is not None and nxt.op == "call_function" and nxt.target is torch.relu:
             chain.append(nxt)
-            relu = 1
+            relu = True
             nxt = self.sole_user(nxt)
         if nxt is not None and self.quantizer(nxt, chain[-1]) is not None:
             chain.append(nxt)
             qnode = nxt
         specs = self.bank.specs
-        modes = [torch_native.round_code(specs[p[0]].config.round) if p else 0 for p in (pw, pb)]
-        head = [kind, relu, self.f_off[pw[0]], self.f_off[pb[0]] if pb else -1, *modes]
-        if kind == 2:
-            stride, pad = node.args[3:5]
-            geo = [len(stride), *stride, *pad]  # type: ignore[arg-type, misc]
-        else:
-            geo = [0]
-        part, gidx = self.act_part(qnode)
-        pre_part, in_gidx = self.act_part(pre)
+        stride, pad = (tuple(node.args[3]), tuple(node.args[4])) if kind == 2 else ((), ())  # type: ignore[arg-type]
+        a_off, r_off, groups, amode, gidx = self.act_part(qnode)
+        i_off, i_roff, i_groups, imode, in_gidx = self.act_part(pre)
+        layer = Layer(
+            kind,
+            relu,
+            self.f_off[pw[0]],
+            self.f_off[pb[0]] if pb else -1,
+            torch_native.round_code(specs[pw[0]].config.round),
+            torch_native.round_code(specs[pb[0]].config.round) if pb else 0,
+            a_off,
+            r_off,
+            groups,
+            amode,
+            i_off,
+            i_roff,
+            i_groups,
+            imode,
+            stride,  # type: ignore[arg-type]
+            pad,  # type: ignore[arg-type]
+            gidx,
+            in_gidx,
+        )
         source = pre.args[0] if pre is not None else x
-        geometry = (*head, *part, *pre_part, *geo)
-        self.env[chain[-1]] = self.emit(source, pw[1], pb[1] if pb else None, gidx, in_gidx, geometry)  # type: ignore[arg-type]
+        self.env[chain[-1]] = self.emit(source, [pw[1]] + ([pb[1]] if pb else []), layer)  # type: ignore[arg-type]
         return chain
 
     def run(self) -> fx.Graph | None:
@@ -187,15 +410,40 @@ class _Rewrite:
                     self.deferred.add(node)  # quantized by the layer that reads it
                     continue
                 if spec is not None:
-                    part, gidx = self.act_part(node)
-                    geometry = (0, 0, -1, -1, 0, 0, *part, -1, 0, 0, 0, 0)
-                    self.env[node] = self.emit(node.args[0], None, None, gidx, self.attr("hgq.no_groups"), geometry)  # type: ignore[arg-type]
+                    a_off, r_off, groups, amode, gidx = self.act_part(node)
+                    layer = Layer(0, a_off=a_off, r_off=r_off, groups=groups, amode=amode, gidx=gidx)
+                    self.env[node] = self.emit(node.args[0], [], layer)  # type: ignore[arg-type]
                     continue
             uses_bank = [a for a in node.all_input_nodes if a is self.bank_node or a in self.items]
             if uses_bank:
                 return None  # something else reads the bank: keep the unfused path
             self.env[node] = self.new.node_copy(node, lambda a: self.env[a])
+        self.merge()
         return self.new
+
+    def merge(self) -> None:
+        """Merge each chain into the next one when that is its only reader, then make every
+        chain a call of its packed plan."""
+        for node in list(self.new.nodes):
+            prev = node.args[0] if node in self.pending else None
+            if prev in self.pending and len(prev.users) == 1:  # type: ignore[union-attr]
+                slots, layers = self.pending.pop(prev)  # type: ignore[arg-type]
+                self.pending[node] = (slots + self.pending[node][0], layers + self.pending[node][1])
+                node.args = prev.args  # type: ignore[union-attr]
+                self.new.erase_node(prev)  # type: ignore[arg-type]
+        last = len(self.pending) - 1
+        for count, (node, (slots, layers)) in enumerate(self.pending.items()):
+            cost = StepCost(self.qmod) if count == last else None
+            with self.new.inserting_before(node):
+                call = self.new.call_function(ChainCall(layers, slots, self.bank, count, cost), node.args)
+            node.replace_all_uses_with(call)
+            self.new.erase_node(node)
+        self.new.lint()
+
+
+def chains(graph: fx.Graph) -> list[ChainCall]:
+    """The fused chains of a rewritten graph, in order."""
+    return [n.target for n in graph.nodes if n.op == "call_function" and isinstance(n.target, ChainCall)]
 
 
 def fused_graph(qmod: QuantizedModule) -> fx.Graph | None:
@@ -205,12 +453,13 @@ def fused_graph(qmod: QuantizedModule) -> fx.Graph | None:
     return _Rewrite(qmod).run()
 
 
-def fused_forward(qmod: QuantizedModule) -> FusedForward | None:
-    """``forward(body, *inputs)`` of the fused training step, or None if the body does not fuse."""
+def fused_step(qmod: QuantizedModule) -> FusedStep | None:
+    """The fused training step of a shim, or None if its body does not fuse."""
     graph = fused_graph(qmod)
     if graph is None:
         return None
     code = graph.python_code(root_module="self")
     scope = dict(code.globals)
     exec(compile(code.src, "<hgqir fused training step>", "exec"), scope)  # noqa: S102 (generated by torch.fx)
-    return scope["forward"]  # type: ignore[no-any-return]
+    found = chains(graph)
+    return FusedStep(qmod, scope["forward"], found[-1].cost if found else None)

@@ -21,7 +21,7 @@ from .torch_bits import BitLayout, bit_counts
 from .torch_build import Plan
 from .torch_config import ShimConfig
 from .torch_ebops import RegFn, build_index
-from .torch_fuse import FusedForward, fused_forward
+from .torch_fuse import FusedStep, fused_step
 from .torch_modules import ActQuantizer, QBatchNorm
 
 Tensor = torch.Tensor
@@ -59,7 +59,7 @@ class QuantizedModule(nn.Module):
         self.fuse_layers = True
         """Train on one fused kernel call per layer (:mod:`.torch_fuse`) when the body allows;
         False runs the quantizer-by-quantizer kernels (same values, slower)."""
-        self._fused: FusedForward | None | bool = False  # False: not built yet
+        self._fused: FusedStep | None | bool = False  # False: not built yet
         self._ebops_args: tuple[Tensor, Tensor] | None = None
 
     def _wire_native(self) -> None:
@@ -86,21 +86,20 @@ class QuantizedModule(nn.Module):
         self._beta.fill_(float(value))
 
     def forward(self, *inputs: Tensor) -> Any:
-        fused = self._fused_step() if self.fuse_layers and self.bank.use_native() else None
-        if fused is not None:
-            self.bank.native.on = True
-            self.bank.last = None
-            out = fused(self.body, *inputs)
-        else:
-            out = self.body(*inputs)
-        if self.training and self.config.sync_stats:
+        step = self._fused_step() if self.training and self.fuse_layers else None
+        out = step(*inputs) if step is not None and step.ready() else self.body(*inputs)
+        if self.training and self.config.sync_stats and _distributed():
             _sync_running_ranges(self)
         return out
 
-    def _fused_step(self) -> FusedForward | None:
-        if self._fused is False:
-            self._fused = fused_forward(self)
-        return self._fused  # type: ignore[return-value]
+    def _fused_step(self) -> FusedStep | None:
+        """The fused training step (built on the first training forward that can use it)."""
+        step = self._fused
+        if step is False:
+            if not self.bank.use_native():
+                return None
+            step = self._fused = fused_step(self)
+        return step  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_fused": False}  # generated code is rebuilt, not pickled
@@ -147,8 +146,14 @@ class QuantizedModule(nn.Module):
         return self._cost(1.0, 0.0)
 
     def regularization(self) -> Tensor:
-        """``beta * EBOPs`` plus ``bit_l1 * (sum of all bitwidths)``: add it to the task loss."""
-        return self._cost(float(self._beta), float(self.config.bit_l1))
+        """``beta * EBOPs`` plus ``bit_l1 * (sum of all bitwidths)``: add it to the task loss.
+
+        After a fused training forward this is the value its last kernel call computed with the
+        ranges it had just updated (:class:`.torch_fuse.StepCost`); the same value and gradient
+        as computing it here, without a call of its own."""
+        scale, l1 = float(self._buffers["_beta"]), float(self.config.bit_l1)  # (not via nn.Module.__getattr__)
+        kept = self._fused.take_cost(scale, l1) if self._fused else None
+        return kept if kept is not None else self._cost(scale, l1)
 
     def _cost(self, scale: float, l1: float) -> Tensor:
         bank = self.bank
@@ -185,12 +190,17 @@ class QuantizedModule(nn.Module):
         return out
 
 
+def _distributed() -> bool:
+    """Training under torch.distributed with more than one rank (checked outside ``no_grad``:
+    entering it costs more than the check, on every training step)."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 @torch.no_grad()
 def _sync_running_ranges(module: QuantizedModule) -> None:
     """After a training forward under torch.distributed, make every rank's ranges the union."""
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-        return
     bank = module.bank
     flat = torch.cat([bank.vmax, -bank.vmin])
     dist.all_reduce(flat, op=dist.ReduceOp.MAX)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from hgqir.frontends import torch_native
+from hgqir.frontends.torch_fuse import Layer, pack_plan
 from hgqir.frontends.torch_quant import FreeQuant
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -159,19 +160,23 @@ def test_fused_conv_layers_equal_python_step(
     _compare(make, x, monkeypatch, exact_weights=False)
 
 
-def test_layers_fuse_into_one_call_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hgqir.frontends.torch_fuse import fused_graph
+def test_layers_fuse_into_chains(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hgqir.frontends.torch_fuse import chains, fused_graph
 
     monkeypatch.setenv("HGQIR_TORCH_NATIVE", "1")
-    layer = torch.ops.hgqir.layer.default
-    # MLP: three linear chains, the first also quantizing the input; CNN: the conv chain with the
-    # input quantizer, the linear chain with the quantizer after the pooling
-    for make, calls in ((_mlp, 3), (_cnn, 2)):
+    # MLP: one chain of its three linear layers, the first also quantizing the input; CNN: the
+    # conv layer with the input quantizer, then (after the pooling) the linear layer with its
+    # input quantizer: two chains of one layer
+    for make, layers in ((_mlp, [(1, 1, 1)]), (_cnn, [(2,), (1,)])):
         shim = hgqir.quantize_torch(make(), torch.randn(8, *((6,) if make is _mlp else (2, 6, 6))))
         graph = fused_graph(shim)
         assert graph is not None
-        assert sum(n.op == "call_function" and n.target is layer for n in graph.nodes) == calls
+        found = chains(graph)
+        assert [tuple(layer.kind for layer in c.layers) for c in found] == layers
+        assert found[0].layers[0].i_off >= 0  # the input quantizer rides in the first layer
+        assert [c.cost is not None for c in found] == [False] * (len(found) - 1) + [True]
         assert not any(n.op == "call_module" for n in graph.nodes)  # neither the bank nor a quantizer module
+        assert not any(n.op == "get_attr" for n in graph.nodes)  # chains read their weights themselves
     torch.manual_seed(0)
     table = hgqir.quantize_torch(nn.Sequential(nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 3)), torch.randn(8, 6))
     assert fused_graph(table) is None  # a table quantizer reads the bank: the unfused kernels run
@@ -181,7 +186,7 @@ def test_fused_shim_pickles_and_copies(monkeypatch: pytest.MonkeyPatch, tmp_path
     x = torch.randn(16, 6, generator=torch.Generator().manual_seed(8))
     shim = hgqir.quantize_torch(_mlp(), x, beta=1e-3)
     first = _step(shim, x, True, monkeypatch)
-    assert callable(shim._fused_step())
+    assert shim._fused_step() is not None
     path = f"{tmp_path}/shim.pt"
     torch.save(shim, path)  # the generated forward is not pickled; it is rebuilt on first use
     for other in (torch.load(path, weights_only=False), copy.deepcopy(shim)):
@@ -213,9 +218,8 @@ def test_conv_layer_gradients(nd: int, ci: int, co: int, k: int, stride: int, pa
     w = (torch.randint(-8, 8, (co, ci, *(k,) * nd), generator=g) / 4.0).requires_grad_()  # exact at f = 2
     f = torch.full((w.numel(),), 2.0)
     none = torch.zeros(0)
-    geometry = (2, 0, 0, -1, 0, 0, -1, 0, 0, 0, -1, 0, 0, 0, nd, *(stride,) * nd, *(pad,) * nd)
-    groups = torch.zeros(0, dtype=torch.int64)
-    y = torch.ops.hgqir.layer.default(x, w, None, f, none, none, groups, groups, geometry)
+    plan = pack_plan([Layer(2, w_off=0, stride=(stride,) * nd, pad=(pad,) * nd)])
+    y = torch.ops.hgqir.chain.default(x, [w], f, none, none, plan)
     conv = torch.nn.functional.conv1d if nd == 1 else torch.nn.functional.conv2d
     x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
     ref = conv(x2, w2, None, stride, pad)
