@@ -132,60 +132,70 @@ class StepCost:
     ``loss + qmod.regularization()`` would otherwise be a second kernel call, a second autograd
     node and a second gradient into ``f``: on an MLP the step's largest overhead after the
     layers. The last chain (all ranges updated by then) also returns ``beta * EBOPs + l1 *
-    sum(bits)``; :meth:`take` hands it to ``regularization()`` if nothing it depends on changed
-    since (``f``, the weights, ``beta``, ``bit_l1``, ``f.grad``: a backward pass in between means
-    the step's graph is gone), once. A step whose cost was not taken stops the computation
+    sum(bits)``; :meth:`take` hands it to ``regularization()`` once, and only while it is what
+    computing it anew would give: the same ``f``, weights and ranges (same tensors, unchanged
+    since), the same ``beta`` and ``bit_l1``, and no backward pass through the chain since (it
+    frees the graph; the chain's backward bumps its plan's version). Otherwise
+    ``regularization()`` computes it. A step whose cost was not taken stops the computation
     until ``regularization()`` is called again (loops without the regularizer pay nothing)."""
 
-    def __init__(self, qmod: QuantizedModule) -> None:
+    def __init__(self, qmod: QuantizedModule, plan: Tensor) -> None:
         bank = qmod.bank
         qmod.params()  # resolves the owners
         self.slots = tuple(_slot(*qmod._owners[k]) for k in bank.native_weight_order)  # type: ignore[index]
         self.index, self.values = qmod._native_ebops_index()
-        self.bank_params = bank._parameters
-        self.shim_buffers, self.config = qmod._buffers, qmod.config
+        self.bank_params, self.bank_buffers = bank._parameters, bank._buffers
+        self.plan = plan
+        self.scales = qmod._scales
         self.wanted = True
         self.kept: tuple[Any, ...] | None = None
 
-    def request(self, f: Tensor) -> tuple[list[Tensor], float, float] | None:
-        """Weights, scale and l1 if this step's chain should compute the cost (else None)."""
+    def run(
+        self, x: Tensor, weights: list[Tensor], f: Tensor, vmax: Tensor, vmin: Tensor, plan: Tensor
+    ) -> Tensor | None:
+        """The chain's output, the cost kept; None if this step should not compute it."""
         if self.kept is not None:  # the last step's cost was not taken: the loop does not use it
             self.kept, self.wanted = None, False
         if not (self.wanted and f.requires_grad):
             return None
-        return [d[k] for d, k in self.slots], float(self.shim_buffers["_beta"]), float(self.config.bit_l1)
-
-    @staticmethod
-    def _key(f: Tensor, ws: list[Tensor]) -> tuple[Any, ...]:
-        g = f.grad
-        return (id(f), f._version, id(g), None if g is None else g._version, [w._version for w in ws], [*map(id, ws)])
-
-    def keep(self, cost: Tensor, f: Tensor, ws: list[Tensor], scale: float, l1: float) -> None:
+        ws = [d[k] for d, k in self.slots]
+        scale, l1 = self.scales()
+        y, cost = torch.ops.hgqir.chain_cost.default(
+            x, weights, f, vmax, vmin, plan, ws, self.index, self.values, scale, l1
+        )
         if cost.numel():  # (empty: weights and f differ in dtype, no cost computed)
-            self.kept = (cost, scale, l1, self._key(f, ws))
+            self.kept = (cost, scale, l1, self._state(f, ws))
+        return y  # type: ignore[no-any-return]
+
+    def _state(self, f: Tensor, ws: list[Tensor]) -> tuple[list[Tensor], list[int]]:
+        """Everything the cost depends on: the tensors (compared by identity), their versions."""
+        buffers = self.bank_buffers
+        tensors = [f, buffers["vmax"], buffers["vmin"], *ws]
+        return tensors, [self.plan._version, *[t._version for t in tensors]]  # type: ignore[union-attr]
 
     def take(self, scale: float, l1: float) -> Tensor | None:
         """The step's cost if it is still what ``regularization()`` would compute now (once)."""
         kept, self.kept, self.wanted = self.kept, None, True
         if kept is None or kept[1] != scale or kept[2] != l1 or not torch.is_grad_enabled():
             return None
-        key = self._key(self.bank_params["f"], [d[k] for d, k in self.slots])
-        return kept[0] if kept[3] == key else None  # type: ignore[no-any-return]
+        tensors, versions = self._state(self.bank_params["f"], [d[k] for d, k in self.slots])  # type: ignore[arg-type]
+        same = versions == kept[3][1] and all(map(operator.is_, tensors, kept[3][0]))
+        return kept[0] if same else None  # type: ignore[no-any-return]
 
 
 class FusedStep:
-    """The fused training forward of a shim: ``step(*inputs)``, with its :class:`StepCost`."""
+    """The fused training forward of a shim (:meth:`run`), with its :class:`StepCost`."""
 
     def __init__(self, qmod: QuantizedModule, forward: FusedForward, cost: StepCost | None) -> None:
         self.forward, self.cost = forward, cost
         self.body, self.bank = qmod.body, qmod.bank
         self.bank_params, self.switch = self.bank._parameters, self.bank.native
 
-    def ready(self) -> bool:
-        """This training forward can run fused: gradients on, ``f`` on the CPU, kernels on."""
-        return torch.is_grad_enabled() and self.bank_params["f"].is_cpu and torch_native.available()  # type: ignore[union-attr]
-
-    def __call__(self, *inputs: Tensor) -> Any:
+    def run(self, inputs: tuple[Tensor, ...]) -> Any:
+        """The fused training forward of ``inputs``; None when this forward cannot run fused
+        (gradients off, ``f`` not on the CPU, kernels switched off)."""
+        if not (torch.is_grad_enabled() and self.bank_params["f"].is_cpu and torch_native.available()):  # type: ignore[union-attr]
+            return None
         self.switch.on = True
         bank = self.bank
         if bank.last is not None:  # (nn.Module.__setattr__ is slow: only when needed)
@@ -218,28 +228,11 @@ class ChainCall:
 
     def __call__(self, x: Tensor) -> Tensor:
         params, buffers = self.bank_params, self.bank_buffers
-        f, weights = params["f"], [d[k] for d, k in self.slots]
-        cost = self.cost
-        request = cost.request(f) if cost is not None else None  # type: ignore[arg-type]
-        if request is None:
-            return torch.ops.hgqir.chain.default(  # type: ignore[no-any-return]
-                x, weights, f, buffers["vmax"], buffers["vmin"], self.plan
-            )
-        ws, scale, l1 = request
-        y, c = torch.ops.hgqir.chain_cost.default(
-            x,
-            weights,
-            f,
-            buffers["vmax"],
-            buffers["vmin"],
-            self.plan,
-            ws,
-            cost.index,
-            cost.values,
-            scale,
-            l1,  # type: ignore[union-attr]
-        )
-        cost.keep(c, f, ws, scale, l1)  # type: ignore[union-attr, arg-type]
+        f, vmax, vmin = params["f"], buffers["vmax"], buffers["vmin"]
+        weights = [d[k] for d, k in self.slots]
+        y = self.cost.run(x, weights, f, vmax, vmin, self.plan) if self.cost is not None else None  # type: ignore[arg-type]
+        if y is None:
+            y = torch.ops.hgqir.chain.default(x, weights, f, vmax, vmin, self.plan)
         return y  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
@@ -433,9 +426,11 @@ class _Rewrite:
                 self.new.erase_node(prev)  # type: ignore[arg-type]
         last = len(self.pending) - 1
         for count, (node, (slots, layers)) in enumerate(self.pending.items()):
-            cost = StepCost(self.qmod) if count == last else None
+            chain = ChainCall(layers, slots, self.bank, count)
+            if count == last:
+                chain.cost = StepCost(self.qmod, chain.plan)
             with self.new.inserting_before(node):
-                call = self.new.call_function(ChainCall(layers, slots, self.bank, count, cost), node.args)
+                call = self.new.call_function(chain, node.args)
             node.replace_all_uses_with(call)
             self.new.erase_node(node)
         self.new.lint()

@@ -52,6 +52,7 @@ class QuantizedModule(nn.Module):
         self.plan = plan
         self.config = config
         self.register_buffer("_beta", torch.tensor(float(beta)))
+        self._beta_seen: tuple[Any, float] = (None, 0.0)
         self.bit_layout = BitLayout(self.bank)
         self.ebops_index = build_index(self.bit_layout, plan.costs)
         self._owners: list[tuple[nn.Module, str]] | None = None
@@ -86,8 +87,13 @@ class QuantizedModule(nn.Module):
         self._beta.fill_(float(value))
 
     def forward(self, *inputs: Tensor) -> Any:
-        step = self._fused_step() if self.training and self.fuse_layers else None
-        out = step(*inputs) if step is not None and step.ready() else self.body(*inputs)
+        out = None
+        if self.training and self.fuse_layers:
+            step = self._fused if self._fused is not False else self._fused_step()
+            if step is not None:
+                out = step.run(inputs)  # type: ignore[union-attr]
+        if out is None:
+            out = self.body(*inputs)
         if self.training and self.config.sync_stats and _distributed():
             _sync_running_ranges(self)
         return out
@@ -151,9 +157,19 @@ class QuantizedModule(nn.Module):
         After a fused training forward this is the value its last kernel call computed with the
         ranges it had just updated (:class:`.torch_fuse.StepCost`); the same value and gradient
         as computing it here, without a call of its own."""
-        scale, l1 = float(self._buffers["_beta"]), float(self.config.bit_l1)  # (not via nn.Module.__getattr__)
+        scale, l1 = self._scales()
         kept = self._fused.take_cost(scale, l1) if self._fused else None
         return kept if kept is not None else self._cost(scale, l1)
+
+    def _scales(self) -> tuple[float, float]:
+        """``beta`` and ``bit_l1`` as floats. Reading a tensor's value is an ATen call: beta's is
+        kept while its buffer is the same tensor at the same version."""
+        b = self._buffers["_beta"]
+        assert b is not None
+        seen = (id(b), b._version)
+        if self._beta_seen[0] != seen:
+            self._beta_seen = (seen, float(b))
+        return self._beta_seen[1], float(self.config.bit_l1)
 
     def _cost(self, scale: float, l1: float) -> Tensor:
         bank = self.bank

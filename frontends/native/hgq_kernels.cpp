@@ -888,8 +888,11 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
     const auto s = ctx->get_saved_variables();
     const Tensor& f = s.back();
     const Tensor &bits = s[s.size() - 4], &index = s[s.size() - 3], &values = s[s.size() - 2];
-    const std::vector<ChainLayer> layers =
-        parse_plan(ctx->saved_data["plan"].toTensor(), f.numel(), ctx->saved_data["ranges"].toInt());
+    const Tensor plan = ctx->saved_data["plan"].toTensor();
+    // The plan's version counts the backward passes through this chain (its values never
+    // change): torch_fuse.StepCost reads it to know whether a kept cost's graph is still there.
+    torch::autograd::impl::bump_version(plan);
+    const std::vector<ChainLayer> layers = parse_plan(plan, f.numel(), ctx->saved_data["ranges"].toInt());
     int64_t np = 0;
     for (const ChainLayer& L : layers) np += L.params();
     const int64_t at_f = 1 + np;
