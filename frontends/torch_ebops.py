@@ -168,8 +168,8 @@ class EbopsIndex:
     def native_tensors(self, block_sizes: list[int], block_modes: list[int]) -> tuple[Tensor, Tensor]:
         """The packed ``(index, values)`` arguments of the fused ``hgqir::ebops`` kernel: a
         header, the weight blocks (tensors per block, rounding code), ``M`` and ``N`` in CSR
-        and the max pairs (int64); the CSR values (float64). CPU tensors, built on each call
-        (the shim keeps them)."""
+        and the max pairs (int64); the CSR values (float64, empty when all are 1). CPU
+        tensors, built on each call (the shim keeps them)."""
         (mc, mk, mv, _), (nc, nk, nv, _) = self.mats
         head = [self.rows, mc.size, mk.size, nc.size, nk.size, self.ma.size, len(block_sizes)]
         ints = np.concatenate(
@@ -184,6 +184,8 @@ class EbopsIndex:
             ]
         ).astype(np.int64)
         values = np.concatenate([mv, nv]).astype(np.float64)
+        if np.all(values == 1.0):  # the common case (linear and conv layers): the kernel skips them
+            values = values[:0]
         return torch.from_numpy(ints), torch.from_numpy(values)
 
     def __getstate__(self) -> dict[str, Any]:

@@ -493,11 +493,12 @@ std::vector<Tensor> weight_quant_cpu(const Tensor& f, at::TensorList ws, int64_t
 // argument each, so the call stays cheap), laid out by torch_ebops.EbopsIndex.native_tensors:
 //   index: rows, |M crow|, |M col|, |N crow|, |N col|, |ma|, blocks, sizes[blocks],
 //          modes[blocks], M crow, M col, N crow, N col, ma, mb        (int64)
-//   values: M values, N values                                     (float64)
+//   values: M values, N values (float64; empty when every value is 1)
 struct Plan {
   int64_t rows = 0, blocks = 0, pairs = 0;
   const int64_t *sizes, *modes, *m_crow, *m_col, *n_crow, *n_col, *ma, *mb;
-  const double *m_val, *n_val;
+  const double *m_val = nullptr, *n_val = nullptr;
+  bool unit = false;  // every value of M is 1 (values empty): no products, and no N needed
 
   Plan(const Tensor& index, const Tensor& values) {
     TORCH_CHECK(index.scalar_type() == at::kLong && values.scalar_type() == at::kDouble && index.is_contiguous() &&
@@ -517,9 +518,12 @@ struct Plan {
     ma = n_col + n_ncol;
     mb = ma + pairs;
     TORCH_CHECK(mb + pairs == h + index.numel(), "hgqir::ebops: index length does not match its header");
-    m_val = values.data_ptr<double>();
-    n_val = m_val + n_mcol;
-    TORCH_CHECK(n_mcol + n_ncol == values.numel(), "hgqir::ebops: values length does not match the index");
+    unit = values.numel() == 0;
+    TORCH_CHECK(unit || n_mcol + n_ncol == values.numel(), "hgqir::ebops: values length does not match the index");
+    if (!unit) {
+      m_val = values.data_ptr<double>();
+      n_val = m_val + n_mcol;
+    }
   }
 };
 
@@ -601,7 +605,11 @@ std::pair<double, Tensor> ebops_value(const Tensor& f_in, at::TensorList ws, con
   double* puv = pb + nb;
   for (int64_t r = 0; r < 2 * plan.rows; ++r) {
     double acc = 0.0;
-    for (int64_t k = plan.m_crow[r]; k < plan.m_crow[r + 1]; ++k) acc += plan.m_val[k] * pb[plan.m_col[k]];
+    if (plan.unit) {
+      for (int64_t k = plan.m_crow[r]; k < plan.m_crow[r + 1]; ++k) acc += pb[plan.m_col[k]];
+    } else {
+      for (int64_t k = plan.m_crow[r]; k < plan.m_crow[r + 1]; ++k) acc += plan.m_val[k] * pb[plan.m_col[k]];
+    }
     puv[r] = acc;
   }
   double total = 0.0;
@@ -624,10 +632,19 @@ Tensor ebops_grad(const Tensor& bits, int64_t nb, const Plan& plan, double scale
   const double* puv = pb + nb;
   Tensor gb = at::empty({nb}, bits.options());
   double* pg = gb.data_ptr<double>();
-  for (int64_t c = 0; c < nb; ++c) {  // A^T (B b) + B^T (A b)
-    double acc = 0.0;
-    for (int64_t k = plan.n_crow[c]; k < plan.n_crow[c + 1]; ++k) acc += plan.n_val[k] * puv[plan.n_col[k]];
-    pg[c] = acc;
+  if (plan.unit) {  // A^T (B b) + B^T (A b), scattered from the rows of M: every term is an
+    // integer (bit counts), so the sums are exact in any order and equal N's
+    std::fill(pg, pg + nb, 0.0);
+    for (int64_t r = 0; r < 2 * plan.rows; ++r) {
+      const double other = puv[r < plan.rows ? r + plan.rows : r - plan.rows];
+      for (int64_t k = plan.m_crow[r]; k < plan.m_crow[r + 1]; ++k) pg[plan.m_col[k]] += other;
+    }
+  } else {
+    for (int64_t c = 0; c < nb; ++c) {  // A^T (B b) + B^T (A b)
+      double acc = 0.0;
+      for (int64_t k = plan.n_crow[c]; k < plan.n_crow[c + 1]; ++k) acc += plan.n_val[k] * puv[plan.n_col[k]];
+      pg[c] = acc;
+    }
   }
   for (int64_t t = 0; t < plan.pairs; ++t) pg[pb[plan.ma[t]] >= pb[plan.mb[t]] ? plan.ma[t] : plan.mb[t]] += 1.0;
   for (int64_t c = 0; c < nb; ++c) {

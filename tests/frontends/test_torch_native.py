@@ -328,3 +328,29 @@ def test_failed_build_falls_back_to_python(monkeypatch: pytest.MonkeyPatch) -> N
     (shim(x).square().mean() + shim.regularization()).backward()
     assert not shim.bank.native.on
     assert float(shim.bank.f.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("make", [_mlp, _cnn])
+def test_ebops_kernel_unit_values_equal_general_path(make: object) -> None:
+    # all CSR values are 1 in these models, so the index ships none and the kernel takes its
+    # unit path (no products, gradient scattered from M); the general path, given the explicit
+    # ones, must agree exactly: value and gradient
+    x = torch.randn(8, *((6,) if make is _mlp else (2, 6, 6)), generator=torch.Generator().manual_seed(5))
+    shim = _spread(hgqir.quantize_torch(make(), x, beta=1e-3))  # type: ignore[operator]
+    shim.train()
+    with torch.no_grad():
+        shim(x)  # ranges
+    index, values = shim._native_ebops_index()
+    assert values.numel() == 0
+    ones = torch.ones(int(index[2] + index[4]), dtype=torch.float64)
+    params = shim.params()
+    ws = [params[k] for k in shim.bank.native_weight_order]
+    results = []
+    for vals in (values, ones):
+        f = shim.bank.f.detach().clone().requires_grad_()
+        cost = torch.ops.hgqir.ebops.default(f, ws, shim.bank.vmax, shim.bank.vmin, index, vals, 1e-3, 1e-2)
+        cost.backward()
+        results.append((cost.detach(), f.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+    assert results[0][1].abs().sum() > 0
