@@ -151,9 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--beta", type=float, default=1e-5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--flush-denormal",
+        action="store_true",
+        help="torch.set_flush_denormal(True) for both modules (Adam's moments of pruned bitwidths "
+        "decay through the subnormal range, which is slow on x86)",
+    )
     p.add_argument("--json", default=os.path.join(HERE, "results", "train_torch.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        p.error("this CPU cannot flush denormals")
     rows = []
     for name, task in (("mlp", mlp_task), ("cnn", cnn_task)):
         net, x, _, _ = task()
@@ -166,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio = shim / plain per-epoch process CPU time (median); (wall) = wall-clock ratio; "
         "no reg = shim without regularization() in the loss; "
         f"training path: {'fused C++ kernels' if torch_native.available() else 'Python (HGQIR_TORCH_NATIVE=0)'}"
+        f"{'; denormals flushed' if args.flush_denormal else ''}"
     )
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     meta = {
@@ -175,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "beta": args.beta,
+        "flush_denormal": args.flush_denormal,
         "fused_kernels": torch_native.available(),
     }
     with open(args.json, "w", encoding="utf-8") as fh:

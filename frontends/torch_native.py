@@ -2,11 +2,13 @@
 
 On trigger-sized models a training step is dominated by per-call overhead: a Python
 ``torch.autograd.Function`` costs about 25 µs each way and every quantizer adds about ten small
-tensor ops. The kernels make each layer (weight and bias casts, linear map or convolution, ReLU,
-activation quantizer: ``hgqir::layer``, see :mod:`.torch_fuse`), each remaining activation
-quantizer and the EBOPs regularizer one C++ autograd node each (``torch.ops.hgqir.*``), with the
-same arithmetic as the Python path (:mod:`.torch_quant`, :mod:`.torch_bits`): identical
-quantized values and bit counts, gradients summed in double.
+tensor ops. The kernels make each run of layers (weight and bias casts, linear map or
+convolution, ReLU, activation quantizer, layer after layer: ``hgqir::chain``, see
+:mod:`.torch_fuse`; the last one of a step also computes the regularizer) one C++ autograd node;
+bodies that do not fuse get one node per activation quantizer, per weight block and for the
+EBOPs regularizer (``torch.ops.hgqir.*``). The arithmetic is the Python path's
+(:mod:`.torch_quant`, :mod:`.torch_bits`): identical quantized values and bit counts, gradients
+summed in double.
 
 They are compiled with the system C++ compiler on first use (about 20 s, once per machine;
 cached by ``torch.utils.cpp_extension`` under ``TORCH_EXTENSIONS_DIR``). Without a compiler or
