@@ -624,14 +624,17 @@ std::pair<double, Tensor> ebops_value(const Tensor& f_in, at::TensorList ws, con
   return {value, bits};
 }
 
-// d cost / d f (double, nb entries) from the saved bit counts, for an upstream gradient g.
-Tensor ebops_grad(const Tensor& bits, int64_t nb, const Plan& plan, double scale, double l1, double g) {
+// d cost / d f from the saved bit counts, for an upstream gradient g, added into gf (f's dtype:
+// each entry is computed in double, then cast, as autograd would add a double gradient cast to
+// f's dtype).
+void ebops_grad_into(Tensor& gf, const Tensor& bits, const Plan& plan, double scale, double l1, double g) {
   scale *= g;
   l1 *= g;
+  const int64_t nb = gf.numel();
   const double* pb = bits.data_ptr<double>();
   const double* puv = pb + nb;
-  Tensor gb = at::empty({nb}, bits.options());
-  double* pg = gb.data_ptr<double>();
+  std::vector<double> grad(nb);
+  double* pg = grad.data();
   if (plan.unit) {  // A^T (B b) + B^T (A b), scattered from the rows of M: every term is an
     // integer (bit counts), so the sums are exact in any order and equal N's
     std::fill(pg, pg + nb, 0.0);
@@ -647,11 +650,21 @@ Tensor ebops_grad(const Tensor& bits, int64_t nb, const Plan& plan, double scale
     }
   }
   for (int64_t t = 0; t < plan.pairs; ++t) pg[pb[plan.ma[t]] >= pb[plan.mb[t]] ? plan.ma[t] : plan.mb[t]] += 1.0;
-  for (int64_t c = 0; c < nb; ++c) {
-    // no gradient where a width is clipped at 0 (or a weight is 0)
-    pg[c] = pb[c] > 0.0 ? pg[c] * scale + l1 : 0.0;
-  }
-  return gb;
+  AT_DISPATCH_FLOATING_TYPES(gf.scalar_type(), "hgqir_ebops_grad", [&] {
+    scalar_t* out = gf.data_ptr<scalar_t>();
+    for (int64_t c = 0; c < nb; ++c) {
+      // no gradient where a width is clipped at 0 (or a weight is 0)
+      out[c] += scalar_t(pb[c] > 0.0 ? pg[c] * scale + l1 : 0.0);
+    }
+  });
+}
+
+// The value of a 0-dim gradient (no dispatch: it is read in every backward pass).
+double scalar_of(const Tensor& t) {
+  TORCH_CHECK(t.numel() == 1 && t.device().is_cpu(), "hgqir: expected a scalar CPU gradient");
+  double v = 0.0;
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "hgqir_scalar_of", [&] { v = double(*t.data_ptr<scalar_t>()); });
+  return v;
 }
 
 struct EbopsFn : public torch::autograd::Function<EbopsFn> {
@@ -669,12 +682,12 @@ struct EbopsFn : public torch::autograd::Function<EbopsFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto s = ctx->get_saved_variables();
     const Tensor& f = s[3];
-    const double g = grads[0].defined() ? grads[0].item<double>() : 0.0;
-    const Tensor gb = ebops_grad(s[0], f.numel(), Plan(s[1], s[2]), ctx->saved_data["scale"].toDouble(),
-                                 ctx->saved_data["l1"].toDouble(), g);
+    const double g = grads[0].defined() ? scalar_of(grads[0]) : 0.0;
+    Tensor gf = at::zeros(f.sizes(), f.options());
+    ebops_grad_into(gf, s[0], Plan(s[1], s[2]), ctx->saved_data["scale"].toDouble(), ctx->saved_data["l1"].toDouble(), g);
     // one gradient per forward input: f, then nothing for the weights, ranges, index and scalars
     variable_list out(ctx->saved_data["n_inputs"].toInt());
-    out[0] = gb.to(f.scalar_type()).view(f.sizes());  // f is float32 in training: one small cast
+    out[0] = gf;
     return out;
   }
 };
@@ -919,13 +932,8 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
     Tensor gf = want_f ? at::zeros(f.sizes(), f.options()) : Tensor();
     Tensor g = grads[0];
     if (want_f && bits.defined() && grads[1].defined()) {  // the cost's gradient, as autograd would add it
-      const Tensor gb = ebops_grad(bits, f.numel(), Plan(index, values), ctx->saved_data["scale"].toDouble(),
-                                   ctx->saved_data["l1"].toDouble(), grads[1].item<double>());
-      const double* pgb = gb.data_ptr<double>();
-      AT_DISPATCH_FLOATING_TYPES(gf.scalar_type(), "hgqir_chain_cost_grad", [&] {
-        scalar_t* out = gf.data_ptr<scalar_t>();  // gf is all zeros here: this is the cast
-        for (int64_t c = 0; c < gf.numel(); ++c) out[c] += scalar_t(pgb[c]);
-      });
+      ebops_grad_into(gf, bits, Plan(index, values), ctx->saved_data["scale"].toDouble(), ctx->saved_data["l1"].toDouble(),
+                      scalar_of(grads[1]));  // gf is all zeros here: the cast of the cost's gradient
     }
     if (!g.defined()) {
       out[at_f] = gf;
