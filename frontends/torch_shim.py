@@ -52,7 +52,7 @@ class QuantizedModule(nn.Module):
         self.plan = plan
         self.config = config
         self.register_buffer("_beta", torch.tensor(float(beta)))
-        self._beta_seen: tuple[Any, float] = (None, 0.0)
+        self._beta_seen: tuple[Tensor | None, int, float] = (None, -1, 0.0)
         self.bit_layout = BitLayout(self.bank)
         self.ebops_index = build_index(self.bit_layout, plan.costs)
         self._owners: list[tuple[nn.Module, str]] | None = None
@@ -166,10 +166,10 @@ class QuantizedModule(nn.Module):
         kept while its buffer is the same tensor at the same version."""
         b = self._buffers["_beta"]
         assert b is not None
-        seen = (id(b), b._version)
-        if self._beta_seen[0] != seen:
-            self._beta_seen = (seen, float(b))
-        return self._beta_seen[1], float(self.config.bit_l1)
+        seen = self._beta_seen
+        if seen[0] is not b or seen[1] != b._version:
+            seen = self._beta_seen = (b, b._version, float(b))
+        return seen[2], float(self.config.bit_l1)
 
     def _cost(self, scale: float, l1: float) -> Tensor:
         bank = self.bank
