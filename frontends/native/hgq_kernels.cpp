@@ -70,6 +70,15 @@ inline T round_as(T v) {
     }                                       \
   }
 
+#define HGQIR_BY_KEEP(ptr, ...)    \
+  if (ptr) {                        \
+    constexpr bool kKeep = true;    \
+    __VA_ARGS__;                    \
+  } else {                          \
+    constexpr bool kKeep = false;   \
+    __VA_ARGS__;                    \
+  }
+
 template <typename T>
 struct Bits;
 template <>
@@ -149,9 +158,10 @@ Tensor contiguous_as(const Tensor& t, at::ScalarType dtype) {
 }
 
 // ---------------------------------------------------------------- activation quantizer
-// One sample: quantize, keep q - x for the gradient, fold q into the per-element range.
-// With Relu, x is first clamped at 0 as torch.relu does (nan stays nan).
-template <int Mode, bool ExactInverse, bool Relu, typename T>
+// One sample: quantize, keep q - x for the gradient (Keep: else the backward pass recomputes
+// it from q and x), fold q into the per-element range. With Relu, x is first clamped at 0 as
+// torch.relu does (nan stays nan).
+template <int Mode, bool ExactInverse, bool Relu, bool Keep, typename T>
 void act_row(const T* __restrict x, T* __restrict out, T* __restrict delta, const T* __restrict scale,
              const T* __restrict inv, T* __restrict top, T* __restrict bottom, int64_t n) {
   int nan = 0;
@@ -160,7 +170,7 @@ void act_row(const T* __restrict x, T* __restrict out, T* __restrict delta, cons
     const T v = round_as<Mode>(a * scale[j]);
     const T q = ExactInverse ? v * inv[j] : v / scale[j];
     out[j] = q;
-    delta[j] = q - a;
+    if constexpr (Keep) delta[j] = q - a;
     top[j] = q > top[j] ? q : top[j];
     bottom[j] = q < bottom[j] ? q : bottom[j];
     nan |= q != q;
@@ -173,7 +183,7 @@ void act_row(const T* __restrict x, T* __restrict out, T* __restrict delta, cons
 }
 
 // One activation quantizer over x [batch, n] (contiguous, dtype T): the quantized values, q - x
-// (for the gradient) and the batch's range folded into hi / lo. pf, ph, pl: the quantizer's
+// (for the gradient; pd may be null) and the batch's range folded into hi / lo. pf, ph, pl: the quantizer's
 // groups (fractional bits and running range, dtype T); pg: group of each of the n elements, or
 // null when every element is its own group. With relu, x is first clamped at 0.
 template <typename T>
@@ -204,14 +214,15 @@ void act_quant_run(const T* px, T* po, T* pd, int64_t batch, int64_t n, const T*
     T* bt = whole ? bottom.data() : local_bottom.data();
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t row = b * n;
+      T* pdr = pd ? pd + row : nullptr;
       if (exact_inverse && relu) {
-        HGQIR_BY_MODE(mode, act_row<kMode, true, true>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
+        HGQIR_BY_KEEP(pd, HGQIR_BY_MODE(mode, act_row<kMode, true, true, kKeep>(px + row, po + row, pdr, scale.data(), inv.data(), tp, bt, n)))
       } else if (exact_inverse) {
-        HGQIR_BY_MODE(mode, act_row<kMode, true, false>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
+        HGQIR_BY_KEEP(pd, HGQIR_BY_MODE(mode, act_row<kMode, true, false, kKeep>(px + row, po + row, pdr, scale.data(), inv.data(), tp, bt, n)))
       } else if (relu) {
-        HGQIR_BY_MODE(mode, act_row<kMode, false, true>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
+        HGQIR_BY_KEEP(pd, HGQIR_BY_MODE(mode, act_row<kMode, false, true, kKeep>(px + row, po + row, pdr, scale.data(), inv.data(), tp, bt, n)))
       } else {
-        HGQIR_BY_MODE(mode, act_row<kMode, false, false>(px + row, po + row, pd + row, scale.data(), inv.data(), tp, bt, n))
+        HGQIR_BY_KEEP(pd, HGQIR_BY_MODE(mode, act_row<kMode, false, false, kKeep>(px + row, po + row, pdr, scale.data(), inv.data(), tp, bt, n)))
       }
     }
     if (!whole) {
@@ -233,7 +244,7 @@ void act_quant_run(const T* px, T* po, T* pd, int64_t batch, int64_t n, const T*
 // ranges in x's dtype); x contiguous, batch first. Returns the quantized values and q - x.
 std::pair<Tensor, Tensor> act_quant_at(const Tensor& x, const Tensor& fw, int64_t f_off, const Tensor& hi,
                                        const Tensor& lo, int64_t r_off, int64_t groups, const int64_t* pg,
-                                       int64_t glen, int64_t mode, bool relu) {
+                                       int64_t glen, int64_t mode, bool relu, bool keep = true) {
   TORCH_CHECK(x.dim() >= 1, "hgqir: an activation quantizer needs a batch axis");
   TORCH_CHECK(x.scalar_type() == fw.scalar_type(), "hgqir: activations and f differ in dtype");
   const int64_t batch = x.size(0);
@@ -241,9 +252,10 @@ std::pair<Tensor, Tensor> act_quant_at(const Tensor& x, const Tensor& fw, int64_
   TORCH_CHECK(glen ? glen == n : groups == n, "hgqir: a quantizer with ", groups, " groups gets ", n,
               " elements per sample");
   Tensor out = at::empty_like(x);
-  Tensor delta = at::empty_like(x);
+  Tensor delta = keep ? at::empty_like(x) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hgqir_act_quant", [&] {
-    act_quant_run<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(), batch, n,
+    act_quant_run<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                            keep ? delta.data_ptr<scalar_t>() : nullptr, batch, n,
                             fw.data_ptr<scalar_t>() + f_off, groups, hi.data_ptr<scalar_t>() + r_off,
                             lo.data_ptr<scalar_t>() + r_off, glen ? pg : nullptr, mode, relu);
   });
@@ -311,6 +323,48 @@ Tensor act_backward(const Tensor& grad_in, const Tensor& delta, const Tensor& pr
       }
       if (pp) {
         for (int64_t b = 0; b < batch; ++b) relu_through(pgr + b * n + j0, pp + b * n + j0, pt + b * n + j0, j1 - j0);
+      }
+    });
+  });
+  for (int64_t j = 0; j < n; ++j) acc[pg ? pg[j] : j] += per_element[j];
+  return through;
+}
+
+// act_backward for a quantizer whose q - x the forward did not keep: it is recomputed as
+// out - a, a = src (relu(src) with relu), the forward's own operations on the same values, so
+// bit for bit the same. With relu also returns the gradient through the ReLU (as act_backward).
+Tensor act_backward_from(const Tensor& grad_in, const Tensor& out, const Tensor& src, bool relu, const int64_t* pg,
+                         double* acc) {
+  const Tensor grad = contiguous_as(grad_in, out.scalar_type());
+  const int64_t batch = out.size(0);
+  const int64_t n = batch ? out.numel() / batch : 0;
+  TORCH_CHECK(src.numel() == out.numel() && src.is_contiguous() && out.is_contiguous(), "hgqir: quantizer tensors");
+  std::vector<double> per_element(n, 0.0);
+  Tensor through;
+  if (relu) through = at::empty_like(out);
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "hgqir_act_quant_backward_from", [&] {
+    const scalar_t* pgr = grad.data_ptr<scalar_t>();
+    const scalar_t* po = out.data_ptr<scalar_t>();
+    const scalar_t* ps = src.data_ptr<scalar_t>();
+    scalar_t* pt = relu ? through.data_ptr<scalar_t>() : nullptr;
+    double* pe_all = per_element.data();
+    at::parallel_for(0, n, std::max<int64_t>(1, kGrain / std::max<int64_t>(batch, 1)), [&](int64_t j0, int64_t j1) {
+      double* __restrict pe = pe_all;
+      for (int64_t b = 0; b < batch; ++b) {
+        const scalar_t* __restrict gr = pgr + b * n;
+        const scalar_t* __restrict orow = po + b * n;
+        const scalar_t* __restrict srow = ps + b * n;
+        if (relu) {
+          for (int64_t j = j0; j < j1; ++j) {
+            const scalar_t a = srow[j] < scalar_t(0) ? scalar_t(0) : srow[j];
+            pe[j] += double(gr[j]) * double(orow[j] - a);
+          }
+        } else {
+          for (int64_t j = j0; j < j1; ++j) pe[j] += double(gr[j]) * double(orow[j] - srow[j]);
+        }
+      }
+      if (relu) {
+        for (int64_t b = 0; b < batch; ++b) relu_through(pgr + b * n + j0, ps + b * n + j0, pt + b * n + j0, j1 - j0);
       }
     });
   });
@@ -824,7 +878,9 @@ Tensor conv_input_grad(const Tensor& gy, const Tensor& w, at::IntArrayRef in_siz
 }
 
 struct ChainFn : public torch::autograd::Function<ChainFn> {
-  static constexpr int64_t kSaved = 7;  // per layer: x, wq, q - w, q - b, pre-activation, q - a, q - x
+  // per layer: x (the linear map's input), wq, q - w, q - b, the output quantizer's input (with a
+  // ReLU before it: its input), the layer's output, the input quantizer's input
+  static constexpr int64_t kSaved = 7;
 
   // With a non-empty `index` (and its `values`, and every weight the EBOPs count in cost_ws, as
   // hgqir::ebops takes them) the chain also returns the cost scale * EBOPs + l1 * sum(bits),
@@ -852,14 +908,16 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
     Tensor h = x_in;
     size_t pi = 0;
     for (const ChainLayer& L : layers) {
-      Tensor x, wq, dw, db, pre, delta, delta_in, y = h;
+      Tensor x, wq, dw, db, src, out, raw, y = h;
       if (L.kind) {
         const Tensor& w = params[pi++];
         const Tensor b = L.b_off >= 0 ? params[pi++] : Tensor();
         x = h.contiguous();
-        if (L.i_off >= 0) {
-          std::tie(x, delta_in) = act_quant_at(x, fw, L.i_off, hi, lo, L.i_roff, L.i_groups, L.in_gidx, L.in_gidx_len,
-                                               L.imode, false);
+        if (L.i_off >= 0) {  // q - x is recomputed in the backward pass from x and q
+          raw = x;
+          x = act_quant_at(raw, fw, L.i_off, hi, lo, L.i_roff, L.i_groups, L.in_gidx, L.in_gidx_len, L.imode, false,
+                           false)
+                  .first;
         }
         dw = at::empty({w.numel()}, fw.options());
         wq = weight_cast(fw, L.w_off, w, L.wmode, dw, 0);
@@ -876,17 +934,18 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
           y = at::convolution(x, wq, bq, L.stride, L.pad, ones, false, zeros, 1);
         }
       }
-      Tensor out;
       if (L.a_off >= 0) {
         y = y.contiguous();
-        std::tie(out, delta) =
-            act_quant_at(y, fw, L.a_off, hi, lo, L.r_off, L.groups, L.gidx, L.gidx_len, L.amode, L.relu != 0);
+        out = act_quant_at(y, fw, L.a_off, hi, lo, L.r_off, L.groups, L.gidx, L.gidx_len, L.amode, L.relu != 0, false)
+                  .first;
+        src = y;
       } else {
         out = L.relu ? at::relu(y) : y;
+        if (L.relu) src = y;
       }
-      if (L.relu) pre = y;
-      for (Tensor* t : {&x, &wq, &dw, &db, &pre, &delta, &delta_in}) saved.push_back(std::move(*t));
       h = out;
+      if (L.a_off < 0) out = Tensor();  // not needed for the gradient
+      for (Tensor* t : {&x, &wq, &dw, &db, &src, &out, &raw}) saved.push_back(std::move(*t));
     }
     if (hi.data_ptr() != vmax.data_ptr()) vmax.copy_(hi.view(vmax.sizes()));  // folded in a copy
     if (lo.data_ptr() != vmin.data_ptr()) vmin.copy_(lo.view(vmin.sizes()));
@@ -943,15 +1002,15 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
     for (int64_t l = int64_t(layers.size()) - 1; l >= 0; --l) {
       const ChainLayer& L = layers[l];
       const Tensor* t = s.data() + kSaved * l;
-      const Tensor &x = t[0], &wq = t[1], &dw = t[2], &db = t[3], &pre = t[4], &delta = t[5], &delta_in = t[6];
+      const Tensor &x = t[0], &wq = t[1], &dw = t[2], &db = t[3], &src = t[4], &q = t[5], &raw = t[6];
       Tensor gy = g;
       if (L.a_off >= 0) {
         std::vector<double> acc(L.groups, 0.0);
-        Tensor through = act_backward(g, delta, pre, L.gidx, acc.data());
-        if (pre.defined()) gy = through;
+        Tensor through = act_backward_from(g, q, src, L.relu != 0, L.gidx, acc.data());
+        if (L.relu) gy = through;
         if (want_f) add_grad_f(gf, L.a_off, acc.data(), L.groups);
-      } else if (pre.defined()) {
-        gy = at::threshold_backward(g, pre, 0);
+      } else if (L.relu) {
+        gy = at::threshold_backward(g, src, 0);
       }
       if (L.kind == 0) {
         g = gy;
@@ -986,7 +1045,7 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
         if (has_b) weight_grad_f(gf, L.b_off, gb, db);
         if (quantized_in) {  // the input quantizer: straight through, its f from the input gradient
           std::vector<double> acc(L.i_groups, 0.0);
-          act_backward(gx, delta_in, Tensor(), L.in_gidx, acc.data());
+          act_backward_from(gx, x, raw, false, L.in_gidx, acc.data());
           add_grad_f(gf, L.i_off, acc.data(), L.i_groups);
         }
       }
