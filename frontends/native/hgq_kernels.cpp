@@ -295,22 +295,29 @@ void relu_through(const T* __restrict grad, const T* __restrict pre, T* __restri
   }
 }
 
-// Sums over the batch of grad * (q - x) per group (double, in `acc`, added to). With `pre` (the
-// pre-activation of a fused ReLU) also returns the gradient through the ReLU: grad where
-// pre > 0 (as torch's threshold_backward), else 0; otherwise returns nothing.
-// pg: group of each element, or null when every element is its own group.
-Tensor act_backward(const Tensor& grad_in, const Tensor& delta, const Tensor& pre, const int64_t* pg, double* acc) {
-  const Tensor grad = contiguous_as(grad_in, delta.scalar_type());
-  const int64_t batch = delta.size(0);
-  const int64_t n = batch ? delta.numel() / batch : 0;
+// Sums over the batch of grad * (q - x) per group (double, in `acc`, added to; pg: group of each
+// element, or null when every element is its own group). q - x is the kept `delta`, or, with
+// `delta` undefined, recomputed as q - a from the quantizer's output q and input src (a = src,
+// relu(src) with a fused ReLU): the forward's own operations on the same values, bit for bit.
+// With relu also returns the gradient through the ReLU (src: its input): grad where src > 0
+// (as torch's threshold_backward), else 0; otherwise returns nothing.
+Tensor act_backward(const Tensor& grad_in, const Tensor& delta, const Tensor& q, const Tensor& src, bool relu,
+                    const int64_t* pg, double* acc) {
+  const Tensor& like = delta.defined() ? delta : q;
+  TORCH_CHECK(like.defined() && (!relu || src.defined()) && (delta.defined() || src.defined()),
+              "hgqir: quantizer gradient inputs");
+  const Tensor grad = contiguous_as(grad_in, like.scalar_type());
+  const int64_t batch = like.size(0);
+  const int64_t n = batch ? like.numel() / batch : 0;
   std::vector<double> per_element(n, 0.0);
   Tensor through;
-  if (pre.defined()) through = at::empty_like(delta);
-  AT_DISPATCH_FLOATING_TYPES(delta.scalar_type(), "hgqir_act_quant_backward", [&] {
+  if (relu) through = at::empty_like(like);
+  AT_DISPATCH_FLOATING_TYPES(like.scalar_type(), "hgqir_act_quant_backward", [&] {
     const scalar_t* pgr = grad.data_ptr<scalar_t>();
-    const scalar_t* pd = delta.data_ptr<scalar_t>();
-    const scalar_t* pp = pre.defined() ? pre.data_ptr<scalar_t>() : nullptr;
-    scalar_t* pt = pre.defined() ? through.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* pd = delta.defined() ? delta.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* pq = delta.defined() ? nullptr : q.data_ptr<scalar_t>();
+    const scalar_t* ps = src.defined() ? src.data_ptr<scalar_t>() : nullptr;
+    scalar_t* pt = relu ? through.data_ptr<scalar_t>() : nullptr;
     double* pe_all = per_element.data();
     // Columns in parallel for large tensors: every element's sum runs over the batch in order
     // whatever the thread count (deterministic).
@@ -318,49 +325,20 @@ Tensor act_backward(const Tensor& grad_in, const Tensor& delta, const Tensor& pr
       double* __restrict pe = pe_all;
       for (int64_t b = 0; b < batch; ++b) {
         const scalar_t* __restrict gr = pgr + b * n;
-        const scalar_t* __restrict dr = pd + b * n;
-        for (int64_t j = j0; j < j1; ++j) pe[j] += double(gr[j]) * double(dr[j]);
-      }
-      if (pp) {
-        for (int64_t b = 0; b < batch; ++b) relu_through(pgr + b * n + j0, pp + b * n + j0, pt + b * n + j0, j1 - j0);
-      }
-    });
-  });
-  for (int64_t j = 0; j < n; ++j) acc[pg ? pg[j] : j] += per_element[j];
-  return through;
-}
-
-// act_backward for a quantizer whose q - x the forward did not keep: it is recomputed as
-// out - a, a = src (relu(src) with relu), the forward's own operations on the same values, so
-// bit for bit the same. With relu also returns the gradient through the ReLU (as act_backward).
-Tensor act_backward_from(const Tensor& grad_in, const Tensor& out, const Tensor& src, bool relu, const int64_t* pg,
-                         double* acc) {
-  const Tensor grad = contiguous_as(grad_in, out.scalar_type());
-  const int64_t batch = out.size(0);
-  const int64_t n = batch ? out.numel() / batch : 0;
-  TORCH_CHECK(src.numel() == out.numel() && src.is_contiguous() && out.is_contiguous(), "hgqir: quantizer tensors");
-  std::vector<double> per_element(n, 0.0);
-  Tensor through;
-  if (relu) through = at::empty_like(out);
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "hgqir_act_quant_backward_from", [&] {
-    const scalar_t* pgr = grad.data_ptr<scalar_t>();
-    const scalar_t* po = out.data_ptr<scalar_t>();
-    const scalar_t* ps = src.data_ptr<scalar_t>();
-    scalar_t* pt = relu ? through.data_ptr<scalar_t>() : nullptr;
-    double* pe_all = per_element.data();
-    at::parallel_for(0, n, std::max<int64_t>(1, kGrain / std::max<int64_t>(batch, 1)), [&](int64_t j0, int64_t j1) {
-      double* __restrict pe = pe_all;
-      for (int64_t b = 0; b < batch; ++b) {
-        const scalar_t* __restrict gr = pgr + b * n;
-        const scalar_t* __restrict orow = po + b * n;
-        const scalar_t* __restrict srow = ps + b * n;
-        if (relu) {
+        if (pd) {
+          const scalar_t* __restrict dr = pd + b * n;
+          for (int64_t j = j0; j < j1; ++j) pe[j] += double(gr[j]) * double(dr[j]);
+        } else if (relu) {
+          const scalar_t* __restrict qr = pq + b * n;
+          const scalar_t* __restrict sr = ps + b * n;
           for (int64_t j = j0; j < j1; ++j) {
-            const scalar_t a = srow[j] < scalar_t(0) ? scalar_t(0) : srow[j];
-            pe[j] += double(gr[j]) * double(orow[j] - a);
+            const scalar_t a = sr[j] < scalar_t(0) ? scalar_t(0) : sr[j];
+            pe[j] += double(gr[j]) * double(qr[j] - a);
           }
         } else {
-          for (int64_t j = j0; j < j1; ++j) pe[j] += double(gr[j]) * double(orow[j] - srow[j]);
+          const scalar_t* __restrict qr = pq + b * n;
+          const scalar_t* __restrict sr = ps + b * n;
+          for (int64_t j = j0; j < j1; ++j) pe[j] += double(gr[j]) * double(qr[j] - sr[j]);
         }
       }
       if (relu) {
@@ -383,7 +361,7 @@ void add_grad_f(Tensor& gf, int64_t offset, const double* acc, int64_t n) {
 Tensor act_quant_grad_f(const Tensor& grad, const Tensor& delta, const Tensor& gidx, int64_t groups,
                         const Tensor& f_like) {
   std::vector<double> acc(groups, 0.0);
-  act_backward(grad, delta, Tensor(), gidx.numel() ? gidx.data_ptr<int64_t>() : nullptr, acc.data());
+  act_backward(grad, delta, Tensor(), Tensor(), false, gidx.numel() ? gidx.data_ptr<int64_t>() : nullptr, acc.data());
   Tensor gf = at::zeros(f_like.sizes(), f_like.options());  // f's own dtype and shape
   add_grad_f(gf, 0, acc.data(), groups);
   return gf;
@@ -878,8 +856,10 @@ Tensor conv_input_grad(const Tensor& gy, const Tensor& w, at::IntArrayRef in_siz
 }
 
 struct ChainFn : public torch::autograd::Function<ChainFn> {
-  // per layer: x (the linear map's input), wq, q - w, q - b, the output quantizer's input (with a
-  // ReLU before it: its input), the layer's output, the input quantizer's input
+  // Per layer: x (the linear map's input), wq, q - w, q - b, the ReLU's or output quantizer's
+  // input, the quantizer's output (inner layers: q - x is recomputed from it) or its kept q - x
+  // (the last layer, whose output the caller may change in place), the input quantizer's q - x
+  // (kept: its input comes from the caller).
   static constexpr int64_t kSaved = 7;
 
   // With a non-empty `index` (and its `values`, and every weight the EBOPs count in cost_ws, as
@@ -908,16 +888,15 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
     Tensor h = x_in;
     size_t pi = 0;
     for (const ChainLayer& L : layers) {
-      Tensor x, wq, dw, db, src, out, raw, y = h;
+      const bool last = &L == &layers.back();
+      Tensor x, wq, dw, db, src, qd, delta_in, y = h;
       if (L.kind) {
         const Tensor& w = params[pi++];
         const Tensor b = L.b_off >= 0 ? params[pi++] : Tensor();
         x = h.contiguous();
-        if (L.i_off >= 0) {  // q - x is recomputed in the backward pass from x and q
-          raw = x;
-          x = act_quant_at(raw, fw, L.i_off, hi, lo, L.i_roff, L.i_groups, L.in_gidx, L.in_gidx_len, L.imode, false,
-                           false)
-                  .first;
+        if (L.i_off >= 0) {
+          std::tie(x, delta_in) = act_quant_at(x, fw, L.i_off, hi, lo, L.i_roff, L.i_groups, L.in_gidx, L.in_gidx_len,
+                                               L.imode, false);
         }
         dw = at::empty({w.numel()}, fw.options());
         wq = weight_cast(fw, L.w_off, w, L.wmode, dw, 0);
@@ -934,18 +913,20 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
           y = at::convolution(x, wq, bq, L.stride, L.pad, ones, false, zeros, 1);
         }
       }
+      Tensor out;
       if (L.a_off >= 0) {
         y = y.contiguous();
-        out = act_quant_at(y, fw, L.a_off, hi, lo, L.r_off, L.groups, L.gidx, L.gidx_len, L.amode, L.relu != 0, false)
-                  .first;
-        src = y;
+        Tensor delta;
+        std::tie(out, delta) =
+            act_quant_at(y, fw, L.a_off, hi, lo, L.r_off, L.groups, L.gidx, L.gidx_len, L.amode, L.relu != 0, last);
+        qd = last ? delta : out;
+        if (L.relu || !last) src = y;
       } else {
         out = L.relu ? at::relu(y) : y;
         if (L.relu) src = y;
       }
       h = out;
-      if (L.a_off < 0) out = Tensor();  // not needed for the gradient
-      for (Tensor* t : {&x, &wq, &dw, &db, &src, &out, &raw}) saved.push_back(std::move(*t));
+      for (Tensor* t : {&x, &wq, &dw, &db, &src, &qd, &delta_in}) saved.push_back(std::move(*t));
     }
     if (hi.data_ptr() != vmax.data_ptr()) vmax.copy_(hi.view(vmax.sizes()));  // folded in a copy
     if (lo.data_ptr() != vmin.data_ptr()) vmin.copy_(lo.view(vmin.sizes()));
@@ -1002,11 +983,13 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
     for (int64_t l = int64_t(layers.size()) - 1; l >= 0; --l) {
       const ChainLayer& L = layers[l];
       const Tensor* t = s.data() + kSaved * l;
-      const Tensor &x = t[0], &wq = t[1], &dw = t[2], &db = t[3], &src = t[4], &q = t[5], &raw = t[6];
+      const Tensor &x = t[0], &wq = t[1], &dw = t[2], &db = t[3], &src = t[4], &qd = t[5], &delta_in = t[6];
+      const bool last = l == int64_t(layers.size()) - 1;
       Tensor gy = g;
       if (L.a_off >= 0) {
         std::vector<double> acc(L.groups, 0.0);
-        Tensor through = act_backward_from(g, q, src, L.relu != 0, L.gidx, acc.data());
+        Tensor through = last ? act_backward(g, qd, Tensor(), src, L.relu != 0, L.gidx, acc.data())
+                              : act_backward(g, Tensor(), qd, src, L.relu != 0, L.gidx, acc.data());
         if (L.relu) gy = through;
         if (want_f) add_grad_f(gf, L.a_off, acc.data(), L.groups);
       } else if (L.relu) {
@@ -1045,7 +1028,7 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
         if (has_b) weight_grad_f(gf, L.b_off, gb, db);
         if (quantized_in) {  // the input quantizer: straight through, its f from the input gradient
           std::vector<double> acc(L.i_groups, 0.0);
-          act_backward_from(gx, x, raw, false, L.in_gidx, acc.data());
+          act_backward(gx, delta_in, Tensor(), Tensor(), false, L.in_gidx, acc.data());
           add_grad_f(gf, L.i_off, acc.data(), L.i_groups);
         }
       }

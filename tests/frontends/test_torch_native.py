@@ -354,3 +354,28 @@ def test_ebops_kernel_unit_values_equal_general_path(make: object) -> None:
     assert torch.equal(results[0][0], results[1][0])
     assert torch.equal(results[0][1], results[1][1])
     assert results[0][1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("make", [_mlp, _cnn])
+def test_fused_step_allows_in_place_changes_of_its_input_and_output(
+    make: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as on the Python path (and for a plain module whose first op keeps no copy of its input),
+    # the caller may change the step's input and output in place before the backward pass: the
+    # chains keep q - x of the quantizers that touch them, not the tensors themselves
+    monkeypatch.setenv("HGQIR_TORCH_NATIVE", "1")
+    x = torch.randn(8, *((6,) if make is _mlp else (2, 6, 6)), generator=torch.Generator().manual_seed(9))
+    grads = []
+    for fused in (True, False):
+        shim = _spread(hgqir.quantize_torch(make(), x, beta=1e-3))  # type: ignore[operator]
+        shim.fuse_layers = fused
+        shim.train()
+        xin = x.clone()
+        out = shim(xin)
+        reg = shim.regularization()
+        xin.mul_(2.0)
+        out.add_(1.0)
+        (out.square().mean() + reg).backward()
+        grads.append([p.grad for p in shim.parameters()])
+    for fused_grad, unfused_grad in zip(*grads, strict=True):
+        assert torch.allclose(fused_grad, unfused_grad, rtol=1e-5, atol=1e-7)
