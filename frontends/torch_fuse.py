@@ -257,18 +257,12 @@ class _Rewrite:
         self.f_off, self.r_off = self.bank.f_offsets, self.bank.range_offsets
         self.new = fx.Graph()
         self.env: dict[fx.Node, fx.Node] = {}
-        self.attrs: dict[str, fx.Node] = {}
         self.deferred: set[fx.Node] = set()
         """Quantizers left to the layer that reads them (see :meth:`feeds_layer`)."""
         self.pending: dict[fx.Node, tuple[list[Slot], list[Layer]]] = {}
         """Weights and layers of each chain node, until the chains are merged."""
 
     # ------------------------------------------------------------------ helpers
-    def attr(self, target: str) -> fx.Node:
-        if target not in self.attrs:
-            self.attrs[target] = self.new.get_attr(target)
-        return self.attrs[target]
-
     def param(self, node: Any) -> tuple[int, Slot] | None:
         """Spec and slot of a bank output that is a quantized weight or bias."""
         if node not in self.items:
