@@ -114,8 +114,6 @@ class QuantBank(nn.Module):
         """On while a training forward runs on the fused C++ kernels (shared with the
         activation quantizers that take their raw ``f`` from it); see :meth:`wire_native`."""
         self.native_consumers: set[int] = set()
-        self.no_groups = torch.zeros(0, dtype=torch.int64)
-        """An empty group index (per-element quantizers), read by the fused layers."""
 
     # ------------------------------------------------------------------ layout
     def _layout(self) -> None:

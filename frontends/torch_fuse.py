@@ -122,7 +122,8 @@ Slot = tuple[dict[str, Any], str]
 """Where a weight lives: its module's ``_parameters`` (or ``_buffers``) and its name."""
 
 
-def _slot(module: nn.Module, name: str) -> Slot:
+def slot(module: nn.Module, name: str) -> Slot:
+    """The slot of a module's parameter or buffer ``name``."""
     return (module._parameters if name in module._parameters else module._buffers, name)
 
 
@@ -141,8 +142,8 @@ class StepCost:
 
     def __init__(self, qmod: QuantizedModule, plan: Tensor) -> None:
         bank = qmod.bank
-        qmod.params()  # resolves the owners
-        self.slots = tuple(_slot(*qmod._owners[k]) for k in bank.native_weight_order)  # type: ignore[index]
+        slots = qmod.param_slots()
+        self.slots = tuple(slots[k] for k in bank.native_weight_order)
         self.index, self.values = qmod._native_ebops_index()
         self.bank_params, self.bank_buffers = bank._parameters, bank._buffers
         self.plan = plan
@@ -271,7 +272,7 @@ class _Rewrite:
         if item != 0 or spec not in self.param_of:
             return None
         path, _, name = str(self.param_of[spec].target).rpartition(".")
-        return spec, _slot(self.qmod.body.get_submodule(path), name)
+        return spec, slot(self.qmod.body.get_submodule(path), name)
 
     def quantizer(self, node: fx.Node, x: fx.Node) -> int | None:
         """Spec of a plain activation quantizer called on ``x`` with its own bank outputs."""
@@ -304,7 +305,7 @@ class _Rewrite:
         assert spec is not None
         s = self.bank.specs[spec]
         module: ActQuantizer = self.qmod.body.get_submodule(str(qnode.target))  # type: ignore[assignment]
-        gidx = module.native_args[0]
+        gidx = module.native_gidx
         return (
             self.f_off[spec],
             self.r_off[spec],

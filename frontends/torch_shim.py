@@ -21,7 +21,7 @@ from .torch_bits import BitLayout, bit_counts
 from .torch_build import Plan
 from .torch_config import ShimConfig
 from .torch_ebops import RegFn, build_index
-from .torch_fuse import FusedStep, fused_step
+from .torch_fuse import FusedStep, Slot, fused_step, slot
 from .torch_modules import ActQuantizer, QBatchNorm
 
 Tensor = torch.Tensor
@@ -55,11 +55,11 @@ class QuantizedModule(nn.Module):
         self._beta_seen: tuple[Tensor | None, int, float] = (None, -1, 0.0)
         self.bit_layout = BitLayout(self.bank)
         self.ebops_index = build_index(self.bit_layout, plan.costs)
-        self._owners: list[tuple[nn.Module, str]] | None = None
+        self._slots: list[Slot] | None = None
         self._wire_native()
         self.fuse_layers = True
-        """Train on one fused kernel call per layer (:mod:`.torch_fuse`) when the body allows;
-        False runs the quantizer-by-quantizer kernels (same values, slower)."""
+        """Train on fused chains of layers (:mod:`.torch_fuse`) when the body allows; False runs
+        the quantizer-by-quantizer kernels (same values, slower)."""
         self._fused: FusedStep | None | bool = False  # False: not built yet
         self._ebops_args: tuple[Tensor, Tensor] | None = None
 
@@ -108,7 +108,8 @@ class QuantizedModule(nn.Module):
         return step  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_fused": False}  # generated code is rebuilt, not pickled
+        # generated code and slots (references into the modules' dicts) are rebuilt, not pickled
+        return {**self.__dict__, "_fused": False, "_slots": None}
 
     def bit_parameters(self) -> list[nn.Parameter]:
         """The learned bitwidths (``f``, and ``i`` of saturating quantizers), e.g. for their own
@@ -121,14 +122,19 @@ class QuantizedModule(nn.Module):
         return [p for p in self.parameters() if id(p) not in bits]
 
     # ------------------------------------------------------------------ EBOPs
-    def params(self) -> list[Tensor]:
-        """The tensors the bank quantizes (weights, biases, constants), in bank order."""
-        if self._owners is None:  # (module, name) pairs: modules stay put across .to() and .double()
-            self._owners = []
+    def param_slots(self) -> list[Slot]:
+        """Where each tensor the bank quantizes lives (its module's parameter or buffer dict and
+        its name), in bank order: modules stay put across ``.to()`` and ``.double()``."""
+        if self._slots is None:
+            self._slots = []
             for n in self.bank.param_specs:
                 path, _, name = (self.bank.specs[n].source or "").rpartition(".")
-                self._owners.append((self.body.get_submodule(path) if path else self.body, name))
-        return [m._parameters[k] if k in m._parameters else m._buffers[k] for m, k in self._owners]  # type: ignore[misc]
+                self._slots.append(slot(self.body.get_submodule(path) if path else self.body, name))
+        return self._slots
+
+    def params(self) -> list[Tensor]:
+        """The tensors the bank quantizes (weights, biases, constants), in bank order."""
+        return [d[k] for d, k in self.param_slots()]
 
     def derived_values(self, dtype: torch.dtype | None = None) -> dict[int, Tensor]:
         """Exact folded batchnorm scale and offset by spec (from the running statistics)."""
