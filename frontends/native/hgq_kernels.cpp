@@ -263,9 +263,10 @@ std::pair<Tensor, Tensor> act_quant_at(const Tensor& x, const Tensor& fw, int64_
 }
 
 // x: [batch, n] (any shape, batch first); f, vmax, vmin: one entry per group; gidx: group of
-// each of the n elements (int64), or empty when every element is its own group.
+// each of the n elements (int64), or empty when every element is its own group. Returns the
+// quantized values and q - x (undefined without `keep`).
 std::vector<Tensor> act_quant_forward(const Tensor& x_in, const Tensor& f_in, Tensor vmax, Tensor vmin,
-                                      const Tensor& gidx_in, int64_t mode) {
+                                      const Tensor& gidx_in, int64_t mode, bool keep) {
   TORCH_CHECK(x_in.device().is_cpu(), "hgqir::act_quant runs on CPU tensors only");
   const Tensor x = x_in.contiguous();
   const auto dtype = x.scalar_type();
@@ -276,7 +277,7 @@ std::vector<Tensor> act_quant_forward(const Tensor& x_in, const Tensor& f_in, Te
   Tensor hi = contiguous_as(vmax, dtype);
   Tensor lo = contiguous_as(vmin, dtype);
   auto res = act_quant_at(x, f, 0, hi, lo, 0, groups, gidx.numel() ? gidx.data_ptr<int64_t>() : nullptr,
-                          gidx.numel(), mode, false);
+                          gidx.numel(), mode, false, keep);
   if (hi.data_ptr() != vmax.data_ptr()) vmax.copy_(hi.view(vmax.sizes()));  // folded in a copy
   if (lo.data_ptr() != vmin.data_ptr()) vmin.copy_(lo.view(vmin.sizes()));
   return {res.first, res.second};
@@ -371,7 +372,7 @@ struct ActQuantFn : public torch::autograd::Function<ActQuantFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& f, Tensor vmax, Tensor vmin,
                         const Tensor& gidx, int64_t mode) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto res = act_quant_forward(x, f, vmax, vmin, gidx, mode);
+    auto res = act_quant_forward(x, f, vmax, vmin, gidx, mode, true);
     ctx->save_for_backward({res[1], gidx, f});
     return res[0];
   }
@@ -391,7 +392,7 @@ Tensor act_quant_autograd(const Tensor& x, const Tensor& f, Tensor& vmax, Tensor
 }
 
 Tensor act_quant_cpu(const Tensor& x, const Tensor& f, Tensor& vmax, Tensor& vmin, const Tensor& gidx, int64_t mode) {
-  return act_quant_forward(x, f, vmax, vmin, gidx, mode)[0];
+  return act_quant_forward(x, f, vmax, vmin, gidx, mode, false)[0];  // no gradient: no q - x
 }
 
 // ---------------------------------------------------------------- weights
