@@ -25,6 +25,13 @@ from hgqir.fixed import RoundMode
 pytestmark = pytest.mark.filterwarnings("ignore:.*Sparse CSR.*")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _kernels() -> None:
+    """Several tests call ``torch.ops.hgqir.*`` directly: load the kernels first, whatever runs
+    before them in this worker."""
+    assert torch_native.available(), torch_native.load_error()
+
+
 def test_kernels_build_here() -> None:
     # CI has a compiler: the kernels must build (a silent fallback would hide a broken build)
     assert torch_native.available(), torch_native.load_error()
