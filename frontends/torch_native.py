@@ -10,7 +10,7 @@ EBOPs regularizer (``torch.ops.hgqir.*``). The arithmetic is the Python path's
 (:mod:`.torch_quant`, :mod:`.torch_bits`): identical quantized values and bit counts, gradients
 summed in double.
 
-They are compiled with the system C++ compiler on first use (about 20 s, once per machine;
+They are compiled with the system C++ compiler on first use (20-30 s, once per machine;
 cached by ``torch.utils.cpp_extension`` under ``TORCH_EXTENSIONS_DIR``). Without a compiler or
 with ``HGQIR_TORCH_NATIVE=0`` the shims use the Python path, which gives the same values.
 They serve training on CPU only; eval, calibration and export always use the exact Python casts.
@@ -104,7 +104,7 @@ def _load() -> None:
             os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
         if not _cached(cpp_extension):
             print(
-                "hgqir: building the PyTorch training kernels (once per machine and torch version, about 20 s)",
+                "hgqir: building the PyTorch training kernels (once per machine, torch version and instruction set, 20-30 s)",
                 file=sys.stderr,
             )
         cpp_extension.load(
