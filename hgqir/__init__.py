@@ -20,6 +20,7 @@ from .text import dumps, load, loads, save
 from .verify import verify
 
 if TYPE_CHECKING:
+    from .frontends.shim_config import ShimConfig as ShimConfig
     from .passes import PassManager as PassManager
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "PassManager",
     "PipelineError",
     "RoundMode",
+    "ShimConfig",
     "UnsupportedOpError",
     "Value",
     "VerifyError",
@@ -62,6 +64,10 @@ def __getattr__(name: str) -> Any:
         from .passes import PassManager
 
         return PassManager
+    if name == "ShimConfig":
+        from .frontends.shim_config import ShimConfig
+
+        return ShimConfig
     raise AttributeError(f"module 'hgqir' has no attribute {name!r}")
 
 
