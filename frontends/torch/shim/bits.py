@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .torch_bank import QuantBank
-from .torch_quant import group_ki, needed_ki, width_of_mantissas
+from .bank import QuantBank
+from .quant import group_ki, needed_ki, width_of_mantissas
 
 Tensor = torch.Tensor
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from hgqir.errors import UnsupportedOpError
 
-from .torch_ops import classify
+from .ops import classify
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _HERE = os.path.dirname(os.path.abspath(__file__))

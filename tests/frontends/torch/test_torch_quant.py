@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hgqir.frontends.torch_quant import (
+from hgqir.frontends.torch.shim.quant import (
     ClipQuant,
     ExactRound,
     FreeQuant,

@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from hgqir.frontends import torch_native
-from hgqir.frontends.torch_fuse import Layer, pack_plan
-from hgqir.frontends.torch_quant import FreeQuant
+from hgqir.frontends.torch.fast import native as torch_native
+from hgqir.frontends.torch.fast.fuse import Layer, pack_plan
+from hgqir.frontends.torch.shim.quant import FreeQuant
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -168,7 +168,7 @@ def test_fused_conv_layers_equal_python_step(
 
 
 def test_layers_fuse_into_chains(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hgqir.frontends.torch_fuse import chains, fused_graph
+    from hgqir.frontends.torch.fast.fuse import chains, fused_graph
 
     monkeypatch.setenv("HGQIR_TORCH_NATIVE", "1")
     # MLP: one chain of its three linear layers, the first also quantizing the input; CNN: the

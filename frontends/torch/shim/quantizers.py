@@ -23,9 +23,10 @@ from torch import nn
 
 from hgqir.fixed import OverflowMode, RoundMode
 
-from . import torch_native
-from .torch_config import QuantizerConfig
-from .torch_quant import (
+from ..fast import native
+from ..options import QuantizerConfig
+from ..tables import FUNCTIONS, SoftmaxTables, lut_out_kif, lut_table, softmax_tables, union_kif
+from .quant import (
     ClipQuant,
     ExactQuant,
     ExactRound,
@@ -36,10 +37,9 @@ from .torch_quant import (
     reduce_to,
     round_exact,
 )
-from .torch_tables import FUNCTIONS, SoftmaxTables, lut_out_kif, lut_table, softmax_tables, union_kif
 
 if TYPE_CHECKING:
-    from .torch_bank import QSpec
+    from .bank import QSpec
 
 Tensor = torch.Tensor
 
@@ -60,7 +60,7 @@ class ActQuantizer(nn.Module):
         self.learns_i = config.learns_i
         self.calibrating = False
         self._dims: tuple[int, ...] | None = None
-        self.native_switch: torch_native.Switch | None = None
+        self.native_switch: native.Switch | None = None
         """Set by the shim (:meth:`use_native`) when this quantizer can take its raw ``f`` in
         a fused training step."""
         self.native_args: tuple[Tensor, int] = (torch.zeros(0, dtype=torch.int64), 0)
@@ -91,12 +91,12 @@ class ActQuantizer(nn.Module):
         self.observe(q.detach(), vmax, vmin)
         return q
 
-    def use_native(self, switch: torch_native.Switch, spec: QSpec) -> None:
+    def use_native(self, switch: native.Switch, spec: QSpec) -> None:
         """Quantize with the fused kernel whenever ``switch`` is on (``spec``: this quantizer's)."""
         per_element = spec.group == spec.shape
         gidx = torch.zeros(0, dtype=torch.int64) if per_element else torch.from_numpy(spec.group_index().copy())
         self.native_switch = switch
-        self.native_args = (gidx, torch_native.round_code(self.round))
+        self.native_args = (gidx, native.round_code(self.round))
 
     @property
     def native_gidx(self) -> Tensor:

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from hgqir.frontends.torch import QuantizedModule, calibrate
-from hgqir.frontends.torch_testing import check_bit_exact
+from hgqir.frontends.torch.testing import check_bit_exact
 from torch import nn
 
 import hgqir

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .torch_bits import param_values
-from .torch_quant import group_ki
+from .bits import param_values
+from .quant import group_ki
 
 if TYPE_CHECKING:
-    from .torch_shim import QuantizedModule
+    from .module import QuantizedModule
 
 Types = dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from hgqir.frontends.torch import QuantizedModule, calibrate
-from hgqir.frontends.torch_testing import check_bit_exact, shim_outputs
+from hgqir.frontends.torch.testing import check_bit_exact, shim_outputs
 from torch import nn
 
 import hgqir

@@ -1,4 +1,4 @@
-"""The regularizer a fused training step keeps (:class:`hgqir.frontends.torch_fuse.StepCost`).
+"""The regularizer a fused training step keeps (:class:`hgqir.frontends.torch.fast.fuse.StepCost`).
 
 ``regularization()`` may hand out the cost the step's last chain computed, but only when it is
 what computing it afresh would give: same value, and a graph that can still be differentiated.
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from hgqir.frontends.torch_fuse import chains, fused_graph
+from hgqir.frontends.torch.fast.fuse import chains, fused_graph
 from torch import nn
 
 import hgqir

@@ -27,9 +27,9 @@ from torch import nn
 
 from hgqir.fixed import OverflowMode
 
-from . import torch_native
-from .torch_config import Granularity, QuantizerConfig
-from .torch_quant import LN2, ClipQuant, ExactRound, FreeQuant, RoundSTE, _train_round, quantize_exact, round_exact
+from ..fast import native
+from ..options import Granularity, QuantizerConfig
+from .quant import LN2, ClipQuant, ExactRound, FreeQuant, RoundSTE, _train_round, quantize_exact, round_exact
 
 Tensor = torch.Tensor
 _ROLE_ORDER = {"param": 0, "derived": 1, "act": 2}
@@ -110,7 +110,7 @@ class QuantBank(nn.Module):
         self.last: tuple[Any, list[Tensor], list[Tensor]] | None = None
         """Quantized flat weights of the last forward, with the key they are valid for, and (in
         training) their integer mantissas ``wq * 2**f``, which the bit counts reuse."""
-        self.native = torch_native.Switch()
+        self.native = native.Switch()
         """On while a training forward runs on the fused C++ kernels (shared with the
         activation quantizers that take their raw ``f`` from it); see :meth:`wire_native`."""
         self.native_consumers: set[int] = set()
@@ -154,7 +154,7 @@ class QuantBank(nn.Module):
         self.range_offsets = _offsets(self.act_specs, self.specs)
         """Offset of every activation spec's groups in the flat ``vmax`` / ``vmin``."""
         self._block_offsets = [self.f_offsets[b.specs[0]] for b in self.blocks]
-        self._block_codes = [torch_native.round_code(self.specs[b.specs[0]].config.round) for b in self.blocks]
+        self._block_codes = [native.round_code(self.specs[b.specs[0]].config.round) for b in self.blocks]
         self._gidx_np = {
             b: np.concatenate(self._local_groups(blk)) for b, blk in enumerate(self.blocks) if not blk.per_element
         }
@@ -206,7 +206,7 @@ class QuantBank(nn.Module):
             and self.native_layout
             and torch.is_grad_enabled()
             and self._parameters["f"].is_cpu  # type: ignore[union-attr]
-            and torch_native.available()
+            and native.available()
         )
 
     def forward(self, *params: Tensor) -> tuple[Tensor | None, ...]:

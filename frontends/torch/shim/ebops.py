@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .torch_bits import BitLayout, gradient_to_params
+from .bits import BitLayout, gradient_to_params
 
 Tensor = torch.Tensor
 

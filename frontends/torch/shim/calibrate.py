@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .torch_modules import ActQuantizer
-from .torch_quant import group_ki, needed_ki
+from .quant import group_ki, needed_ki
+from .quantizers import ActQuantizer
 
 if TYPE_CHECKING:
-    from .torch_shim import QuantizedModule
+    from .module import QuantizedModule
 
 
 def _batches(data: Any, batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -66,7 +66,7 @@ def calibrate(qmod: QuantizedModule, data: Any, batch_size: int = 1024) -> Quant
 @torch.no_grad()
 def init_integer_bits(qmod: QuantizedModule) -> None:
     """Start every learned integer bit count at what the (calibrated) ranges or values need."""
-    from .torch_shim import fetch
+    from .module import fetch
 
     bank = qmod.bank
     if bank.i is None:

@@ -35,11 +35,11 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import torch_native
-from .torch_modules import ActQuantizer
+from ..shim.quantizers import ActQuantizer
+from . import native
 
 if TYPE_CHECKING:
-    from .torch_shim import QuantizedModule
+    from ..shim.module import QuantizedModule
 
 _LAYERS = {F.linear: 1, F.conv1d: 2, F.conv2d: 2}
 
@@ -56,7 +56,7 @@ class Layer:
     ``kind``: 0 a quantizer alone, 1 linear, 2 convolution. Offsets index the bank's flat ``f``
     (``w_off``, ``b_off``, ``a_off``, ``i_off``; negative: absent) and ranges (``r_off``,
     ``i_roff``); ``a_*`` is the quantizer after the layer, ``i_*`` the one on its input; modes
-    are :func:`torch_native.round_code` values; ``gidx`` / ``in_gidx``: the group of each element
+    are :func:`native.round_code` values; ``gidx`` / ``in_gidx``: the group of each element
     per sample (None: one group per element)."""
 
     kind: int
@@ -195,7 +195,7 @@ class FusedStep:
     def run(self, inputs: tuple[Tensor, ...]) -> Any:
         """The fused training forward of ``inputs``; None when this forward cannot run fused
         (gradients off, ``f`` not on the CPU, kernels switched off)."""
-        if not (torch.is_grad_enabled() and self.bank_params["f"].is_cpu and torch_native.available()):  # type: ignore[union-attr]
+        if not (torch.is_grad_enabled() and self.bank_params["f"].is_cpu and native.available()):  # type: ignore[union-attr]
             return None
         self.switch.on = True
         bank = self.bank
@@ -310,7 +310,7 @@ class _Rewrite:
             self.f_off[spec],
             self.r_off[spec],
             s.group_size,
-            torch_native.round_code(s.config.round),
+            native.round_code(s.config.round),
             gidx if gidx.numel() else None,
         )
 
@@ -361,8 +361,8 @@ class _Rewrite:
             relu,
             self.f_off[pw[0]],
             self.f_off[pb[0]] if pb else -1,
-            torch_native.round_code(specs[pw[0]].config.round),
-            torch_native.round_code(specs[pb[0]].config.round) if pb else 0,
+            native.round_code(specs[pw[0]].config.round),
+            native.round_code(specs[pb[0]].config.round) if pb else 0,
             a_off,
             r_off,
             groups,
@@ -438,7 +438,7 @@ def chains(graph: fx.Graph) -> list[ChainCall]:
 
 def fused_graph(qmod: QuantizedModule) -> fx.Graph | None:
     """The body's graph with fused layers, or None if it does not fuse (or no kernels)."""
-    if not (qmod.bank.native_layout and torch_native.available()):
+    if not (qmod.bank.native_layout and native.available()):
         return None
     return _Rewrite(qmod).run()
 

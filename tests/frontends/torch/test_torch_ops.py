@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hgqir.frontends.torch_testing import check_bit_exact
+from hgqir.frontends.torch.testing import check_bit_exact
 from torch import nn
 
 import hgqir

@@ -16,13 +16,13 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .torch_bank import QuantBank
-from .torch_bits import BitLayout, bit_counts
-from .torch_build import Plan
-from .torch_config import ShimConfig
-from .torch_ebops import RegFn, build_index
-from .torch_fuse import FusedStep, Slot, fused_step, slot
-from .torch_modules import ActQuantizer, QBatchNorm
+from ..fast.fuse import FusedStep, Slot, fused_step, slot
+from ..options import ShimConfig
+from .bank import QuantBank
+from .bits import BitLayout, bit_counts
+from .build import Plan
+from .ebops import RegFn, build_index
+from .quantizers import ActQuantizer, QBatchNorm
 
 Tensor = torch.Tensor
 
@@ -200,7 +200,7 @@ class QuantizedModule(nn.Module):
     def quantizer_types(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
         """Per spec: integer ``k``, ``i``, ``f`` arrays of its tensor's shape, and its float64
         values for weights, biases, constants and folded batchnorm parameters (None otherwise)."""
-        from .torch_export import quantizer_types
+        from .export import quantizer_types
 
         return quantizer_types(self)
 

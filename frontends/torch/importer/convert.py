@@ -18,8 +18,8 @@ from hgqir.passes.dce import DeadCodeElimination
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, OpKind, Value
 
-from .torch_build import Rec
-from .torch_tables import lut_table, softmax_tables, union_kif
+from ..shim.build import Rec
+from ..tables import lut_table, softmax_tables, union_kif
 
 Perm = tuple[int, ...]
 

@@ -19,11 +19,11 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_bank import QSpec, QuantBank
-from .torch_config import QuantizerConfig, ShimConfig
-from .torch_ebops import CostTerm
-from .torch_modules import ActQuantizer, AvgPoolQuantizer, QBatchNorm, SoftmaxQuantizer, TableQuantizer
-from .torch_trace import Step, Traced
+from ..importer.trace import Step, Traced
+from ..options import QuantizerConfig, ShimConfig
+from .bank import QSpec, QuantBank
+from .ebops import CostTerm
+from .quantizers import ActQuantizer, AvgPoolQuantizer, QBatchNorm, SoftmaxQuantizer, TableQuantizer
 
 
 @dataclass
@@ -353,7 +353,7 @@ class _Builder:
 
     def _attr(self, a: fx.Node, s: Step) -> tuple[int, fx.Node]:
         """A parameter or buffer operand, quantized as a weight (a leading batch-size-1 axis dropped)."""
-        from .torch_shim import fetch
+        from .module import fetch
 
         tensor = fetch(self.t.gm, str(a.target))
         other = next(x for x in s.inputs if isinstance(x, fx.Node) and x.op != "get_attr")

@@ -30,9 +30,9 @@ import numpy as np
 from hgqir.errors import HgqirError
 from hgqir.ir import Graph
 
-from .torch_calibrate import calibrate, init_integer_bits
-from .torch_config import Granularity, QuantizerConfig, ShimConfig
-from .torch_shim import QuantizedModule
+from .options import Granularity, QuantizerConfig, ShimConfig
+from .shim.calibrate import calibrate, init_integer_bits
+from .shim.module import QuantizedModule
 
 __all__ = [
     "Granularity",
@@ -55,8 +55,8 @@ def quantize_torch(module: Any, example_input: Any, beta: float = 0.0, **options
     """
     import torch
 
-    from .torch_build import build_body
-    from .torch_trace import analyse
+    from .importer.trace import analyse
+    from .shim.build import build_body
 
     if isinstance(module, QuantizedModule):
         raise TypeError("module is already a quantized shim")
@@ -82,7 +82,7 @@ def from_torch(module: Any, example_input: Any, calibration: Any = None, **optio
     same options as :func:`quantize_torch`), calibrated on ``calibration`` (or on
     ``example_input``).
     """
-    from .torch_convert import to_graph
+    from .importer.convert import to_graph
 
     name = options.pop("name", None)
     if isinstance(getattr(module, "module", None), QuantizedModule):  # DistributedDataParallel, DataParallel
