@@ -31,8 +31,16 @@ from hgqir.errors import HgqirError
 from hgqir.ir import Graph
 
 from .options import Granularity, QuantizerConfig, ShimConfig
+from .shim import accel
 from .shim.calibrate import calibrate, init_integer_bits
 from .shim.module import QuantizedModule
+
+try:  # the optional speed machinery (fused C++ training kernels); the shim works without it
+    from .fast import attach as _attach_kernels
+except ImportError:  # pragma: no cover (fast/ removed from the installation)
+    _attach_kernels = None
+if _attach_kernels is not None:
+    accel.register(_attach_kernels)
 
 __all__ = [
     "Granularity",

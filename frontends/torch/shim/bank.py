@@ -8,7 +8,7 @@ are quantized by one autograd call per step. That is most of what keeps a traini
 Quantizer roles: ``param`` (weights, biases, constants: quantized here; integer bits follow
 their values, or are learned when saturating), ``derived`` (batchnorm's folded scale and
 offset, quantized by the batchnorm module), ``act`` (activations, quantized by
-:class:`~hgqir.frontends.torch_modules.ActQuantizer` modules).
+:class:`~hgqir.frontends.torch.shim.quantizers.ActQuantizer` modules).
 
 ``forward(*params)`` returns four entries per spec ``n`` at ``4n .. 4n+3``: the quantized tensor
 (params) or the rounded ``f`` view of the group shape, the rounded learned ``i`` (or None), and
@@ -27,7 +27,6 @@ from torch import nn
 
 from hgqir.fixed import OverflowMode
 
-from ..fast import native
 from ..options import Granularity, QuantizerConfig
 from .quant import LN2, ClipQuant, ExactRound, FreeQuant, RoundSTE, _train_round, quantize_exact, round_exact
 
@@ -105,15 +104,6 @@ class QuantBank(nn.Module):
         self.register_buffer("vmin", torch.full((self.n_act,), math.inf))
         self._consts: dict[Any, Tensor] = {}
         self._ranges: tuple[Any, dict[int, tuple[Tensor, Tensor]]] | None = None
-        self._cached: list[Tensor] = []
-        self._mants: list[Tensor] = []
-        self.last: tuple[Any, list[Tensor], list[Tensor]] | None = None
-        """Quantized flat weights of the last forward, with the key they are valid for, and (in
-        training) their integer mantissas ``wq * 2**f``, which the bit counts reuse."""
-        self.native = native.Switch()
-        """On while a training forward runs on the fused C++ kernels (shared with the
-        activation quantizers that take their raw ``f`` from it); see :meth:`wire_native`."""
-        self.native_consumers: set[int] = set()
 
     # ------------------------------------------------------------------ layout
     def _layout(self) -> None:
@@ -138,23 +128,22 @@ class QuantBank(nn.Module):
         self.act_specs = [n for n in self.rest if self.specs[n].role == "act"]
         self.param_specs = [n for n, s in enumerate(self.specs) if s.role == "param"]
         self.n_act = sum(self.specs[n].group_size for n in self.act_specs)
-        self._sizes = [b.groups for b in self.blocks] + [self.specs[n].group_size for n in self.rest]
+        self.f_sizes = [b.groups for b in self.blocks] + [self.specs[n].group_size for n in self.rest]
+        """Sizes of the pieces of the flat ``f``: one per block, then one per other spec (``rest``)."""
         self._i_sizes = [self.specs[n].group_size for n in self.i_specs]
         self._act_sizes = [self.specs[n].group_size for n in self.act_specs]
         self._block_order = [n for b in self.blocks for n in b.specs]
-        self.native_layout = (
+        self.simple_layout = (
             all(b.per_element for b in self.blocks)
             and all(self.specs[n].role == "act" for n in self.rest)
             and not self.i_specs
         )
-        """The fused kernels can run this bank: per-element range-following weights, and
-        activations only besides (no learned ``i``, no folded batchnorm)."""
+        """Per-element range-following weights, and activations only besides (no learned ``i``,
+        no folded batchnorm): ``f`` lines up with the bit-count vector."""
         self.f_offsets = _offsets(self.f_order, self.specs)
         """Offset of every spec's groups in the flat ``f``."""
         self.range_offsets = _offsets(self.act_specs, self.specs)
         """Offset of every activation spec's groups in the flat ``vmax`` / ``vmin``."""
-        self._block_offsets = [self.f_offsets[b.specs[0]] for b in self.blocks]
-        self._block_codes = [native.round_code(self.specs[b.specs[0]].config.round) for b in self.blocks]
         self._gidx_np = {
             b: np.concatenate(self._local_groups(blk)) for b, blk in enumerate(self.blocks) if not blk.per_element
         }
@@ -181,51 +170,21 @@ class QuantBank(nn.Module):
         return self.f_offsets[spec]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_consts": {}, "last": None, "_ranges": None, "_cached": [], "_mants": []}
+        return {**self.__dict__, "_consts": {}, "_ranges": None}
 
     # ------------------------------------------------------------------ forward
-    def wire_native(self, consumers: set[int]) -> None:
-        """Activation specs whose quantizer takes the raw ``f`` view in a fused step."""
-        self.native_consumers = set(consumers)
-        pos = {n: k for k, n in enumerate(self.param_specs)}
-        self._native_blocks = [
-            ([4 * n for n in b.specs], [pos[n] for n in b.specs], off, code)
-            for b, off, code in zip(self.blocks, self._block_offsets, self._block_codes, strict=True)
-        ]
-        """Per block: output slots, positions in the forward's arguments, ``f`` offset, rounding."""
-        self.native_weight_order = [k for _, where, _, _ in self._native_blocks for k in where]
-        """Positions of the block weights among the forward's arguments, blocks in order (what
-        the fused EBOPs kernel reads)."""
-        first = len(self.blocks)
-        self._native_rest = [(n, first + k, n in self.native_consumers) for k, n in enumerate(self.rest)]
-
-    def use_native(self) -> bool:
-        """This forward runs on the fused kernels (training on CPU, kernels built)."""
-        return (  # cheapest checks first: this runs twice per training step
-            self.training
-            and self.native_layout
-            and torch.is_grad_enabled()
-            and self._parameters["f"].is_cpu  # type: ignore[union-attr]
-            and native.available()
-        )
-
     def forward(self, *params: Tensor) -> tuple[Tensor | None, ...]:
         if len(params) != len(self.param_specs):
             raise TypeError(f"the bank takes {len(self.param_specs)} tensors, got {len(params)}")
-        self.native.on = self.use_native()
-        if self.native.on:
-            return self._forward_native(params)
         by_spec = dict(zip(self.param_specs, params, strict=True))
         out: list[Tensor | None] = [None] * (4 * len(self.specs))
-        key = self.key(params)
         block_params = [by_spec[n] for b in self.blocks for n in b.specs]
         fused = _BankFn.apply(self.f, self, not self.training, *block_params) if self.f.numel() else ()
         for n, value in zip(self._block_order, fused, strict=False):
             out[4 * n] = value
-        self.last = (key, self._cached, self._mants)
         pieces = fused[len(self._block_order) :]
         i_of = self.i_views(RoundSTE.apply(self.i)) if self.i is not None else {}
-        ranges = self._range_views()
+        ranges = self.range_views()
         for n, piece in zip(self.rest, pieces, strict=True):
             spec = self.specs[n]
             fv = piece
@@ -238,24 +197,7 @@ class QuantBank(nn.Module):
                 out[4 * n + 2], out[4 * n + 3] = ranges[n]
         return tuple(out)
 
-    def _forward_native(self, params: tuple[Tensor, ...]) -> tuple[Tensor | None, ...]:
-        """One C++ call per rounding mode casts the weights; activations get raw ``f`` views
-        (their kernels round them) or, for table / pooling quantizers, rounded views."""
-        out: list[Tensor | None] = [None] * (4 * len(self.specs))
-        f = self.f
-        for slots, where, offset, code in self._native_blocks:
-            qs = torch.ops.hgqir.weight_quant(f, [params[k] for k in where], offset, code)
-            for slot, q in zip(slots, qs, strict=True):
-                out[slot] = q
-        self.last = None
-        pieces = f.split(self._sizes)
-        ranges = self._range_views()
-        for n, k, raw in self._native_rest:
-            out[4 * n] = pieces[k] if raw else RoundSTE.apply(pieces[k]).view(self.specs[n].group)
-            out[4 * n + 2], out[4 * n + 3] = ranges[n]
-        return tuple(out)
-
-    def _range_views(self) -> dict[int, tuple[Tensor, Tensor]]:
+    def range_views(self) -> dict[int, tuple[Tensor, Tensor]]:
         """Per activation spec, views of ``vmax``/``vmin`` (cached while the buffers stay put)."""
         key = (self.vmax.data_ptr(), self.vmin.data_ptr(), self.vmax.dtype)
         if self._ranges is None or self._ranges[0] != key:
@@ -268,14 +210,6 @@ class QuantBank(nn.Module):
 
     def i_views(self, ir: Tensor) -> dict[int, Tensor]:
         return {n: p.view(self.specs[n].group) for n, p in zip(self.i_specs, ir.split(self._i_sizes), strict=True)}
-
-    def key(self, params: tuple[Tensor, ...] | list[Tensor]) -> tuple[Any, ...]:
-        """Identity of the weights, bit counts and mode (versions change on in-place updates)."""
-        return tuple((p.data_ptr(), p._version, p.dtype) for p in params) + (
-            self.f.data_ptr(),
-            self.f._version,
-            self.training,
-        )
 
     def quantize_block(self, b: int, params: list[Tensor], fpiece: Tensor, exact: bool) -> Tensor:
         """A block's weights, flat, rounded (exactly, or fast for training) with HGQ gradients."""
@@ -333,9 +267,9 @@ class _BankFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, f: Tensor, bank: QuantBank, exact: bool, *params: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        pieces = torch.round(f).split_with_sizes(bank._sizes)
+        pieces = torch.round(f).split_with_sizes(bank.f_sizes)
         outs: list[Tensor] = []
-        deltas, bank._cached, bank._mants = [], [], []
+        deltas = []
         pos = 0
         for b, block in enumerate(bank.blocks):
             ps = params[pos : pos + len(block.specs)]
@@ -348,11 +282,8 @@ class _BankFn(torch.autograd.Function):
                 wq = round_exact(flat, f_el, rmode)
             else:
                 scale = torch.exp2(f_el)
-                mant = _train_round(flat, scale, rmode)
-                wq = mant / scale
-                bank._mants.append(mant)
+                wq = _train_round(flat, scale, rmode) / scale
             deltas.append(wq - flat)
-            bank._cached.append(wq)
             parts = wq.split_with_sizes(block.numels) if len(block.specs) > 1 else (wq,)
             outs += [part.view(bank.specs[n].shape) for n, part in zip(block.specs, parts, strict=True)]
         outs += [p.view(bank.specs[n].group) for n, p in zip(bank.rest, pieces[len(bank.blocks) :], strict=True)]

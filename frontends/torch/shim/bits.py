@@ -51,11 +51,7 @@ class BitLayout:
         self.i_sel = np.nonzero(to_i_all >= 0)[0]
         self.to_i = to_i_all[self.i_sel]
         self.f_identity = bool(np.array_equal(self.to_f, np.arange(bank.f.numel())))
-        self.simple = (
-            all(b.per_element for b in bank.blocks)
-            and all(bank.specs[n].role == "act" for n in bank.rest)
-            and not bank.i_specs
-        )
+        self.simple = bank.simple_layout
         """Only per-element free weights and range-following activations (the fast bit count)."""
         act_i = [n for n in bank.act_specs if n in i_off]
         act_pos = {n: sum(bank.specs[m].group_size for m in bank.act_specs[:k]) for k, n in enumerate(bank.act_specs)}
@@ -81,9 +77,7 @@ def block_ki(bank: QuantBank, b: int, wq: Tensor, f_el: Tensor) -> tuple[Tensor,
 
 
 def _block_values(bank: QuantBank, params: list[Tensor], pieces: tuple[Tensor, ...]) -> list[Tensor]:
-    """Quantized flat weights of every block: from the last forward if nothing changed since."""
-    if bank.last is not None and bank.last[0] == bank.key(params):
-        return bank.last[1]
+    """Quantized flat weights of every block (exactly in eval, as the training forward in training)."""
     by_spec = dict(zip(bank.param_specs, params, strict=True))
     return [
         bank.quantize_block(b, [by_spec[n] for n in blk.specs], pieces[b], not bank.training)
@@ -99,9 +93,9 @@ def _nonzero(t: Tensor) -> Tensor:
 def bit_counts(bank: QuantBank, layout: BitLayout, params: list[Tensor], derived: dict[int, Tensor]) -> Tensor:
     """The bit-count vector (see the module docstring); ``derived`` holds batchnorm values by spec."""
     if layout.simple:
-        return _simple_bit_counts(bank, params, None)
+        return _simple_bit_counts(bank, params)
     fr = torch.round(bank.f)
-    pieces = fr.split(bank._sizes)
+    pieces = fr.split(bank.f_sizes)
     parts = []
     for b, wq in enumerate(_block_values(bank, params, pieces)):
         f_el = pieces[b] if bank.blocks[b].per_element else pieces[b][bank.gidx(b, wq.device)]
@@ -128,26 +122,11 @@ def bit_counts(bank: QuantBank, layout: BitLayout, params: list[Tensor], derived
     return torch.cat([p.to(fr.dtype) for p in parts])
 
 
-def _simple_bit_counts(bank: QuantBank, params: list[Tensor], fr: Tensor | None) -> Tensor:
-    """Fast path: per-element weights and range-following activations only, so the bit-count
-    vector lines up with ``f`` and every width comes from one mantissa-range computation.
-
-    In training, the weights' integer mantissas of the last forward are reused while the weights
-    and ``f`` are unchanged (the usual ``loss = task(qmod(x)) + qmod.regularization()``).
-    """
-    last = bank.last
-    if fr is None and last is not None and bank.n_act and last[2] and last[0] == bank.key(params):
-        mants = last[2]
-        m_w = mants[0] if len(mants) == 1 else torch.cat(mants)
-        n_w = m_w.numel()
-        dtype = bank.f.dtype
-        s_a = torch.exp2(torch.round(bank.f[n_w:]))
-        lo = torch.cat([m_w.to(dtype), bank.vmin.to(dtype) * s_a])
-        hi = torch.cat([m_w.to(dtype), bank.vmax.to(dtype) * s_a])
-        return width_of_mantissas(lo, hi)
-    if fr is None:
-        fr = torch.round(bank.f)
-    values = _block_values(bank, params, fr.split(bank._sizes))
+def _simple_bit_counts(bank: QuantBank, params: list[Tensor]) -> Tensor:
+    """Per-element weights and range-following activations only: the bit-count vector lines up
+    with ``f`` and every width comes from one mantissa-range computation."""
+    fr = torch.round(bank.f)
+    values = _block_values(bank, params, fr.split(bank.f_sizes))
     scale = torch.exp2(fr)
     n_w = fr.numel() - bank.n_act
     wq = values[0] if len(values) == 1 else torch.cat(values) if values else fr.new_zeros(0)
@@ -176,7 +155,7 @@ def _act_bits(bank: QuantBank, layout: BitLayout, fr_act: Tensor) -> Tensor:
 def param_values(bank: QuantBank, params: list[Tensor]) -> dict[int, tuple[Tensor, ...]]:
     """Exact quantized value and per-element ``k``, ``i``, ``f`` of every param spec (for export)."""
     fr = torch.round(bank.f).to(params[0].dtype) if params else torch.round(bank.f)
-    pieces = fr.split(bank._sizes)
+    pieces = fr.split(bank.f_sizes)
     by_spec = dict(zip(bank.param_specs, params, strict=True))
     out: dict[int, tuple[Tensor, ...]] = {}
     for b, block in enumerate(bank.blocks):

@@ -6,7 +6,7 @@ add and sub sum ``max(bits(a), bits(b))``. All of them are gathered, once, into 
 over one flat vector of bit counts (weights per element, activations per group), so one
 autograd call computes the total: ``sum_r (A bits)_r * (B bits)_r + sum max(bits[p], bits[q])``.
 
-The vector's layout is :class:`~hgqir.frontends.torch_bits.BitLayout`.
+The vector's layout is :class:`~hgqir.frontends.torch.shim.bits.BitLayout`.
 """
 
 from __future__ import annotations
@@ -164,29 +164,6 @@ class EbopsIndex:
                 )
             self._cache[key] = mats + (torch.from_numpy(self.ma).to(device), torch.from_numpy(self.mb).to(device))
         return self._cache[key]
-
-    def native_tensors(self, block_sizes: list[int], block_modes: list[int]) -> tuple[Tensor, Tensor]:
-        """The packed ``(index, values)`` arguments of the fused ``hgqir::ebops`` kernel: a
-        header, the weight blocks (tensors per block, rounding code), ``M`` and ``N`` in CSR
-        and the max pairs (int64); the CSR values (float64, empty when all are 1). CPU
-        tensors, built on each call (the shim keeps them)."""
-        (mc, mk, mv, _), (nc, nk, nv, _) = self.mats
-        head = [self.rows, mc.size, mk.size, nc.size, nk.size, self.ma.size, len(block_sizes)]
-        ints = np.concatenate(
-            [
-                np.asarray(head + list(block_sizes) + list(block_modes), dtype=np.int64),
-                mc,
-                mk,
-                nc,
-                nk,
-                self.ma,
-                self.mb,
-            ]
-        ).astype(np.int64)
-        values = np.concatenate([mv, nv]).astype(np.float64)
-        if np.all(values == 1.0):  # the common case (linear and conv layers): the kernel skips them
-            values = values[:0]
-        return torch.from_numpy(ints), torch.from_numpy(values)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_cache": {}}

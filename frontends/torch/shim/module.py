@@ -16,13 +16,13 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from ..fast.fuse import FusedStep, Slot, fused_step, slot
 from ..options import ShimConfig
+from . import accel
 from .bank import QuantBank
 from .bits import BitLayout, bit_counts
 from .build import Plan
 from .ebops import RegFn, build_index
-from .quantizers import ActQuantizer, QBatchNorm
+from .quantizers import QBatchNorm
 
 Tensor = torch.Tensor
 
@@ -52,26 +52,18 @@ class QuantizedModule(nn.Module):
         self.plan = plan
         self.config = config
         self.register_buffer("_beta", torch.tensor(float(beta)))
-        self._beta_seen: tuple[Tensor | None, int, float] = (None, -1, 0.0)
         self.bit_layout = BitLayout(self.bank)
         self.ebops_index = build_index(self.bit_layout, plan.costs)
-        self._slots: list[Slot] | None = None
-        self._wire_native()
-        self.fuse_layers = True
-        """Train on fused chains of layers (:mod:`.torch_fuse`) when the body allows; False runs
-        the quantizer-by-quantizer kernels (same values, slower)."""
-        self._fused: FusedStep | None | bool = False  # False: not built yet
-        self._ebops_args: tuple[Tensor, Tensor] | None = None
+        self.accelerate = True
+        """Use a registered accelerator for training steps (same values); False: the Python path."""
+        self._accel: accel.Accelerator | None | bool = False  # False: not prepared yet
 
-    def _wire_native(self) -> None:
-        """Let plain activation quantizers take raw ``f`` views in fused training steps."""
-        consumers = set()
-        for spec, name in self.plan.modules.items():
-            module = self.body.get_submodule(name)
-            if type(module) is ActQuantizer and not module.learns_i:
-                module.use_native(self.bank.native, self.bank.specs[spec])
-                consumers.add(spec)
-        self.bank.wire_native(consumers)
+    @property
+    def accelerator(self) -> accel.Accelerator | None:
+        """The accelerator of this shim's training steps (prepared on first use), or None."""
+        if self._accel is False:
+            self._accel = accel.prepare(self)
+        return self._accel  # type: ignore[return-value]
 
     @property
     def bank(self) -> QuantBank:
@@ -79,37 +71,35 @@ class QuantizedModule(nn.Module):
 
     @property
     def beta(self) -> float:
-        """Weight of EBOPs in :meth:`regularization`; assign to schedule it."""
+        """Weight of EBOPs in :meth:`regularization`; assign to change it (or see :meth:`set_epoch`)."""
         return float(self._beta)
 
     @beta.setter
     def beta(self, value: float) -> None:
         self._beta.fill_(float(value))
 
+    def set_epoch(self, epoch: int) -> float:
+        """Set ``beta`` for ``epoch`` from the config's ``beta_schedule`` (call it at the start of
+        every epoch); without a schedule ``beta`` is left as it is. Returns ``beta``."""
+        if self.config.beta_schedule is not None:
+            self.beta = self.config.beta_at(epoch)
+        return self.beta
+
     def forward(self, *inputs: Tensor) -> Any:
         out = None
-        if self.training and self.fuse_layers:
-            step = self._fused if self._fused is not False else self._fused_step()
-            if step is not None:
-                out = step.run(inputs)  # type: ignore[union-attr]
+        if self.training and self.accelerate:
+            acc = self.accelerator
+            if acc is not None:
+                out = acc.forward(inputs)
         if out is None:
             out = self.body(*inputs)
         if self.training and self.config.sync_stats and _distributed():
             _sync_running_ranges(self)
         return out
 
-    def _fused_step(self) -> FusedStep | None:
-        """The fused training step (built on the first training forward that can use it)."""
-        step = self._fused
-        if step is False:
-            if not self.bank.use_native():
-                return None
-            step = self._fused = fused_step(self)
-        return step  # type: ignore[return-value]
-
     def __getstate__(self) -> dict[str, Any]:
-        # generated code and slots (references into the modules' dicts) are rebuilt, not pickled
-        return {**self.__dict__, "_fused": False, "_slots": None}
+        # the accelerator (generated graphs, references into the modules) is prepared again
+        return {**self.__dict__, "_accel": False}
 
     def bit_parameters(self) -> list[nn.Parameter]:
         """The learned bitwidths (``f``, and ``i`` of saturating quantizers), e.g. for their own
@@ -122,19 +112,17 @@ class QuantizedModule(nn.Module):
         return [p for p in self.parameters() if id(p) not in bits]
 
     # ------------------------------------------------------------------ EBOPs
-    def param_slots(self) -> list[Slot]:
-        """Where each tensor the bank quantizes lives (its module's parameter or buffer dict and
-        its name), in bank order: modules stay put across ``.to()`` and ``.double()``."""
-        if self._slots is None:
-            self._slots = []
-            for n in self.bank.param_specs:
-                path, _, name = (self.bank.specs[n].source or "").rpartition(".")
-                self._slots.append(slot(self.body.get_submodule(path) if path else self.body, name))
-        return self._slots
+    def param_sources(self) -> list[tuple[nn.Module, str]]:
+        """Module and attribute name of each tensor the bank quantizes, in bank order."""
+        out = []
+        for n in self.bank.param_specs:
+            path, _, name = (self.bank.specs[n].source or "").rpartition(".")
+            out.append((self.body.get_submodule(path) if path else self.body, name))
+        return out
 
     def params(self) -> list[Tensor]:
         """The tensors the bank quantizes (weights, biases, constants), in bank order."""
-        return [d[k] for d, k in self.param_slots()]
+        return [getattr(module, name) for module, name in self.param_sources()]
 
     def derived_values(self, dtype: torch.dtype | None = None) -> dict[int, Tensor]:
         """Exact folded batchnorm scale and offset by spec (from the running statistics)."""
@@ -150,51 +138,29 @@ class QuantizedModule(nn.Module):
         return out
 
     def bit_counts(self) -> Tensor:
-        """Bits of every quantizer element / group (no gradient): see :mod:`.torch_bits`."""
+        """Bits of every quantizer element / group (no gradient): see :mod:`.bits`."""
         return bit_counts(self.bank, self.bit_layout, self.params(), self.derived_values())
 
     def ebops(self) -> Tensor:
         """Current EBOPs (a differentiable scalar): what ``hgqir.bops(g).total`` reports."""
-        return self._cost(1.0, 0.0)
+        return self.cost(1.0, 0.0)
 
     def regularization(self) -> Tensor:
         """``beta * EBOPs`` plus ``bit_l1 * (sum of all bitwidths)``: add it to the task loss.
 
-        After a fused training forward this is the value its last kernel call computed with the
-        ranges it had just updated (:class:`.torch_fuse.StepCost`); the same value and gradient
-        as computing it here, without a call of its own."""
-        scale, l1 = self._scales()
-        kept = self._fused.take_cost(scale, l1) if self._fused else None
-        return kept if kept is not None else self._cost(scale, l1)
+        After an accelerated training forward this may be the value that forward already
+        computed with the ranges it had just updated: the same value and gradient as computing
+        it here, without a call of its own."""
+        return self._regularization(self.beta, float(self.config.bit_l1), False)
 
-    def _scales(self) -> tuple[float, float]:
-        """``beta`` and ``bit_l1`` as floats. Reading a tensor's value is an ATen call: beta's is
-        kept while its buffer is the same tensor at the same version."""
-        b = self._buffers["_beta"]
-        assert b is not None
-        seen = self._beta_seen
-        if seen[0] is not b or seen[1] != b._version:
-            seen = self._beta_seen = (b, b._version, float(b))
-        return seen[2], float(self.config.bit_l1)
+    def cost(self, scale: float, l1: float) -> Tensor:
+        """``scale * EBOPs + l1 * sum(bits)``, computed now (differentiable)."""
+        return self._regularization(scale, l1, True)
 
-    def _cost(self, scale: float, l1: float) -> Tensor:
-        bank = self.bank
-        if bank.use_native():
-            params = self.params()
-            ws = [params[k] for k in bank.native_weight_order]
-            f = bank.f
-            if all(w.dtype == f.dtype for w in ws):
-                index, values = self._native_ebops_index()
-                return torch.ops.hgqir.ebops.default(f, ws, bank.vmax, bank.vmin, index, values, scale, l1)
-        return RegFn.apply(bank.f, bank.i, self, scale, l1)
-
-    def _native_ebops_index(self) -> tuple[Tensor, Tensor]:
-        """The packed index of the fused EBOPs kernel (static: built on first use)."""
-        if self._ebops_args is None:
-            bank = self.bank
-            sizes = [len(b.specs) for b in bank.blocks]
-            self._ebops_args = self.ebops_index.native_tensors(sizes, bank._block_codes)
-        return self._ebops_args
+    def _regularization(self, scale: float, l1: float, fresh: bool) -> Tensor:
+        acc = self.accelerator if self.accelerate else None
+        value = acc.regularization(scale, l1, fresh) if acc is not None else None
+        return value if value is not None else RegFn.apply(self.bank.f, self.bank.i, self, scale, l1)
 
     # ------------------------------------------------------------------ inspection
     def quantizer_types(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:

@@ -6,7 +6,7 @@ running value range (``vmax``, ``vmin``, from which WRAP quantizers take their i
 from the bank as call arguments; the modules themselves hold only configuration. Three modes:
 
 * training: fast HGQ autograd functions, running ranges updated;
-* calibrating (set by :func:`~hgqir.frontends.torch_calibrate.calibrate`): exact rounding
+* calibrating (set by :func:`~hgqir.frontends.torch.shim.calibrate.calibrate`): exact rounding
   without overflow, ranges recorded from scratch;
 * eval: the exact cast with the final types, bit-identical to the IR.
 """
@@ -14,7 +14,7 @@ from the bank as call arguments; the modules themselves hold only configuration.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +23,6 @@ from torch import nn
 
 from hgqir.fixed import OverflowMode, RoundMode
 
-from ..fast import native
 from ..options import QuantizerConfig
 from ..tables import FUNCTIONS, SoftmaxTables, lut_out_kif, lut_table, softmax_tables, union_kif
 from .quant import (
@@ -37,9 +36,6 @@ from .quant import (
     reduce_to,
     round_exact,
 )
-
-if TYPE_CHECKING:
-    from .bank import QSpec
 
 Tensor = torch.Tensor
 
@@ -60,18 +56,11 @@ class ActQuantizer(nn.Module):
         self.learns_i = config.learns_i
         self.calibrating = False
         self._dims: tuple[int, ...] | None = None
-        self.native_switch: native.Switch | None = None
-        """Set by the shim (:meth:`use_native`) when this quantizer can take its raw ``f`` in
-        a fused training step."""
-        self.native_args: tuple[Tensor, int] = (torch.zeros(0, dtype=torch.int64), 0)
 
     def extra_repr(self) -> str:
         return f"group={list(self.group)}, round={self.round.name}, overflow={self.overflow.name}"
 
     def forward(self, x: Tensor, f: Tensor, vmax: Tensor, vmin: Tensor, i: Tensor | None = None) -> Tensor:
-        switch = self.native_switch
-        if switch is not None and switch.on:  # a fused training step: f is the raw (unrounded) view
-            return torch.ops.hgqir.act_quant(x, f, vmax, vmin, *self.native_args)
         f = f if f.dtype == x.dtype else f.to(x.dtype)
         if self.calibrating:
             return self.observe(round_exact(x, f.detach(), self.round), vmax, vmin)
@@ -90,18 +79,6 @@ class ActQuantizer(nn.Module):
         q = ClipQuant.apply(x, f, i.to(x.dtype), k, self.round, self.overflow is OverflowMode.SAT_SYM)
         self.observe(q.detach(), vmax, vmin)
         return q
-
-    def use_native(self, switch: native.Switch, spec: QSpec) -> None:
-        """Quantize with the fused kernel whenever ``switch`` is on (``spec``: this quantizer's)."""
-        per_element = spec.group == spec.shape
-        gidx = torch.zeros(0, dtype=torch.int64) if per_element else torch.from_numpy(spec.group_index().copy())
-        self.native_switch = switch
-        self.native_args = (gidx, native.round_code(self.round))
-
-    @property
-    def native_gidx(self) -> Tensor:
-        """Group of each element (empty: per element), for the fused layers (:mod:`.torch_fuse`)."""
-        return self.native_args[0]
 
     @torch.no_grad()
     def observe(self, q: Tensor, vmax: Tensor, vmin: Tensor) -> Tensor:

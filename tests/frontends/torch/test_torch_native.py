@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from hgqir.frontends.torch.fast import native as torch_native
-from hgqir.frontends.torch.fast.fuse import Layer, pack_plan
+from hgqir.frontends.torch.fast.plan import EBOPS_HEADER, ChainLayer, LayerKind, pack_plan
 from hgqir.frontends.torch.shim.quant import FreeQuant
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,13 +49,19 @@ def _cnn() -> nn.Module:
     )
 
 
+def _on_kernels(qmod: nn.Module) -> bool:
+    """The shim's last training forward ran on the kernels."""
+    acc = qmod.accelerator
+    return acc is not None and acc.ran
+
+
 def _step(qmod: nn.Module, x: torch.Tensor, native: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     """One training forward + regularization + backward on one path."""
     monkeypatch.setenv("HGQIR_TORCH_NATIVE", "1" if native else "0")
     qmod.train()
     out = qmod(x)
     reg = qmod.regularization()
-    assert qmod.bank.native.on is native
+    assert _on_kernels(qmod) is native
     (out.square().mean() + reg).backward()
     return {
         "out": out.detach(),
@@ -86,7 +92,7 @@ def _compare(
     shim = _spread(hgqir.quantize_torch(make(), x, beta=1e-3, **options))  # type: ignore[operator]
     python = _step(copy.deepcopy(shim), x, False, monkeypatch)
     unfused = copy.deepcopy(shim)
-    unfused.fuse_layers = False
+    unfused.accelerator.fuse = False
     for kernels in (_step(copy.deepcopy(shim), x, True, monkeypatch), _step(unfused, x, True, monkeypatch)):
         assert torch.equal(kernels["out"], python["out"])
         assert torch.equal(kernels["reg"], python["reg"])
@@ -168,17 +174,17 @@ def test_fused_conv_layers_equal_python_step(
 
 
 def test_layers_fuse_into_chains(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hgqir.frontends.torch.fast.fuse import chains, fused_graph
-
     monkeypatch.setenv("HGQIR_TORCH_NATIVE", "1")
     # MLP: one chain of its three linear layers, the first also quantizing the input; CNN: the
     # conv layer with the input quantizer, then (after the pooling) the linear layer with its
     # input quantizer: two chains of one layer
-    for make, layers in ((_mlp, [(1, 1, 1)]), (_cnn, [(2,), (1,)])):
+    linear, conv = LayerKind.LINEAR, LayerKind.CONV
+    for make, layers in ((_mlp, [(linear,) * 3]), (_cnn, [(conv,), (linear,)])):
         shim = hgqir.quantize_torch(make(), torch.randn(8, *((6,) if make is _mlp else (2, 6, 6))))
-        graph = fused_graph(shim)
-        assert graph is not None
-        found = chains(graph)
+        module = shim.accelerator.fused_module()
+        assert module is not None
+        graph = module.graph
+        found = shim.accelerator.chains()
         assert [tuple(layer.kind for layer in c.layers) for c in found] == layers
         assert found[0].layers[0].i_off >= 0  # the input quantizer rides in the first layer
         assert [c.cost is not None for c in found] == [False] * (len(found) - 1) + [True]
@@ -186,14 +192,14 @@ def test_layers_fuse_into_chains(monkeypatch: pytest.MonkeyPatch) -> None:
         assert not any(n.op == "get_attr" for n in graph.nodes)  # chains read their weights themselves
     torch.manual_seed(0)
     table = hgqir.quantize_torch(nn.Sequential(nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 3)), torch.randn(8, 6))
-    assert fused_graph(table) is None  # a table quantizer reads the bank: the unfused kernels run
+    assert table.accelerator.fused_module() is None  # a table quantizer reads the bank: the unfused kernels run
 
 
 def test_fused_shim_pickles_and_copies(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     x = torch.randn(16, 6, generator=torch.Generator().manual_seed(8))
     shim = hgqir.quantize_torch(_mlp(), x, beta=1e-3)
     first = _step(shim, x, True, monkeypatch)
-    assert shim._fused_step() is not None
+    assert shim.accelerator.fused_module() is not None
     path = f"{tmp_path}/shim.pt"
     torch.save(shim, path)  # the generated forward is not pickled; it is rebuilt on first use
     for other in (torch.load(path, weights_only=False), copy.deepcopy(shim)):
@@ -225,7 +231,7 @@ def test_conv_layer_gradients(nd: int, ci: int, co: int, k: int, stride: int, pa
     w = (torch.randint(-8, 8, (co, ci, *(k,) * nd), generator=g) / 4.0).requires_grad_()  # exact at f = 2
     f = torch.full((w.numel(),), 2.0)
     none = torch.zeros(0)
-    plan = pack_plan([Layer(2, w_off=0, stride=(stride,) * nd, pad=(pad,) * nd)])
+    plan = pack_plan([ChainLayer(LayerKind.CONV, w_off=0, stride=(stride,) * nd, pad=(pad,) * nd)])
     y = torch.ops.hgqir.chain.default(x, [w], f, none, none, plan)
     conv = torch.nn.functional.conv1d if nd == 1 else torch.nn.functional.conv2d
     x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
@@ -253,10 +259,10 @@ def test_unsupported_layouts_stay_on_python(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("HGQIR_TORCH_NATIVE", "1")
     shim.train()
     shim(x).sum().backward()
-    assert not shim.bank.native.on
+    assert shim.accelerator is None  # the kernels cannot run its bank
     shim.eval()  # eval is always the exact Python cast
     shim(x)
-    assert not shim.bank.native.on
+    assert not _on_kernels(shim)
 
 
 @settings(max_examples=60, deadline=None)
@@ -333,7 +339,7 @@ def test_failed_build_falls_back_to_python(monkeypatch: pytest.MonkeyPatch) -> N
     shim = hgqir.quantize_torch(_mlp(), x, beta=1e-3)
     shim.train()
     (shim(x).square().mean() + shim.regularization()).backward()
-    assert not shim.bank.native.on
+    assert not _on_kernels(shim)
     assert float(shim.bank.f.grad.abs().sum()) > 0
 
 
@@ -347,11 +353,11 @@ def test_ebops_kernel_unit_values_equal_general_path(make: object) -> None:
     shim.train()
     with torch.no_grad():
         shim(x)  # ranges
-    index, values = shim._native_ebops_index()
+    index, values = shim.accelerator.ebops_index()
     assert values.numel() == 0
-    ones = torch.ones(int(index[2] + index[4]), dtype=torch.float64)
-    params = shim.params()
-    ws = [params[k] for k in shim.bank.native_weight_order]
+    header = {name: int(index[at]) for at, name in enumerate(EBOPS_HEADER)}
+    ones = torch.ones(header["m_col"] + header["n_col"], dtype=torch.float64)
+    ws = [d[k] for d, k in shim.accelerator.weights]
     results = []
     for vals in (values, ones):
         f = shim.bank.f.detach().clone().requires_grad_()
@@ -375,7 +381,7 @@ def test_fused_step_allows_in_place_changes_of_its_input_and_output(
     grads = []
     for fused in (True, False):
         shim = _spread(hgqir.quantize_torch(make(), x, beta=1e-3))  # type: ignore[operator]
-        shim.fuse_layers = fused
+        shim.accelerator.fuse = fused
         shim.train()
         xin = x.clone()
         out = shim(xin)

@@ -1,4 +1,4 @@
-"""The regularizer a fused training step keeps (:class:`hgqir.frontends.torch.fast.fuse.StepCost`).
+"""The regularizer a fused training step keeps (:class:`hgqir.frontends.torch.fast.step.StepCost`).
 
 ``regularization()`` may hand out the cost the step's last chain computed, but only when it is
 what computing it afresh would give: same value, and a graph that can still be differentiated.
@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from hgqir.frontends.torch.fast.fuse import chains, fused_graph
 from torch import nn
 
 import hgqir
@@ -48,11 +47,11 @@ def _shim(make: Callable[[], nn.Module] = _mlp, x: torch.Tensor = X_MLP, **optio
 
 def _fresh(qmod: nn.Module) -> torch.Tensor:
     """The regularizer computed now, by its own kernel call."""
-    return qmod._cost(qmod.beta, qmod.config.bit_l1)
+    return qmod.cost(qmod.beta, qmod.config.bit_l1)
 
 
 def _kept(qmod: nn.Module) -> torch.Tensor | None:
-    kept = qmod._fused.cost.kept
+    kept = qmod.accelerator.step_cost.kept
     return None if kept is None else kept[0]
 
 
@@ -64,7 +63,7 @@ def test_regularization_is_the_kept_cost(bit_l1: float) -> None:
     assert kept is not None
     reg = qmod.regularization()
     assert reg is kept
-    assert qmod._fused.cost.kept is None  # handed out once
+    assert qmod.accelerator.step_cost.kept is None  # handed out once
     assert torch.equal(reg, _fresh(qmod))
 
 
@@ -75,14 +74,14 @@ def test_kept_cost_gradients_equal_unfused_step(make: Callable[[], nn.Module], x
     # one from the cost (cast to f's dtype before the sum on both paths), and a + b == b + a
     fused = _shim(make, x, bit_l1=bit_l1)
     unfused = copy.deepcopy(fused)
-    unfused.fuse_layers = False  # unfused kernels and a separate hgqir::ebops call
+    unfused.accelerator.fuse = False  # unfused kernels and a separate hgqir::ebops call
     results = []
     for qmod in (fused, unfused):
         out = qmod(x)
         reg = qmod.regularization()
         (out.square().mean() + reg).backward()
         results.append((out, reg, qmod.bank.f.grad, [p.grad for p in qmod.weight_parameters()]))
-    assert unfused._fused is False and fused.bank.native.on and unfused.bank.native.on
+    assert unfused.accelerator.step_cost is None and fused.accelerator.ran and unfused.accelerator.ran
     (out1, reg1, gf1, gw1), (out2, reg2, gf2, gw2) = results
     assert torch.equal(out1, out2) and torch.equal(reg1, reg2) and torch.equal(gf1, gf2)
     assert all(torch.equal(a, b) for a, b in zip(gw1, gw2, strict=True))
@@ -91,7 +90,7 @@ def test_kept_cost_gradients_equal_unfused_step(make: Callable[[], nn.Module], x
 
 def test_cnn_kept_cost_comes_from_the_last_of_several_chains() -> None:
     qmod = _shim(_cnn, X_CNN)
-    assert len(chains(fused_graph(qmod))) >= 2
+    assert len(qmod.accelerator.chains()) >= 2
     qmod(X_CNN)
     kept = _kept(qmod)
     assert kept is not None
@@ -154,13 +153,13 @@ def test_regularization_without_grad_is_a_constant() -> None:
         reg = qmod.regularization()
     assert reg is not kept and reg.grad_fn is None
     assert torch.equal(reg, kept.detach())
-    assert qmod._fused.cost.kept is None
+    assert qmod.accelerator.step_cost.kept is None
 
 
 def test_unused_costs_stop_until_regularization_is_called() -> None:
     qmod = _shim()
     qmod(X_MLP)
-    cost = qmod._fused.cost
+    cost = qmod.accelerator.step_cost
     assert cost.kept is not None and cost.wanted
     qmod(X_MLP)  # the first step's cost was not taken: the loop does not use it
     assert cost.kept is None and not cost.wanted
@@ -183,7 +182,7 @@ def test_copies_of_a_shim_with_a_kept_cost() -> None:
     assert _kept(qmod) is not None  # copying leaves the original's cost in place
     reg = qmod.regularization()
     for other in copies:
-        assert other._fused is False  # the fused step (and its cost) is rebuilt, not copied
+        assert other.accelerator is not qmod.accelerator  # prepared again (its kept cost too), not copied
         again = other.regularization()
         assert torch.equal(again, reg)
         again.backward()
@@ -195,8 +194,8 @@ def test_weights_in_another_dtype_than_f_keep_no_cost() -> None:
     qmod = _shim().double()
     qmod.bank.f.data = qmod.bank.f.data.float()  # the chain runs in x's dtype; the cost needs f's
     out = qmod(X_MLP.double())
-    assert qmod.bank.native.on and qmod._fused
-    assert qmod._fused.cost.kept is None
+    assert qmod.accelerator.ran and qmod.accelerator.fused_module() is not None
+    assert qmod.accelerator.step_cost.kept is None
     reg = qmod.regularization()
     assert torch.equal(reg, _fresh(qmod)) and reg.grad_fn is not None
     (out.square().mean() + reg).backward()
@@ -210,7 +209,7 @@ def test_replaced_beta_buffer_is_seen() -> None:
         beta = 1e-3 * (step + 2)
         qmod(X_MLP)
         qmod.load_state_dict({"_beta": torch.tensor(beta)}, strict=False, assign=True)
-        assert torch.equal(qmod.regularization(), qmod._cost(float(torch.tensor(beta)), 0.0)), step
+        assert torch.equal(qmod.regularization(), qmod.cost(float(torch.tensor(beta)), 0.0)), step
 
 
 def test_replaced_f_is_seen() -> None:

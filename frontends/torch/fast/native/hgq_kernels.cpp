@@ -1,4 +1,4 @@
-// Fused CPU kernels for training the hgqir PyTorch shims (see frontends/torch_native.py).
+// Fused CPU kernels for training the hgqir PyTorch shims (see frontends/torch/fast/native.py).
 //
 // Four operators, each one autograd node whose forward and backward run in C++ without
 // touching Python: on the small tensors of a trigger-sized model, a training step is dominated
@@ -11,8 +11,8 @@
 //
 // The last three serve shims whose bodies do not fuse into chains.
 //
-// The arithmetic is the Python training path's (frontends/torch_quant.py, torch_bits.py,
-// torch_ebops.py), operation for operation in the same dtype, so the quantized values and bit
+// The arithmetic is the Python training path's (frontends/torch/shim/quant.py, bits.py,
+// ebops.py), operation for operation in the same dtype, so the quantized values and bit
 // counts are identical; gradient sums are accumulated in double.
 
 #include <ATen/ATen.h>
@@ -20,6 +20,8 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
+
+#include "hgq_plan.h"  // plan layout and codes, generated from fast/plan.py
 
 #include <algorithm>
 #include <cmath>
@@ -35,17 +37,18 @@ namespace {
 using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+using namespace hgqir_plan;
 
 constexpr double kLn2 = 0.693147180559945309417232121458176568;
 constexpr int64_t kGrain = 1 << 16;  // elements per parallel task (smaller tensors: one thread)
 
-// Rounding of integer-scaled values in training: 0 nearest (ties to even, as torch.round),
-// 1 floor (TRN), 2 toward zero (TRN_ZERO). Loops are instantiated per mode (they vectorize).
+// Rounding of integer-scaled values in training (TrainRound): nearest (ties to even, as
+// torch.round), floor (TRN), toward zero (TRN_ZERO). Loops are instantiated per mode (they vectorize).
 template <int Mode, typename T>
 inline T round_as(T v) {
-  if constexpr (Mode == 1) {
+  if constexpr (Mode == kRoundFloor) {
     return std::floor(v);
-  } else if constexpr (Mode == 2) {
+  } else if constexpr (Mode == kRoundTowardZero) {
     return std::trunc(v);
   } else {
     return std::nearbyint(v);
@@ -54,18 +57,18 @@ inline T round_as(T v) {
 
 #define HGQIR_BY_MODE(mode, ...)            \
   switch (mode) {                           \
-    case 1: {                               \
-      constexpr int kMode = 1;              \
+    case kRoundFloor: {                     \
+      constexpr int kMode = kRoundFloor;    \
       __VA_ARGS__;                          \
       break;                                \
     }                                       \
-    case 2: {                               \
-      constexpr int kMode = 2;              \
+    case kRoundTowardZero: {                \
+      constexpr int kMode = kRoundTowardZero; \
       __VA_ARGS__;                          \
       break;                                \
     }                                       \
     default: {                              \
-      constexpr int kMode = 0;              \
+      constexpr int kMode = kRoundNearest;  \
       __VA_ARGS__;                          \
     }                                       \
   }
@@ -523,7 +526,7 @@ std::vector<Tensor> weight_quant_cpu(const Tensor& f, at::TensorList ws, int64_t
 // The bit-count vector lines up with f: every weight element (blocks in order), then every
 // activation group. EBOPs = sum_r (A b)_r (B b)_r + sum_t max(b[ma_t], b[mb_t]), with
 // M = [A; B] and N = [B^T A^T] in CSR. Everything static comes packed in two tensors (one
-// argument each, so the call stays cheap), laid out by torch_ebops.EbopsIndex.native_tensors:
+// argument each, so the call stays cheap), laid out by fast/training.py (header: plan.EBOPS_HEADER):
 //   index: rows, |M crow|, |M col|, |N crow|, |N col|, |ma|, blocks, sizes[blocks],
 //          modes[blocks], M crow, M col, N crow, N col, ma, mb        (int64)
 //   values: M values, N values (float64; empty when every value is 1)
@@ -538,11 +541,12 @@ struct Plan {
                     values.is_contiguous(),
                 "hgqir::ebops: malformed index");
     const int64_t* h = index.data_ptr<int64_t>();
-    rows = h[0];
-    const int64_t n_mcrow = h[1], n_mcol = h[2], n_ncrow = h[3], n_ncol = h[4];
-    pairs = h[5];
-    blocks = h[6];
-    sizes = h + 7;
+    TORCH_CHECK(index.numel() >= kEbopsHeaderSize, "hgqir::ebops: index shorter than its header");
+    rows = h[kEbopsRows];
+    const int64_t n_mcrow = h[kEbopsMCrow], n_mcol = h[kEbopsMCol], n_ncrow = h[kEbopsNCrow], n_ncol = h[kEbopsNCol];
+    pairs = h[kEbopsPairs];
+    blocks = h[kEbopsBlocks];
+    sizes = h + kEbopsHeaderSize;
     modes = sizes + blocks;
     m_crow = modes + blocks;
     m_col = m_crow + n_mcrow;
@@ -739,26 +743,22 @@ Tensor ebops_autograd(const Tensor& f, at::TensorList ws, const Tensor& vmax, co
 // overhead is most of a layer's cost, so a straight run of layers (an MLP: the whole network)
 // is one call.
 //
-// `plan` (int64, built by torch_fuse.pack_plan) describes the chain:
+// `plan` (int64, built by fast/plan.py's pack_plan) describes the chain:
 //   [layers, kRecord, record[0], ..., record[layers - 1], group indices...]
-// and each record of kRecord entries:
-//   [kind, relu, w_off, b_off, wmode, bmode, a_off, r_off, groups, amode,
-//    i_off, i_roff, i_groups, imode, nd, stride[2], pad[2], gidx_at, gidx_len, in_gidx_at, in_gidx_len]
-// kind 0: no weights (a quantizer alone, after an optional ReLU); 1: linear on a 2-D input;
-// 2: convolution (nd 1 or 2, no dilation, one group). w_off / b_off (< 0: no bias) / a_off /
+// with the record fields at the kField* offsets of the generated hgq_plan.h (plan.RECORD_FIELDS).
+// kLayerQuantizer: no weights (a quantizer alone, after an optional ReLU); kLayerLinear: linear
+// on a 2-D input; kLayerConv: convolution (nd 1 or 2, no dilation, one group). w_off / b_off (< 0: no bias) / a_off /
 // i_off index the flat f, r_off / i_roff the flat ranges; a_off < 0: no output quantizer;
 // i_off >= 0: the layer's input is quantized first (the quantizer that feeds it). gidx_at /
 // in_gidx_at: where in `plan` the group of each element of the output / input quantizer is
 // (len 0: every element is its own group). params: each layer's weight, then its bias if any.
-constexpr int64_t kRecord = 23;
-
 struct ChainLayer {
   int64_t kind, relu, w_off, b_off, wmode, bmode, a_off, r_off, groups, amode, i_off, i_roff, i_groups, imode;
   std::vector<int64_t> stride, pad;
   const int64_t *gidx, *in_gidx;
   int64_t gidx_len, in_gidx_len;
 
-  int64_t params() const { return kind ? 1 + (b_off >= 0) : 0; }
+  int64_t params() const { return kind != kLayerQuantizer ? 1 + (b_off >= 0) : 0; }
 };
 
 // Group indices at [at, at + len) of the plan, each in [0, groups) (checked: they index ranges).
@@ -776,31 +776,38 @@ std::vector<ChainLayer> parse_plan(const Tensor& plan, int64_t nf, int64_t nr) {
               "hgqir::chain: the plan is a contiguous int64 CPU vector");
   const int64_t* p = plan.data_ptr<int64_t>();
   const int64_t total = plan.numel();
-  TORCH_CHECK(total >= 2 && p[1] == kRecord && p[0] >= 0 && 2 + p[0] * kRecord <= total,
+  const int64_t n_layers = total >= 2 ? p[kChainLayers] : -1;
+  constexpr int64_t kHead = kChainRecord + 1;
+  TORCH_CHECK(total >= kHead && p[kChainRecord] == kRecord && n_layers >= 0 && kHead + n_layers * kRecord <= total,
               "hgqir::chain: malformed plan");
-  std::vector<ChainLayer> layers(p[0]);
-  for (int64_t l = 0; l < p[0]; ++l) {
-    const int64_t* r = p + 2 + l * kRecord;
+  std::vector<ChainLayer> layers(n_layers);
+  for (int64_t l = 0; l < n_layers; ++l) {
+    const int64_t* r = p + kHead + l * kRecord;
     ChainLayer& L = layers[l];
-    L.kind = r[0], L.relu = r[1], L.w_off = r[2], L.b_off = r[3], L.wmode = r[4], L.bmode = r[5];
-    L.a_off = r[6], L.r_off = r[7], L.groups = r[8], L.amode = r[9];
-    L.i_off = r[10], L.i_roff = r[11], L.i_groups = r[12], L.imode = r[13];
-    const int64_t nd = r[14];
-    TORCH_CHECK(L.kind >= 0 && L.kind <= 2, "hgqir::chain: unknown layer kind ", L.kind);
-    TORCH_CHECK(L.kind == 2 ? (nd == 1 || nd == 2) : nd == 0, "hgqir::chain: a convolution has 1 or 2 spatial axes");
-    TORCH_CHECK(L.kind != 0 || (L.a_off >= 0 && L.i_off < 0), "hgqir::chain: a quantizer alone takes no input quantizer");
-    TORCH_CHECK(L.kind == 0 || (L.w_off >= 0 && L.w_off < nf && L.b_off < nf), "hgqir::chain: weight offsets out of f");
-    L.stride.assign(r + 15, r + 15 + nd);
-    L.pad.assign(r + 17, r + 17 + nd);
+    L.kind = r[kFieldKind], L.relu = r[kFieldRelu], L.w_off = r[kFieldWOff], L.b_off = r[kFieldBOff];
+    L.wmode = r[kFieldWmode], L.bmode = r[kFieldBmode];
+    L.a_off = r[kFieldAOff], L.r_off = r[kFieldROff], L.groups = r[kFieldGroups], L.amode = r[kFieldAmode];
+    L.i_off = r[kFieldIOff], L.i_roff = r[kFieldIRoff], L.i_groups = r[kFieldIGroups], L.imode = r[kFieldImode];
+    const int64_t nd = r[kFieldNd];
+    TORCH_CHECK(L.kind == kLayerQuantizer || L.kind == kLayerLinear || L.kind == kLayerConv,
+                "hgqir::chain: unknown layer kind ", L.kind);
+    TORCH_CHECK(L.kind == kLayerConv ? (nd == 1 || nd == 2) : nd == 0,
+                "hgqir::chain: a convolution has 1 or 2 spatial axes");
+    TORCH_CHECK(L.kind != kLayerQuantizer || (L.a_off >= 0 && L.i_off < 0),
+                "hgqir::chain: a quantizer alone takes no input quantizer");
+    TORCH_CHECK(L.kind == kLayerQuantizer || (L.w_off >= 0 && L.w_off < nf && L.b_off < nf),
+                "hgqir::chain: weight offsets out of f");
+    L.stride.assign(r + kFieldStride, r + kFieldStride + nd);
+    L.pad.assign(r + kFieldPad, r + kFieldPad + nd);
     TORCH_CHECK(L.a_off < 0 || (L.groups >= 0 && L.a_off + L.groups <= nf && L.r_off >= 0 && L.r_off + L.groups <= nr),
                 "hgqir::chain: quantizer offsets out of range");
     TORCH_CHECK(L.i_off < 0 || (L.i_groups >= 0 && L.i_off + L.i_groups <= nf && L.i_roff >= 0 &&
                                 L.i_roff + L.i_groups <= nr),
                 "hgqir::chain: input quantizer offsets out of range");
-    L.gidx_len = L.a_off >= 0 ? r[20] : 0;
-    L.in_gidx_len = L.i_off >= 0 ? r[22] : 0;
-    L.gidx = plan_groups(p, total, r[19], L.gidx_len, L.groups);
-    L.in_gidx = plan_groups(p, total, r[21], L.in_gidx_len, L.i_groups);
+    L.gidx_len = L.a_off >= 0 ? r[kFieldGidxLen] : 0;
+    L.in_gidx_len = L.i_off >= 0 ? r[kFieldInGidxLen] : 0;
+    L.gidx = plan_groups(p, total, r[kFieldGidxAt], L.gidx_len, L.groups);
+    L.in_gidx = plan_groups(p, total, r[kFieldInGidxAt], L.in_gidx_len, L.i_groups);
   }
   return layers;
 }
@@ -891,7 +898,7 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
     for (const ChainLayer& L : layers) {
       const bool last = &L == &layers.back();
       Tensor x, wq, dw, db, src, qd, delta_in, y = h;
-      if (L.kind) {
+      if (L.kind != kLayerQuantizer) {
         const Tensor& w = params[pi++];
         const Tensor b = L.b_off >= 0 ? params[pi++] : Tensor();
         x = h.contiguous();
@@ -906,7 +913,7 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
           db = at::empty({b.numel()}, fw.options());
           bq = weight_cast(fw, L.b_off, b, L.bmode, db, 0);
         }
-        if (L.kind == 1) {
+        if (L.kind == kLayerLinear) {
           TORCH_CHECK(x.dim() == 2, "hgqir::chain: a fused linear layer takes [batch, features]");
           y = at::linear(x, wq, bq);
         } else {
@@ -996,7 +1003,7 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
       } else if (L.relu) {
         gy = at::threshold_backward(g, src, 0);
       }
-      if (L.kind == 0) {
+      if (L.kind == kLayerQuantizer) {
         g = gy;
         continue;
       }
@@ -1005,7 +1012,7 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
       const bool quantized_in = L.i_off >= 0;
       const bool need_gx = l > 0 || ctx->needs_input_grad(0) || (quantized_in && want_f);
       Tensor gx, gw, gb;
-      if (L.kind == 1) {  // as autograd differentiates addmm(b, x, wq.t())
+      if (L.kind == kLayerLinear) {  // as autograd differentiates addmm(b, x, wq.t())
         if (need_gx) gx = gy.mm(wq);
         gw = gy.t().mm(x);
         if (has_b) gb = gy.sum(0);
@@ -1059,7 +1066,10 @@ std::tuple<Tensor, Tensor> chain_cost_autograd(const Tensor& x, at::TensorList p
 
 }  // namespace
 
+int64_t layout() { return kLayoutHash; }
+
 TORCH_LIBRARY(hgqir, m) {
+  m.def("layout() -> int", &layout);
   m.def("act_quant(Tensor x, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor gidx, int mode) -> Tensor");
   m.def("weight_quant(Tensor f, Tensor[] ws, int offset, int mode) -> Tensor[]");
   m.def("ebops(Tensor f, Tensor[] ws, Tensor vmax, Tensor vmin, Tensor index, Tensor values, float scale, float l1) -> Tensor");
