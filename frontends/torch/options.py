@@ -1,135 +1,73 @@
-"""Options of the PyTorch shims: one :class:`QuantizerConfig` per quantizer place.
+"""The PyTorch side of the one option language, :class:`hgqir.ShimConfig` (``frontends/shim_config.py``).
 
-``quantize_torch(module, x, weight={"granularity": "channel", "f": 4})`` and
-``quantize_torch(module, x, activation=QuantizerConfig(overflow="SAT"))`` both work: every
-option is a field of :class:`ShimConfig`; quantizer options take a config or a dict of its
-fields.
+``quantize_torch(module, x, config=cfg)`` takes a config; the keywords of older releases
+(``weight={"granularity": "channel", "f": 4}``, ``activation=QuantizerConfig(overflow="SAT")``,
+``bit_l1=...``, ``softmax_exp_f=...``) are the config's own fields and keep working, alone or
+over ``config=``. :func:`torch_config` builds the config and refuses what PyTorch cannot honour,
+with a message that says what to change: nothing is silently ignored.
+
+>>> cfg = torch_config({"weight": {"f": 4}}, beta=1e-5)
+>>> cfg.weight.f, cfg.beta
+(4.0, 1e-05)
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import replace
 from typing import Any
 
-from hgqir.fixed import OverflowMode, RoundMode
+from hgqir.errors import HgqirError
+from hgqir.ops.table import MAX_TABLE_BITS
+
+from ..shim_config import PLACES, BetaSchedule, Granularity, LayerOverride, QuantizerConfig, ShimConfig
+
+__all__ = ["BetaSchedule", "Granularity", "LayerOverride", "QuantizerConfig", "ShimConfig", "torch_config"]
+
+ACTIVATION_PLACES = ("input", "activation", "output")
+"""Places whose quantizers follow (or learn) a value range: ``signed`` applies to these."""
 
 
-class Granularity(enum.Enum):
-    """How many learnable bitwidths a quantizer has."""
-
-    ELEMENT = "element"
-    """One per tensor element (HGQ's default)."""
-    CHANNEL = "channel"
-    """One per channel: output channel of a weight, axis 1 (after the batch) of an activation."""
-    TENSOR = "tensor"
-    """One for the whole tensor."""
-
-    @classmethod
-    def parse(cls, value: Granularity | str) -> Granularity:
-        if isinstance(value, Granularity):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown granularity {value!r}; valid: {valid}") from None
+class ConfigError(HgqirError, ValueError):
+    """A ShimConfig field the PyTorch shim cannot honour as given."""
 
 
-@dataclass(frozen=True)
-class QuantizerConfig:
-    """One quantizer place (input, weights, biases, activations, outputs).
+def torch_config(options: dict[str, Any], beta: float | None = None) -> ShimConfig:
+    """The config of ``quantize_torch(..., beta=beta, **options)``, checked for PyTorch.
 
-    ``overflow="WRAP"`` (default): integer bits follow the data: the running max of the
-    activations in training, fixed by calibration; for weights and biases, exactly what their
-    current values need (nothing ever wraps). ``"SAT"``/``"SAT_SYM"``: integer bits are
-    learned through the saturation clip's gradient.
-    """
-
-    granularity: Granularity = Granularity.ELEMENT
-    round: RoundMode = RoundMode.RND
-    """Rounding mode of the cast (training uses a fast approximation of the tie rule)."""
-    overflow: OverflowMode = OverflowMode.WRAP
-    f: float = 6.0
-    """Initial fractional bits."""
-    i: float | None = None
-    """Initial integer bits of saturating quantizers (None: from the example data)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "granularity", Granularity.parse(self.granularity))
-        object.__setattr__(self, "round", RoundMode.parse(self.round))
-        object.__setattr__(self, "overflow", OverflowMode.parse(self.overflow))
-        if self.overflow is OverflowMode.SAT_ZERO:
-            raise ValueError("overflow SAT_ZERO has no useful gradient; use WRAP, SAT or SAT_SYM")
-
-    @property
-    def learns_i(self) -> bool:
-        """Integer bits are a trained parameter (saturating overflow)."""
-        return self.overflow is not OverflowMode.WRAP
-
-    @classmethod
-    def coerce(cls, value: Any, base: QuantizerConfig) -> QuantizerConfig:
-        """A config from a config, a dict of fields (over ``base``) or None (``base``)."""
-        if value is None:
-            return base
-        if isinstance(value, QuantizerConfig):
-            return value
-        if isinstance(value, dict):
-            names = {f.name for f in fields(cls)}
-            unknown = sorted(set(value) - names)
-            if unknown:
-                raise TypeError(f"unknown quantizer option(s) {unknown}; valid: {sorted(names)}")
-            return replace(base, **value)
-        raise TypeError(f"expected a QuantizerConfig or a dict, got {type(value).__name__}")
+    ``beta``, when given, overrides the config's ``beta``."""
+    cfg = ShimConfig.from_options(options)
+    if beta is not None:
+        cfg = replace(cfg, beta=float(beta))
+    check(cfg)
+    return cfg
 
 
-@dataclass(frozen=True)
-class ShimConfig:
-    """All options of :func:`hgqir.quantize_torch` (and of importing plain float modules)."""
+def check(cfg: ShimConfig) -> None:
+    """Raise :class:`ConfigError` for what PyTorch cannot honour (see the module docstring)."""
+    layers = [("", {p: getattr(cfg, p) for p in PLACES})]
+    layers += [(name, {p: getattr(over, p) for p in PLACES}) for name, over in cfg.overrides.items()]
+    for name, places in layers:
+        where = f" (override {name!r})" if name else ""
+        for place, qc in places.items():
+            if qc is not None and qc.signed is not None and place not in ACTIVATION_PLACES:
+                raise ConfigError(
+                    f"{place}.signed={qc.signed}{where}: the sign bit of {place} quantizers follows their values; "
+                    f"signed applies to {', '.join(ACTIVATION_PLACES)} only"
+                )
+    if not 1 <= cfg.table_bits <= MAX_TABLE_BITS:
+        raise ConfigError(f"table_bits={cfg.table_bits}: tables are indexed by 1 to {MAX_TABLE_BITS} bits")
+    if cfg.i_decay < 0:
+        raise ConfigError(f"i_decay={cfg.i_decay}: the running integer bits decay by a non-negative amount per step")
+    for field in ("table_f", "softmax_exp_f", "softmax_inv_f", "softmax_sum_f"):
+        if int(getattr(cfg, field)) != getattr(cfg, field):
+            raise ConfigError(f"{field}={getattr(cfg, field)}: a number of fractional bits is an integer")
 
-    input: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(f=8.0))
-    weight: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(f=6.0))
-    bias: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(f=8.0))
-    activation: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(f=6.0))
-    output: QuantizerConfig | None = None
-    """Quantizer of the model outputs (None: as ``activation``)."""
-    constant: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(f=8.0, granularity="tensor"))
-    """Scalar constants in ``x * c`` / ``x + c``."""
-    table_f: int = 8
-    """Fractional bits of sigmoid and tanh table outputs."""
-    softmax_exp_f: int = 8
-    """Fractional bits of softmax's exp table entries."""
-    softmax_inv_f: int = 8
-    """Fractional bits of softmax's reciprocal table entries."""
-    softmax_sum_f: int = 4
-    """Fractional bits the exp sum keeps before the reciprocal table lookup."""
-    bit_l1: float = 0.0
-    """Weight of an L1 penalty on every learned bitwidth, added by ``regularization()``."""
-    sync_stats: bool = True
-    """Under torch.distributed, all-reduce the running activation ranges after every training step."""
 
-    @property
-    def output_config(self) -> QuantizerConfig:
-        return self.output if self.output is not None else self.activation
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> ShimConfig:
-        """Build from keyword options; a ``config=ShimConfig(...)`` entry is the base."""
-        options = dict(options)
-        base = options.pop("config", None) or cls()
-        if not isinstance(base, ShimConfig):
-            raise TypeError("config= must be a ShimConfig")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - names)
-        if unknown:
-            raise TypeError(f"unknown option(s) {unknown}; valid: {sorted(names)}")
-        updates: dict[str, Any] = {}
-        for name, value in options.items():
-            current = getattr(base, name)
-            if name in ("input", "weight", "bias", "activation", "constant"):
-                updates[name] = QuantizerConfig.coerce(value, current)
-            elif name == "output":
-                updates[name] = None if value is None else QuantizerConfig.coerce(value, base.activation)
-            else:
-                updates[name] = value
-        return replace(base, **updates)
+def unmatched_overrides(cfg: ShimConfig, names: list[str]) -> list[str]:
+    """Override patterns that match none of ``names`` (module paths and fx node names)."""
+    out = []
+    for pattern in cfg.overrides:
+        probe = replace(cfg, overrides={pattern: cfg.overrides[pattern]})
+        if not any(probe.for_layer(n) is not probe for n in names):
+            out.append(pattern)
+    return out

@@ -33,18 +33,20 @@ def lut_out_kif(func: str, f: int) -> KIF:
     return (0, 0, f) if func == "sigmoid" else (1, 0, f)
 
 
-def _check_width(what: str, kif: KIF) -> None:
+def _check_width(what: str, kif: KIF, max_bits: int) -> None:
     bits = sum(kif)
-    if bits > MAX_TABLE_BITS:
+    if bits > max_bits:
+        limit = "the IR's limit" if max_bits >= MAX_TABLE_BITS else "table_bits"
         raise HgqirError(
             f"the {what} table would be indexed by a {bits}-bit input (k, i, f = {kif}); tables allow "
-            f"{MAX_TABLE_BITS} bits: give the quantizer before it fewer fractional bits or a smaller range"
+            f"{max_bits} bits ({limit}): give the quantizer before it fewer fractional bits or a smaller range"
         )
 
 
-def lut_table(func: str, in_kif: KIF, f: int) -> tuple[np.ndarray, FixedType]:
-    """Mantissas and type of ``func``'s table over every value of ``in_kif`` (RND, SAT)."""
-    _check_width(func, in_kif)
+def lut_table(func: str, in_kif: KIF, f: int, max_bits: int = MAX_TABLE_BITS) -> tuple[np.ndarray, FixedType]:
+    """Mantissas and type of ``func``'s table over every value of ``in_kif`` (RND, SAT), indexed
+    by at most ``max_bits`` bits (else a clear error)."""
+    _check_width(func, in_kif, max_bits)
     return make_table(FUNCTIONS[func], in_kif, lut_out_kif(func, f), round="RND", overflow="SAT")
 
 
@@ -61,7 +63,9 @@ class SoftmaxTables:
     """LSB exponent of the input: differences ``max(x) - x`` are counted in ``2**-in_f``."""
 
 
-def softmax_tables(in_kif: KIF, n: int, exp_f: int, inv_f: int, sum_f: int) -> SoftmaxTables:
+def softmax_tables(
+    in_kif: KIF, n: int, exp_f: int, inv_f: int, sum_f: int, max_bits: int = MAX_TABLE_BITS
+) -> SoftmaxTables:
     """Tables for a softmax over ``n`` elements whose input has the union type ``in_kif``.
 
     ``exp[d] = exp(-d * 2**-f)`` for every difference ``d`` (in LSBs) until the entries
@@ -72,13 +76,13 @@ def softmax_tables(in_kif: KIF, n: int, exp_f: int, inv_f: int, sum_f: int) -> S
     width = max(k + i + f, 0)
     underflow = math.ceil((exp_f + 2) * math.log(2.0) * 2.0**f) + 1
     bits = max(1, min(width, math.ceil(math.log2(underflow + 1))))
-    _check_width("softmax exp", (0, bits, 0))
+    _check_width("softmax exp", (0, bits, 0), max_bits)
     exp_data, exp_type = make_table(
         lambda d: np.exp(-d * 2.0**-f), (0, bits, 0), (0, 1, exp_f), round="RND", overflow="SAT"
     )
     sum_i = max(1, math.ceil(math.log2(n + 2.0**-sum_f)))
     inv_in = (0, sum_i, sum_f)
-    _check_width("softmax reciprocal", inv_in)
+    _check_width("softmax reciprocal", inv_in, max_bits)
     floor = 2.0**-sum_f
     inv_data, inv_type = make_table(
         lambda s: 1.0 / np.maximum(s, floor), inv_in, (0, 1, inv_f), round="RND", overflow="SAT"

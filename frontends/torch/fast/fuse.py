@@ -31,6 +31,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..shim.quant import decay_factor
 from ..shim.quantizers import ActQuantizer
 from .access import Slot, slot
 from .plan import ChainLayer, LayerKind, TrainRound
@@ -72,6 +73,7 @@ class _Rewrite:
         self.qmod, self.bank = qmod, qmod.bank
         self.make_cost = make_cost
         self.bank_slots = bank_slots(qmod)
+        self.decay = decay_factor(qmod.config.i_decay)
         self.graph = qmod.body.graph
         self.bank_node = next(n for n in self.graph.nodes if n.op == "call_module" and n.target == "hgq")
         self.items: dict[fx.Node, tuple[int, int]] = {}
@@ -244,7 +246,7 @@ class _Rewrite:
                 self.new.erase_node(prev)  # type: ignore[arg-type]
         last = len(self.pending) - 1
         for count, (node, (slots, layers)) in enumerate(self.pending.items()):
-            chain = ChainCall(layers, slots, self.bank_slots, count)
+            chain = ChainCall(layers, slots, self.bank_slots, count, self.decay)
             if count == last:
                 chain.cost = self.make_cost(chain.plan)
             with self.new.inserting_before(node):

@@ -71,13 +71,14 @@ class ActKernel:
 
     __module__ = __name__
 
-    def __init__(self, gidx: Tensor | None, mode: TrainRound, index: int) -> None:
+    def __init__(self, gidx: Tensor | None, mode: TrainRound, index: int, decay: float = 1.0) -> None:
         self.gidx = gidx if gidx is not None else torch.zeros(0, dtype=torch.int64)
         self.mode = int(mode)
+        self.decay = float(decay)
         self.__name__ = f"act_kernel{index}"  # the name of this callable in the generated code
 
     def __call__(self, x: Tensor, f: Tensor, vmax: Tensor, vmin: Tensor) -> Tensor:
-        return torch.ops.hgqir.act_quant(x, f, vmax, vmin, self.gidx, self.mode)  # type: ignore[no-any-return]
+        return torch.ops.hgqir.act_quant(x, f, vmax, vmin, self.gidx, self.mode, self.decay)  # type: ignore[no-any-return]
 
 
 def kernel_graph(qmod: QuantizedModule) -> fx.Graph:
@@ -97,7 +98,8 @@ def kernel_graph(qmod: QuantizedModule) -> fx.Graph:
         elif _plain(qmod, node):
             spec = specs[str(node.target)]
             mode = TrainRound.of(qmod.bank.specs[spec].config.round)
-            kernel = ActKernel(group_index(qmod, spec), mode, count)
+            decay = body.get_submodule(str(node.target)).decay
+            kernel = ActKernel(group_index(qmod, spec), mode, count, decay)
             count += 1
             env[node] = graph.call_function(kernel, tuple(env[a] for a in node.args))  # type: ignore[index]
         else:

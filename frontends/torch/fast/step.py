@@ -52,7 +52,7 @@ class StepCost:
         self.kept: tuple[Any, ...] | None = None
 
     def run(
-        self, x: Tensor, weights: list[Tensor], f: Tensor, vmax: Tensor, vmin: Tensor, plan: Tensor
+        self, x: Tensor, weights: list[Tensor], f: Tensor, vmax: Tensor, vmin: Tensor, plan: Tensor, decay: float
     ) -> Tensor | None:
         """The chain's output, the cost kept; None if this step should not compute it."""
         if self.kept is not None:  # the last step's cost was not taken: the loop does not use it
@@ -62,7 +62,7 @@ class StepCost:
         ws = [d[k] for d, k in self.slots]
         scale, l1 = self.scales()
         y, cost = torch.ops.hgqir.chain_cost.default(
-            x, weights, f, vmax, vmin, plan, ws, self.index, self.values, scale, l1
+            x, weights, f, vmax, vmin, plan, ws, self.index, self.values, scale, l1, decay
         )
         if cost.numel():  # (empty: weights and f differ in dtype, no cost computed)
             self.kept = (cost, scale, l1, self._state(ws))
@@ -92,8 +92,12 @@ class ChainCall:
 
     __module__ = __name__
 
-    def __init__(self, layers: Sequence[ChainLayer], slots: Sequence[Slot], bank: BankSlots, index: int) -> None:
+    def __init__(
+        self, layers: Sequence[ChainLayer], slots: Sequence[Slot], bank: BankSlots, index: int, decay: float = 1.0
+    ) -> None:
         self.layers = tuple(layers)
+        self.decay = float(decay)
+        """Running-range decay of its quantizers (``2**-i_decay``)."""
         self.slots = tuple(slots)
         self.plan = pack_plan(layers)
         self.bank = bank
@@ -104,9 +108,10 @@ class ChainCall:
         (fd, fk), (hd, hk), (ld, lk) = self.bank  # (slots: a dictionary and a key each)
         f, vmax, vmin = fd[fk], hd[hk], ld[lk]
         weights = [d[k] for d, k in self.slots]
-        y = self.cost.run(x, weights, f, vmax, vmin, self.plan) if self.cost is not None else None
+        decay = self.decay
+        y = self.cost.run(x, weights, f, vmax, vmin, self.plan, decay) if self.cost is not None else None
         if y is None:
-            y = torch.ops.hgqir.chain.default(x, weights, f, vmax, vmin, self.plan)
+            y = torch.ops.hgqir.chain.default(x, weights, f, vmax, vmin, self.plan, decay)
         return y  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:

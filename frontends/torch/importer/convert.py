@@ -1,4 +1,4 @@
-"""Import a shim (:class:`~hgqir.frontends.torch_shim.QuantizedModule`) into an hgqir graph.
+"""Turn import records (:mod:`.records`) into an hgqir graph.
 
 The IR is channels-last and PyTorch is channels-first, so every value carries a permutation
 ``perm`` with ``ir_value = torch_value.permute(perm)`` (unbatched axes). Ops that need a layout
@@ -18,8 +18,8 @@ from hgqir.passes.dce import DeadCodeElimination
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, OpKind, Value
 
-from ..shim.build import Rec
 from ..tables import lut_table, softmax_tables, union_kif
+from .records import Rec, Types
 
 Perm = tuple[int, ...]
 
@@ -34,17 +34,15 @@ def identity(rank: int) -> Perm:
 
 
 class Converter:
-    """Walks the shim body's fx graph and adds one or a few IR ops per node."""
+    """Adds one or a few IR ops per record, in order."""
 
-    def __init__(self, qmod: Any, name: str) -> None:
-        self.q = qmod
-        self.plan = qmod.plan
-        self.types = qmod.quantizer_types()
+    def __init__(self, records: dict[str, Rec], outputs: list[str], types: Types, name: str) -> None:
+        self.records, self.outputs = records, outputs
+        self.types = types
         self.g = Graph(name)
         self.g.meta = {"frontend": "torch", "layout": "inputs and outputs in PyTorch layout (channels first)"}
         self.env: dict[str, tuple[Value, Perm]] = {}
         self._cache: dict[tuple[str, Perm], Value] = {}
-        self.targets = {node.name: node.target for node in qmod.body.graph.nodes}
 
     # ------------------------------------------------------------------ layout
     def get(self, name: str, perm: Perm | None = None) -> Value:
@@ -81,14 +79,11 @@ class Converter:
 
     # ------------------------------------------------------------------ walk
     def run(self) -> Graph:
-        records: dict[str, Rec] = self.plan.records
-        for node in self.q.body.graph.nodes:
-            rec = records.get(node.name)
-            if rec is not None:
-                getattr(self, f"_do_{rec.kind}")(node.name, rec)
-        for n, name in enumerate(self.plan.outputs):
+        for name, rec in self.records.items():
+            getattr(self, f"_do_{rec.kind}")(name, rec)
+        for n, name in enumerate(self.outputs):
             v = self.get(name, identity(len(self.env[name][0].shape)))
-            self.g.output(v, name=f"out{n}" if len(self.plan.outputs) > 1 else "out")
+            self.g.output(v, name=f"out{n}" if len(self.outputs) > 1 else "out")
         DeadCodeElimination().apply(self.g)
         self.g.verify()
         return self.g
@@ -96,23 +91,20 @@ class Converter:
     def _set(self, name: str, v: Value, perm: Perm) -> None:
         self.env[name] = (v, tuple(perm))
 
-    def _module(self, name: str) -> Any:
-        return self.q.body.get_submodule(str(self.targets[name]))
-
-    def _quant(self, x: Value, spec: int, perm: Perm, module: Any, name: str) -> Value:
-        t = self.type_of(spec, perm)
-        attrs = {"round": module.round, "overflow": module.overflow}
+    def _quant(self, x: Value, rec: Rec, perm: Perm, name: str) -> Value:
+        t = self.type_of(rec.attrs["spec"], perm)
+        attrs = {"round": rec.attrs["round"], "overflow": rec.attrs["overflow"]}
         return self.g.add(OpKind.QUANT, [x], attrs, [t], name=name).result
 
     # ------------------------------------------------------------------ ops
     def _do_input(self, name: str, rec: Rec) -> None:
-        m = self._module(name)
         t = self.type_of(rec.attrs["spec"], identity(len(rec.shape)))
-        self._set(name, self.g.input(rec.attrs["name"], t, m.round, m.overflow), identity(len(rec.shape)))
+        value = self.g.input(rec.attrs["name"], t, rec.attrs["round"], rec.attrs["overflow"])
+        self._set(name, value, identity(len(rec.shape)))
 
     def _do_quant(self, name: str, rec: Rec) -> None:
         x, perm = self.env[rec.inputs[0]]
-        self._set(name, self._quant(x, rec.attrs["spec"], perm, self._module(name), name), perm)
+        self._set(name, self._quant(x, rec, perm, name), perm)
 
     def _do_linear(self, name: str, rec: Rec) -> None:
         x = self.get(rec.inputs[0], identity(len(self.env[rec.inputs[0]][0].shape)))
@@ -149,10 +141,9 @@ class Converter:
 
     def _do_lut(self, name: str, rec: Rec) -> None:
         x, perm = self.env[rec.inputs[0]]
-        m = self._module(name)
-        q = self._quant(x, rec.attrs["spec"], perm, m, f"{name}_q")
-        func = rec.attrs["func"]
-        data, t = lut_table(func, union_kif(q.type.k, q.type.i, q.type.f), m.out_f)
+        q = self._quant(x, rec, perm, f"{name}_q")
+        func, a = rec.attrs["func"], rec.attrs
+        data, t = lut_table(func, union_kif(q.type.k, q.type.i, q.type.f), a["out_f"], a["table_bits"])
         table = self.g.const_mantissa(data, t, name=f"{name}_table")
         self._set(name, self.g.add(OpKind.LUT, [q, table], {"func": func}, name=name).result, perm)
 
@@ -161,9 +152,10 @@ class Converter:
         x0, p0 = self.env[rec.inputs[0]]
         rank = len(x0.shape)
         perm = p0 if p0[-1] == axis else tuple(a for a in range(rank) if a != axis) + (axis,)
-        m = self._module(name)
-        q = self._quant(self.get(rec.inputs[0], perm), rec.attrs["spec"], perm, m, f"{name}_q")
-        t = softmax_tables(union_kif(q.type.k, q.type.i, q.type.f), rec.shape[axis], m.exp_f, m.inv_f, m.sum_f)
+        q = self._quant(self.get(rec.inputs[0], perm), rec, perm, f"{name}_q")
+        a = rec.attrs
+        kif = union_kif(q.type.k, q.type.i, q.type.f)
+        t = softmax_tables(kif, rec.shape[axis], a["exp_f"], a["inv_f"], a["sum_f"], a["table_bits"])
         e = self.g.const_mantissa(t.exp_data, t.exp_type, name=f"{name}_exp")
         r = self.g.const_mantissa(t.inv_data, t.inv_type, name=f"{name}_inv")
         out = self.g.add(OpKind.SOFTMAX, [q, e, r], {"inv_in": t.inv_in}, name=name).result
@@ -248,5 +240,5 @@ class Converter:
 
 
 def to_graph(qmod: Any, name: str = "torch") -> Graph:
-    """The hgqir graph of a (calibrated) shim."""
-    return Converter(qmod, name).run()
+    """The hgqir graph of a (calibrated) shim: its records and learned types."""
+    return Converter(qmod.plan.records, qmod.plan.outputs, qmod.quantizer_types(), name).run()

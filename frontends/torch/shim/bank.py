@@ -135,11 +135,12 @@ class QuantBank(nn.Module):
         self._block_order = [n for b in self.blocks for n in b.specs]
         self.simple_layout = (
             all(b.per_element for b in self.blocks)
-            and all(self.specs[n].role == "act" for n in self.rest)
+            and all(self.specs[n].role == "act" and self.specs[n].config.signed is None for n in self.rest)
             and not self.i_specs
         )
         """Per-element range-following weights, and activations only besides (no learned ``i``,
-        no folded batchnorm): ``f`` lines up with the bit-count vector."""
+        no folded batchnorm, no forced sign bit): ``f`` lines up with the bit-count vector and
+        every width follows from a range."""
         self.f_offsets = _offsets(self.f_order, self.specs)
         """Offset of every spec's groups in the flat ``f``."""
         self.range_offsets = _offsets(self.act_specs, self.specs)

@@ -61,6 +61,16 @@ class BitLayout:
         self.act_i_src = (
             np.concatenate([np.arange(bank.specs[n].group_size) + i_off[n] for n in act_i]) if act_i else None
         )
+        forced = [n for n in bank.act_specs if bank.specs[n].config.signed is not None]
+        self.act_k_pos = (
+            np.concatenate([np.arange(bank.specs[n].group_size) + act_pos[n] for n in forced]) if forced else None
+        )
+        """Activation groups whose sign bit is forced by ``signed`` (None: none is), and its value."""
+        self.act_k_val = (
+            np.concatenate([np.full(bank.specs[n].group_size, float(bank.specs[n].config.signed)) for n in forced])
+            if forced
+            else None
+        )
 
 
 def block_ki(bank: QuantBank, b: int, wq: Tensor, f_el: Tensor) -> tuple[Tensor, Tensor]:
@@ -140,11 +150,15 @@ def _simple_bit_counts(bank: QuantBank, params: list[Tensor]) -> Tensor:
 
 
 def _act_bits(bank: QuantBank, layout: BitLayout, fr_act: Tensor) -> Tensor:
-    if layout.act_i_pos is None:  # every range-following activation: widths straight from the ranges
+    if layout.act_i_pos is None and layout.act_k_pos is None:  # widths straight from the ranges
         scale = torch.exp2(fr_act)
         return width_of_mantissas(bank.vmin.to(fr_act.dtype) * scale, bank.vmax.to(fr_act.dtype) * scale)
     k, i = needed_ki(bank.vmin.to(fr_act.dtype), bank.vmax.to(fr_act.dtype), fr_act)
-    if bank.i is not None:
+    if layout.act_k_pos is not None:  # as ActQuantizer.ki: the forced sign bit
+        pos = bank.const("act_k_pos", layout.act_k_pos, k.device)
+        val = bank.const("act_k_val", layout.act_k_val, k.device)  # type: ignore[arg-type]
+        k = k.index_put((pos,), val.to(k.dtype))
+    if bank.i is not None and layout.act_i_pos is not None:
         pos = bank.const("act_i_pos", layout.act_i_pos, i.device)
         src = bank.const("act_i_src", layout.act_i_src, i.device)  # type: ignore[arg-type]
         i = i.index_put((pos,), torch.round(bank.i)[src].to(i.dtype))

@@ -6,12 +6,16 @@ sigmoid, tanh and softmax quantize their own input (their tables are indexed by 
 pooling quantizes its own output (the division truncates into that type); every model output
 is quantized unless a quantizer or table produced it. Shape ops, relu and max pooling are exact
 and need none. Weights, biases and scalar constants are quantized by the bank.
+
+Each step takes its quantizer places from ``cfg.for_layer(name)``, with ``name`` its module path
+(``block.conv``; for functions, the module they are called in) or else its fx node name
+(``add_1``); a tensor read by several layers is quantized once, with the places of its first
+reader. Model inputs use their placeholder's name, outputs the name of the step producing them.
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,38 +23,14 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from ..importer.trace import Step, Traced
-from ..options import QuantizerConfig, ShimConfig
+from ..importer.records import Rec
+from ..importer.trace import Step, Traced, module_path_of
+from ..options import ConfigError, QuantizerConfig, ShimConfig, unmatched_overrides
 from .bank import QSpec, QuantBank
 from .ebops import CostTerm
+from .plan import Plan
+from .quant import decay_factor
 from .quantizers import ActQuantizer, AvgPoolQuantizer, QBatchNorm, SoftmaxQuantizer, TableQuantizer
-
-
-@dataclass
-class Rec:
-    """What the importer needs about one node of the shim body."""
-
-    kind: str
-    inputs: list[Any]
-    """Body node names of tensor operands, or ``int`` spec indices of quantized constants."""
-    attrs: dict[str, Any]
-    shape: tuple[int, ...]
-    """Unbatched result shape, PyTorch layout."""
-
-
-@dataclass
-class Plan:
-    """Everything about a shim body that is not module state (kept by the QuantizedModule)."""
-
-    specs: list[QSpec]
-    records: dict[str, Rec]
-    costs: list[CostTerm]
-    modules: dict[int, str] = field(default_factory=dict)
-    """Spec index -> body module that quantizes with it (act quantizers, batchnorms)."""
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    bn: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """Batchnorm module -> (scale spec, offset spec)."""
 
 
 class _Builder:
@@ -72,6 +52,20 @@ class _Builder:
         self.param_nodes: list[fx.Node] = []
         self.param_cache: dict[str, tuple[int, fx.Node]] = {}
         self.bank_node: fx.Node | None = None
+        self.decay = decay_factor(cfg.i_decay)
+        self.names: list[str] = []
+        """Every name a step was looked up by (to report overrides that match none)."""
+
+    def layer_cfg(self, node: fx.Node) -> ShimConfig:
+        """The config of the step at ``node``: the override for its module path, else for its name."""
+        for name in dict.fromkeys((module_path_of(node), node.name)):
+            if not name:
+                continue
+            self.names.append(name)
+            found = self.cfg.for_layer(name)
+            if found is not self.cfg:
+                return found
+        return self.cfg
 
     # ------------------------------------------------------------------ helpers
     def _name(self, base: str, dotted: bool = False) -> str:
@@ -132,22 +126,26 @@ class _Builder:
         spec = self._spec(base, "act", shape, config)
         group = self.specs[spec].group
         module = make(group, spec) if make else ActQuantizer(group, config, base)
+        if not config.learns_i:
+            module.decay = self.decay
         args: tuple[Any, ...] = (x, self._bank_out(spec), self._bank_out(spec, 2), self._bank_out(spec, 3))
         if config.learns_i:
             args += (self._bank_out(spec, 1),)
         node = self._module(base, module, args, spec)
         self.records[node.name] = record or Rec("quant", [x.name], {"spec": spec}, shape)
+        self.records[node.name].attrs.update(round=module.round, overflow=module.overflow)
         self.quantized[node.name] = spec
         self.typed.add(node.name)
         return node
 
-    def _quantized(self, orig: fx.Node) -> fx.Node:
-        """The shared quantized version of an operand."""
+    def _quantized(self, orig: fx.Node, reader: fx.Node) -> fx.Node:
+        """The shared quantized version of an operand (with the places of its first reader)."""
         node = self.env[orig.name]
         if node.name in self.quantized:
             return node
         if node.name not in self.quant_of:
-            self.quant_of[node.name] = self._act(node, self._shape(orig.name), self.cfg.activation, f"{orig.name}_q")
+            config = self.layer_cfg(reader).activation
+            self.quant_of[node.name] = self._act(node, self._shape(orig.name), config, f"{orig.name}_q")
         return self.quant_of[node.name]
 
     # ------------------------------------------------------------------ steps
@@ -161,7 +159,8 @@ class _Builder:
             ph = self.env[s.node.name]
             shape = self._shape(s.node.name)
             rec = Rec("input", [], {"name": ph.name}, shape)
-            self.env[s.node.name] = self._act(ph, shape, self.cfg.input, f"{s.node.target}_q", record=rec)
+            config = self.layer_cfg(s.node).input
+            self.env[s.node.name] = self._act(ph, shape, config, f"{s.node.target}_q", record=rec)
             self.records[self.env[s.node.name].name].attrs["spec"] = self.quantized[self.env[s.node.name].name]
             plan_inputs.append(self.env[s.node.name].name)
         outputs: list[str] = []
@@ -171,6 +170,12 @@ class _Builder:
             elif s.kind != "input":
                 getattr(self, f"_do_{s.kind}")(s)
         self.bank_node.args = tuple(self.param_nodes)
+        unmatched = unmatched_overrides(self.cfg, self.names)
+        if unmatched:
+            raise ConfigError(
+                f"override pattern(s) {unmatched} match no layer; names here (module paths and fx node names): "
+                f"{sorted(set(self.names))}"
+            )
         self.root["hgq"] = QuantBank(self.specs)
         body = fx.GraphModule(self.root, self.g, "ShimBody")
         return body, Plan(self.specs, self.records, self.costs, self.modules, plan_inputs, outputs, self.bn)
@@ -184,7 +189,8 @@ class _Builder:
         for o in s.inputs:
             node = self.env[o.name]
             if node.name not in self.typed:
-                node = self._act(node, self._shape(o.name), self.cfg.output_config, f"{o.name}_q")
+                config = self.layer_cfg(o).output_config
+                node = self._act(node, self._shape(o.name), config, f"{o.name}_q")
             outs.append(node)
         self.g.output(outs[0] if len(outs) == 1 else tuple(outs))
         return [n.name for n in outs]
@@ -193,21 +199,22 @@ class _Builder:
         m = s.module
         path = str(s.node.target)
         assert m is not None
-        w_spec, w = self._param(m.weight, f"{path}.weight", self.cfg.weight)
+        cfg = self.layer_cfg(s.node)
+        w_spec, w = self._param(m.weight, f"{path}.weight", cfg.weight)
         if getattr(m, "bias", None) is None:
             return w_spec, w, None, None
-        b_spec, b = self._param(m.bias, f"{path}.bias", self.cfg.bias)
+        b_spec, b = self._param(m.bias, f"{path}.bias", cfg.bias)
         return w_spec, w, b_spec, b
 
     def _do_linear(self, s: Step) -> None:
-        x = self._quantized(s.inputs[0])
+        x = self._quantized(s.inputs[0], s.node)
         w_spec, w, b_spec, b = self._weights(s)
         node = self.g.call_function(F.linear, (x, w, b))
         self._emit(s, node, "linear", [x.name], w=w_spec, b=b_spec)
         self.costs.append(CostTerm("dense", (self.quantized[x.name], w_spec)))
 
     def _do_conv(self, s: Step) -> None:
-        x = self._quantized(s.inputs[0])
+        x = self._quantized(s.inputs[0], s.node)
         w_spec, w, b_spec, b = self._weights(s)
         a = s.attrs
         pads = a["pads"]
@@ -224,13 +231,14 @@ class _Builder:
         self.costs.append(CostTerm("conv", (self.quantized[x.name], w_spec), {"stride": a["stride"], "pads": pads}))
 
     def _do_batchnorm(self, s: Step) -> None:
-        x = self._quantized(s.inputs[0])
+        x = self._quantized(s.inputs[0], s.node)
         m = s.module
         path = str(s.node.target)
         c = int(m.num_features)  # type: ignore[union-attr]
-        s_spec = self._spec(f"{path}.scale", "derived", (c,), self.cfg.weight)
-        o_spec = self._spec(f"{path}.offset", "derived", (c,), self.cfg.bias)
-        bn = QBatchNorm(m, self.cfg.weight, self.cfg.bias)  # type: ignore[arg-type]
+        cfg = self.layer_cfg(s.node)
+        s_spec = self._spec(f"{path}.scale", "derived", (c,), cfg.weight)
+        o_spec = self._spec(f"{path}.offset", "derived", (c,), cfg.bias)
+        bn = QBatchNorm(m, cfg.weight, cfg.bias)  # type: ignore[arg-type]
         node = self._module(path, bn, (x, self._bank_out(s_spec), self._bank_out(o_spec)), s_spec, dotted=True)
         self.modules[o_spec] = str(node.target)
         self.bn[str(node.target)] = (s_spec, o_spec)
@@ -245,35 +253,40 @@ class _Builder:
         x = self.env[s.inputs[0].name]
         shape = self._shape(s.inputs[0].name)
         rec = Rec(kind, [x.name], dict(attrs), self._shape(s.node.name))
-        node = self._act(x, shape, self.cfg.activation, f"{s.node.name}", make=make, record=rec)
+        config = self.layer_cfg(s.node).activation
+        node = self._act(x, shape, config, f"{s.node.name}", make=lambda g, n: make(g, config), record=rec)
         rec.attrs["spec"] = self.quantized.pop(node.name)
         rec.attrs["module"] = node.target
         self.env[s.node.name] = node
 
     def _do_sigmoid(self, s: Step) -> None:
-        cfg = self.cfg
-        self._table(
-            s,
-            lambda g, n: TableQuantizer(g, cfg.activation, s.node.name, "sigmoid", cfg.table_f),
-            "lut",
-            func="sigmoid",
-        )
+        self._lut(s, "sigmoid")
 
     def _do_tanh(self, s: Step) -> None:
+        self._lut(s, "tanh")
+
+    def _lut(self, s: Step, func: str) -> None:
         cfg = self.cfg
-        self._table(
-            s, lambda g, n: TableQuantizer(g, cfg.activation, s.node.name, "tanh", cfg.table_f), "lut", func="tanh"
-        )
+        table = {"out_f": int(cfg.table_f), "table_bits": int(cfg.table_bits)}
+
+        def make(g: tuple[int, ...], config: QuantizerConfig) -> TableQuantizer:
+            return TableQuantizer(g, config, s.node.name, func, **table)
+
+        self._table(s, make, "lut", func=func, **table)
 
     def _do_softmax(self, s: Step) -> None:
         cfg, axis = self.cfg, s.attrs["axis"]
+        table = {
+            "exp_f": int(cfg.softmax_exp_f),
+            "inv_f": int(cfg.softmax_inv_f),
+            "sum_f": int(cfg.softmax_sum_f),
+            "table_bits": int(cfg.table_bits),
+        }
 
-        def make(g: tuple[int, ...], n: int) -> SoftmaxQuantizer:
-            return SoftmaxQuantizer(
-                g, cfg.activation, s.node.name, axis, cfg.softmax_exp_f, cfg.softmax_inv_f, cfg.softmax_sum_f
-            )
+        def make(g: tuple[int, ...], config: QuantizerConfig) -> SoftmaxQuantizer:
+            return SoftmaxQuantizer(g, config, s.node.name, axis, **table)
 
-        self._table(s, make, "softmax", axis=axis)
+        self._table(s, make, "softmax", axis=axis, **table)
 
     def _do_maxpool(self, s: Step) -> None:
         x = self.env[s.inputs[0].name]
@@ -285,7 +298,7 @@ class _Builder:
     def _pool_quant(self, s: Step, kind: str, **attrs: Any) -> None:
         x = self.env[s.inputs[0].name]
         shape = self._shape(s.node.name)
-        cfg = self.cfg.activation
+        cfg = self.layer_cfg(s.node).activation
         rec = Rec(kind, [x.name], dict(attrs), shape)
         node = self._act(
             x, shape, cfg, s.node.name, make=lambda g, n: AvgPoolQuantizer(g, cfg, s.node.name, **attrs), record=rec
@@ -339,12 +352,13 @@ class _Builder:
                 specs.append(spec)
                 names.append(spec)
             elif isinstance(a, fx.Node):
-                q = self._quantized(a)
+                q = self._quantized(a, s.node)
                 ops.append(q)
                 specs.append(self.quantized[q.name])
                 names.append(q.name)
             else:
-                spec, node = self._param(torch.tensor(float(a)), f"{s.node.name}_c{n}", self.cfg.constant)
+                constant = self.layer_cfg(s.node).constant
+                spec, node = self._param(torch.tensor(float(a)), f"{s.node.name}_c{n}", constant)
                 ops.append(node)
                 specs.append(spec)
                 names.append(spec)
@@ -360,7 +374,7 @@ class _Builder:
         shape = tuple(tensor.shape)
         if len(shape) == len(self._shape(other.name)) + 1:  # [1, ...] spans the batch axis with size 1
             shape = shape[1:]
-        return self._param(tensor, str(a.target), self.cfg.weight, shape)
+        return self._param(tensor, str(a.target), self.layer_cfg(s.node).weight, shape)
 
     def _do_add(self, s: Step) -> None:
         self._binary(s, operator.add)

@@ -20,8 +20,8 @@ from ..options import ShimConfig
 from . import accel
 from .bank import QuantBank
 from .bits import BitLayout, bit_counts
-from .build import Plan
 from .ebops import RegFn, build_index
+from .plan import Plan
 from .quantizers import QBatchNorm
 
 Tensor = torch.Tensor

@@ -182,8 +182,9 @@ class FreeQuant(torch.autograd.Function):
     """Training quantizer without overflow (WRAP quantizers whose range follows the data).
 
     Forward: ``round(x * 2**f) * 2**-f``; optionally folds the result's per-group max and min
-    into the running-statistics buffers ``vmax`` / ``vmin`` (in place). Backward: straight
-    through for ``x``; ``-ln2 * (xq - x)`` for ``f``.
+    into the running-statistics buffers ``vmax`` / ``vmin`` (in place), after shrinking them
+    towards 0 by ``decay`` (see :func:`decay_ranges`). Backward: straight through for ``x``;
+    ``-ln2 * (xq - x)`` for ``f``.
     """
 
     @staticmethod
@@ -195,10 +196,13 @@ class FreeQuant(torch.autograd.Function):
         vmax: Tensor | None,
         vmin: Tensor | None,
         dims: tuple[int, ...] = (0,),
+        decay: float = 1.0,
     ) -> Tensor:
         scale = torch.exp2(f)
         q = _train_round(x, scale, rmode).div_(scale)
         if vmax is not None and vmin is not None:
+            if decay != 1.0:
+                decay_ranges(vmax, vmin, decay)
             hi = q.amax(dim=dims, keepdim=len(dims) > 1)
             lo = q.amin(dim=dims, keepdim=len(dims) > 1)
             if len(dims) > 1:
@@ -217,7 +221,21 @@ class FreeQuant(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             gf = torch.linalg.vecdot(g, delta, dim=0) if ctx.vec else _grad_to(g * delta, ctx.f_shape)
             gf = gf.mul_(-LN2)
-        return g, gf, None, None, None, None
+        return g, gf, None, None, None, None, None
+
+
+def decay_factor(i_decay: float) -> float:
+    """The factor ``2**-i_decay`` that shrinks a running range by ``i_decay`` integer bits, rounded
+    to a float32 value (so that it is the same number in every dtype and in the kernels)."""
+    return float(torch.tensor(2.0 ** -float(i_decay), dtype=torch.float32))
+
+
+def decay_ranges(vmax: Tensor, vmin: Tensor, decay: float) -> None:
+    """Shrink running ranges towards 0, in place: positive ``vmax`` and negative ``vmin`` times
+    ``decay`` (the integer bits they need fall by ``-log2(decay)`` per call, as HGQ's running
+    integer bits decay by ``i_decay`` per training step)."""
+    vmax.copy_(torch.where(vmax > 0, vmax * decay, vmax))
+    vmin.copy_(torch.where(vmin < 0, vmin * decay, vmin))
 
 
 class ClipQuant(torch.autograd.Function):

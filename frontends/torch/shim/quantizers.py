@@ -47,13 +47,18 @@ class ActQuantizer(nn.Module):
     bank as call arguments, so that all of them live in a few flat tensors.
     """
 
-    def __init__(self, group: tuple[int, ...], config: QuantizerConfig, spec: str) -> None:
+    def __init__(self, group: tuple[int, ...], config: QuantizerConfig, spec: str, decay: float = 1.0) -> None:
         super().__init__()
         self.spec = spec
         self.group = tuple(group)
+        self.decay = float(decay)
+        """Training: the running range shrinks by this factor before each batch is folded in
+        (``2**-i_decay``; WRAP quantizers only)."""
         self.round: RoundMode = config.round
         self.overflow: OverflowMode = config.overflow
         self.learns_i = config.learns_i
+        self.signed = config.signed
+        """Sign bit forced on (True) or off (False); None: from the range (any negative value)."""
         self.calibrating = False
         self._dims: tuple[int, ...] | None = None
 
@@ -73,9 +78,9 @@ class ActQuantizer(nn.Module):
         if self._dims is None:
             self._dims = reduce_dims(tuple(x.shape[1:]), self.group)
         if not self.learns_i:
-            return FreeQuant.apply(x, f, self.round, vmax, vmin, self._dims)
+            return FreeQuant.apply(x, f, self.round, vmax, vmin, self._dims, self.decay)
         assert i is not None
-        k = torch.clamp(torch.sign(-vmin), min=0.0).to(x.dtype)
+        k = self._k(torch.clamp(torch.sign(-vmin), min=0.0).to(x.dtype))
         q = ClipQuant.apply(x, f, i.to(x.dtype), k, self.round, self.overflow is OverflowMode.SAT_SYM)
         self.observe(q.detach(), vmax, vmin)
         return q
@@ -91,9 +96,13 @@ class ActQuantizer(nn.Module):
         """Sign and integer bits per group: learned ``i`` (saturating) or from the range (WRAP)."""
         vmin, vmax = vmin.to(f.dtype), vmax.to(f.dtype)
         k, need = needed_ki(vmin, vmax, f)
+        k = self._k(k)
         if self.learns_i and i is not None:
             return k, i.to(f.dtype)
         return k, need
+
+    def _k(self, k: Tensor) -> Tensor:
+        return k if self.signed is None else torch.full_like(k, float(self.signed))
 
     def kif(self, f: Tensor, vmax: Tensor, vmin: Tensor, i: Tensor | None = None) -> tuple[np.ndarray, ...]:
         """Integer numpy ``k``, ``i``, ``f`` per group (what the IR gets)."""
@@ -105,10 +114,13 @@ class ActQuantizer(nn.Module):
 class TableQuantizer(ActQuantizer):
     """Quantizer followed by a sigmoid or tanh table (the IR's ``quant`` + ``lut``)."""
 
-    def __init__(self, group: tuple[int, ...], config: QuantizerConfig, spec: str, func: str, out_f: int) -> None:
+    def __init__(
+        self, group: tuple[int, ...], config: QuantizerConfig, spec: str, func: str, out_f: int, table_bits: int
+    ) -> None:
         super().__init__(group, config, spec)
         self.func = func
         self.out_f = int(out_f)
+        self.table_bits = int(table_bits)
         self._tables: dict[Any, Tensor] = {}
 
     def extra_repr(self) -> str:
@@ -133,7 +145,7 @@ class TableQuantizer(ActQuantizer):
     def _lookup(self, q: Tensor, in_kif: tuple[int, int, int]) -> Tensor:
         key = (in_kif, q.dtype, q.device)
         if key not in self._tables:
-            data, t = lut_table(self.func, in_kif, self.out_f)
+            data, t = lut_table(self.func, in_kif, self.out_f, self.table_bits)
             self._tables[key] = torch.from_numpy(np.ldexp(data.astype(np.float64), -t.f)).to(q)
         k, ii, ff = in_kif
         lo = -k * 2 ** max(ii + ff, 0)
@@ -145,17 +157,26 @@ class SoftmaxQuantizer(ActQuantizer):
     """Quantizer followed by the IR's table softmax along ``axis`` (unbatched)."""
 
     def __init__(
-        self, group: tuple[int, ...], config: QuantizerConfig, spec: str, axis: int, exp_f: int, inv_f: int, sum_f: int
+        self,
+        group: tuple[int, ...],
+        config: QuantizerConfig,
+        spec: str,
+        axis: int,
+        exp_f: int,
+        inv_f: int,
+        sum_f: int,
+        table_bits: int,
     ) -> None:
         super().__init__(group, config, spec)
         self.axis = int(axis)
         self.exp_f, self.inv_f, self.sum_f = int(exp_f), int(inv_f), int(sum_f)
+        self.table_bits = int(table_bits)
         self._tables: dict[Any, tuple[SoftmaxTables, Tensor, Tensor]] = {}
 
     def _cached(self, in_kif: Any, n: int, dtype: torch.dtype, device: Any) -> tuple[SoftmaxTables, Tensor, Tensor]:
         key = (in_kif, n, dtype, device)
         if key not in self._tables:
-            t = softmax_tables(in_kif, n, self.exp_f, self.inv_f, self.sum_f)
+            t = softmax_tables(in_kif, n, self.exp_f, self.inv_f, self.sum_f, self.table_bits)
             to = lambda d, ty: torch.from_numpy(np.ldexp(d.astype(np.float64), -ty.f)).to(dtype=dtype, device=device)  # noqa: E731
             self._tables[key] = (t, to(t.exp_data, t.exp_type), to(t.inv_data, t.inv_type))
         return self._tables[key]
@@ -195,7 +216,7 @@ class AvgPoolQuantizer(ActQuantizer):
         pads: tuple[tuple[int, int], ...] = (),
         count_pad: bool = True,
     ) -> None:
-        cfg = QuantizerConfig(config.granularity, RoundMode.TRN, OverflowMode.WRAP, config.f)
+        cfg = QuantizerConfig(config.granularity, RoundMode.TRN, OverflowMode.WRAP, config.f, signed=config.signed)
         super().__init__(group, cfg, spec)
         self.nd, self.kernel, self.stride, self.pads, self.count_pad = nd, kernel, stride, pads, count_pad
 
@@ -284,6 +305,15 @@ class QBatchNorm(nn.Module):
             s, o = self.affine(f_scale, f_offset)
         view = (-1,) + (1,) * (x.dim() - 2)
         return x * s.view(view) + o.view(view)
+
+
+def fold_batchnorm(bn: nn.modules.batchnorm._BatchNorm, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The folded ``(scale, offset)`` of a float batchnorm in eval mode, computed in ``dtype``
+    exactly as :meth:`QBatchNorm.affine` folds it."""
+    with torch.no_grad():
+        w = None if bn.weight is None else bn.weight.detach().to(dtype)
+        b = None if bn.bias is None else bn.bias.detach().to(dtype)
+        return _fold(bn.running_mean.to(dtype), bn.running_var.to(dtype), w, b, bn.eps)  # type: ignore[union-attr]
 
 
 def _fold(mean: Tensor, var: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> tuple[Tensor, Tensor]:

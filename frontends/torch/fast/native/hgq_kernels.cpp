@@ -188,10 +188,11 @@ void act_row(const T* __restrict x, T* __restrict out, T* __restrict delta, cons
 // One activation quantizer over x [batch, n] (contiguous, dtype T): the quantized values, q - x
 // (for the gradient; pd may be null) and the batch's range folded into hi / lo. pf, ph, pl: the quantizer's
 // groups (fractional bits and running range, dtype T); pg: group of each of the n elements, or
-// null when every element is its own group. With relu, x is first clamped at 0.
+// null when every element is its own group. With relu, x is first clamped at 0. decay: the
+// running range first shrinks towards 0 by this factor (2**-i_decay; 1: kept as it is).
 template <typename T>
 void act_quant_run(const T* px, T* po, T* pd, int64_t batch, int64_t n, const T* pf, int64_t groups, T* ph, T* pl,
-                   const int64_t* pg, int64_t mode, bool relu) {
+                   const int64_t* pg, int64_t mode, bool relu, T decay) {
   // Per element of a sample: the scale and its inverse (multiplying by an exact power of two
   // is the division, bit for bit; extreme scales fall back to dividing).
   std::vector<T> scale(n), inv(n);
@@ -236,6 +237,12 @@ void act_quant_run(const T* px, T* po, T* pd, int64_t batch, int64_t n, const T*
       }
     }
   });
+  if (decay != T(1)) {  // as torch.where(vmax > 0, vmax * decay, vmax) (and vmin < 0) on the Python path
+    for (int64_t g = 0; g < groups; ++g) {
+      ph[g] = ph[g] > T(0) ? ph[g] * decay : ph[g];
+      pl[g] = pl[g] < T(0) ? pl[g] * decay : pl[g];
+    }
+  }
   for (int64_t j = 0; j < n; ++j) {  // fold the batch's per-element range into the groups
     const int64_t g = pg ? pg[j] : j;
     ph[g] = (top[j] > ph[g] || top[j] != top[j]) ? top[j] : ph[g];
@@ -247,7 +254,7 @@ void act_quant_run(const T* px, T* po, T* pd, int64_t batch, int64_t n, const T*
 // ranges in x's dtype); x contiguous, batch first. Returns the quantized values and q - x.
 std::pair<Tensor, Tensor> act_quant_at(const Tensor& x, const Tensor& fw, int64_t f_off, const Tensor& hi,
                                        const Tensor& lo, int64_t r_off, int64_t groups, const int64_t* pg,
-                                       int64_t glen, int64_t mode, bool relu, bool keep = true) {
+                                       int64_t glen, int64_t mode, bool relu, double decay, bool keep = true) {
   TORCH_CHECK(x.dim() >= 1, "hgqir: an activation quantizer needs a batch axis");
   TORCH_CHECK(x.scalar_type() == fw.scalar_type(), "hgqir: activations and f differ in dtype");
   const int64_t batch = x.size(0);
@@ -260,7 +267,7 @@ std::pair<Tensor, Tensor> act_quant_at(const Tensor& x, const Tensor& fw, int64_
     act_quant_run<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
                             keep ? delta.data_ptr<scalar_t>() : nullptr, batch, n,
                             fw.data_ptr<scalar_t>() + f_off, groups, hi.data_ptr<scalar_t>() + r_off,
-                            lo.data_ptr<scalar_t>() + r_off, glen ? pg : nullptr, mode, relu);
+                            lo.data_ptr<scalar_t>() + r_off, glen ? pg : nullptr, mode, relu, scalar_t(decay));
   });
   return {out, delta};
 }
@@ -269,7 +276,7 @@ std::pair<Tensor, Tensor> act_quant_at(const Tensor& x, const Tensor& fw, int64_
 // each of the n elements (int64), or empty when every element is its own group. Returns the
 // quantized values and q - x (undefined without `keep`).
 std::vector<Tensor> act_quant_forward(const Tensor& x_in, const Tensor& f_in, Tensor vmax, Tensor vmin,
-                                      const Tensor& gidx_in, int64_t mode, bool keep) {
+                                      const Tensor& gidx_in, int64_t mode, double decay, bool keep) {
   TORCH_CHECK(x_in.device().is_cpu(), "hgqir::act_quant runs on CPU tensors only");
   const Tensor x = x_in.contiguous();
   const auto dtype = x.scalar_type();
@@ -280,7 +287,7 @@ std::vector<Tensor> act_quant_forward(const Tensor& x_in, const Tensor& f_in, Te
   Tensor hi = contiguous_as(vmax, dtype);
   Tensor lo = contiguous_as(vmin, dtype);
   auto res = act_quant_at(x, f, 0, hi, lo, 0, groups, gidx.numel() ? gidx.data_ptr<int64_t>() : nullptr,
-                          gidx.numel(), mode, false, keep);
+                          gidx.numel(), mode, false, decay, keep);
   if (hi.data_ptr() != vmax.data_ptr()) vmax.copy_(hi.view(vmax.sizes()));  // folded in a copy
   if (lo.data_ptr() != vmin.data_ptr()) vmin.copy_(lo.view(vmin.sizes()));
   return {res.first, res.second};
@@ -373,9 +380,9 @@ Tensor act_quant_grad_f(const Tensor& grad, const Tensor& delta, const Tensor& g
 
 struct ActQuantFn : public torch::autograd::Function<ActQuantFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& f, Tensor vmax, Tensor vmin,
-                        const Tensor& gidx, int64_t mode) {
+                        const Tensor& gidx, int64_t mode, double decay) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto res = act_quant_forward(x, f, vmax, vmin, gidx, mode, true);
+    auto res = act_quant_forward(x, f, vmax, vmin, gidx, mode, decay, true);
     ctx->save_for_backward({res[1], gidx, f});
     return res[0];
   }
@@ -385,17 +392,18 @@ struct ActQuantFn : public torch::autograd::Function<ActQuantFn> {
     const Tensor& grad = grads[0];
     Tensor gf;
     if (ctx->needs_input_grad(1) && grad.defined()) gf = act_quant_grad_f(grad, saved[0], saved[1], saved[2].numel(), saved[2]);
-    return {grad, gf, Tensor(), Tensor(), Tensor(), Tensor()};
+    return {grad, gf, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
 Tensor act_quant_autograd(const Tensor& x, const Tensor& f, Tensor& vmax, Tensor& vmin, const Tensor& gidx,
-                          int64_t mode) {
-  return ActQuantFn::apply(x, f, vmax, vmin, gidx, mode);
+                          int64_t mode, double decay) {
+  return ActQuantFn::apply(x, f, vmax, vmin, gidx, mode, decay);
 }
 
-Tensor act_quant_cpu(const Tensor& x, const Tensor& f, Tensor& vmax, Tensor& vmin, const Tensor& gidx, int64_t mode) {
-  return act_quant_forward(x, f, vmax, vmin, gidx, mode, false)[0];  // no gradient: no q - x
+Tensor act_quant_cpu(const Tensor& x, const Tensor& f, Tensor& vmax, Tensor& vmin, const Tensor& gidx, int64_t mode,
+                     double decay) {
+  return act_quant_forward(x, f, vmax, vmin, gidx, mode, decay, false)[0];  // no gradient: no q - x
 }
 
 // ---------------------------------------------------------------- weights
@@ -877,7 +885,7 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
   // 0 (no gradient).
   static variable_list forward(AutogradContext* ctx, const Tensor& x_in, at::TensorList params, const Tensor& f,
                                Tensor vmax, Tensor vmin, const Tensor& plan, at::TensorList cost_ws,
-                               const Tensor& index, const Tensor& values, double scale, double l1) {
+                               const Tensor& index, const Tensor& values, double scale, double l1, double decay) {
     at::AutoDispatchBelowADInplaceOrView guard;
     TORCH_CHECK(x_in.device().is_cpu() && f.device().is_cpu() && vmax.device().is_cpu() && vmin.device().is_cpu(),
                 "hgqir::chain runs on CPU tensors only");
@@ -904,7 +912,7 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
         x = h.contiguous();
         if (L.i_off >= 0) {
           std::tie(x, delta_in) = act_quant_at(x, fw, L.i_off, hi, lo, L.i_roff, L.i_groups, L.in_gidx, L.in_gidx_len,
-                                               L.imode, false);
+                                               L.imode, false, decay);
         }
         dw = at::empty({w.numel()}, fw.options());
         wq = weight_cast(fw, L.w_off, w, L.wmode, dw, 0);
@@ -926,7 +934,8 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
         y = y.contiguous();
         Tensor delta;
         std::tie(out, delta) =
-            act_quant_at(y, fw, L.a_off, hi, lo, L.r_off, L.groups, L.gidx, L.gidx_len, L.amode, L.relu != 0, last);
+            act_quant_at(y, fw, L.a_off, hi, lo, L.r_off, L.groups, L.gidx, L.gidx_len, L.amode, L.relu != 0, decay,
+                         last);
         qd = last ? delta : out;
         if (L.relu || !last) src = y;
       } else {
@@ -975,7 +984,7 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
     for (const ChainLayer& L : layers) np += L.params();
     const int64_t at_f = 1 + np;
     // x, params, f, vmax, vmin, plan, cost_ws, index, values, scale, l1
-    variable_list out(at_f + 4 + ctx->saved_data["cost_ws"].toInt() + 4);
+    variable_list out(at_f + 4 + ctx->saved_data["cost_ws"].toInt() + 5);
     const bool want_f = ctx->needs_input_grad(at_f);
     Tensor gf = want_f ? at::zeros(f.sizes(), f.options()) : Tensor();
     Tensor g = grads[0];
@@ -1051,16 +1060,17 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
 };
 
 Tensor chain_autograd(const Tensor& x, at::TensorList params, const Tensor& f, Tensor& vmax, Tensor& vmin,
-                      const Tensor& plan) {
+                      const Tensor& plan, double decay) {
   const Tensor none = at::empty({0}, plan.options());
-  return ChainFn::apply(x, params, f, vmax, vmin, plan, at::TensorList(), none, none, 0.0, 0.0)[0];
+  return ChainFn::apply(x, params, f, vmax, vmin, plan, at::TensorList(), none, none, 0.0, 0.0, decay)[0];
 }
 
 std::tuple<Tensor, Tensor> chain_cost_autograd(const Tensor& x, at::TensorList params, const Tensor& f, Tensor& vmax,
                                                Tensor& vmin, const Tensor& plan, at::TensorList cost_ws,
-                                               const Tensor& index, const Tensor& values, double scale, double l1) {
+                                               const Tensor& index, const Tensor& values, double scale, double l1,
+                                               double decay) {
   TORCH_CHECK(index.numel() > 0, "hgqir::chain_cost: empty EBOPs index");
-  auto out = ChainFn::apply(x, params, f, vmax, vmin, plan, cost_ws, index, values, scale, l1);
+  auto out = ChainFn::apply(x, params, f, vmax, vmin, plan, cost_ws, index, values, scale, l1, decay);
   return {out[0], out[1]};
 }
 
@@ -1070,13 +1080,13 @@ int64_t layout() { return kLayoutHash; }
 
 TORCH_LIBRARY(hgqir, m) {
   m.def("layout() -> int", &layout);
-  m.def("act_quant(Tensor x, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor gidx, int mode) -> Tensor");
+  m.def("act_quant(Tensor x, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor gidx, int mode, float decay=1.0) -> Tensor");
   m.def("weight_quant(Tensor f, Tensor[] ws, int offset, int mode) -> Tensor[]");
   m.def("ebops(Tensor f, Tensor[] ws, Tensor vmax, Tensor vmin, Tensor index, Tensor values, float scale, float l1) -> Tensor");
-  m.def("chain(Tensor x, Tensor[] params, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor plan) -> Tensor");
+  m.def("chain(Tensor x, Tensor[] params, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor plan, float decay=1.0) -> Tensor");
   m.def(
       "chain_cost(Tensor x, Tensor[] params, Tensor f, Tensor(a!) vmax, Tensor(b!) vmin, Tensor plan, "
-      "Tensor[] cost_ws, Tensor index, Tensor values, float scale, float l1) -> (Tensor, Tensor)");
+      "Tensor[] cost_ws, Tensor index, Tensor values, float scale, float l1, float decay=1.0) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(hgqir, Autograd, m) {
