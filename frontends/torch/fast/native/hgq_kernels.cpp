@@ -4,7 +4,7 @@
 // touching Python: on the small tensors of a trigger-sized model, a training step is dominated
 // by per-call overhead, not arithmetic.
 //
-//   hgqir::chain(x, params, f, vmax, vmin, plan)       a run of fused layers (torch_fuse.py)
+//   hgqir::chain(x, params, f, vmax, vmin, plan)       a run of fused layers (fast/fuse.py)
 //   hgqir::act_quant(x, f, vmax, vmin, gidx, mode)     activation quantizer, running range
 //   hgqir::weight_quant(f, ws, offset, mode)           all weights of one rounding mode
 //   hgqir::ebops(f, ws, vmax, vmin, ...)               beta * EBOPs + l1 * sum(bits)
@@ -135,7 +135,7 @@ inline T scale_of(T f) {
 }
 
 // Width k + i + f of the smallest type that holds integer mantissas in [lo, hi]
-// (torch_quant.width_of_mantissas): ceil(log2(top)) plus a sign bit when lo < 0, where
+// (shim/quant.py width_of_mantissas): ceil(log2(top)) plus a sign bit when lo < 0, where
 // top >= 1; for a finite top that is its exponent, less 1 when it is a power of 2.
 template <typename T>
 inline T mantissa_width(T lo, T hi) {
@@ -977,7 +977,7 @@ struct ChainFn : public torch::autograd::Function<ChainFn> {
     const Tensor &bits = s[s.size() - 4], &index = s[s.size() - 3], &values = s[s.size() - 2];
     const Tensor plan = ctx->saved_data["plan"].toTensor();
     // The plan's version counts the backward passes through this chain (its values never
-    // change): torch_fuse.StepCost reads it to know whether a kept cost's graph is still there.
+    // change): fast/step.py StepCost reads it to know whether a kept cost's graph is still there.
     torch::autograd::impl::bump_version(plan);
     const std::vector<ChainLayer> layers = parse_plan(plan, f.numel(), ctx->saved_data["ranges"].toInt());
     int64_t np = 0;
