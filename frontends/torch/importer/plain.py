@@ -12,7 +12,9 @@ A :class:`PlainImportWarning` says what was chosen.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -270,5 +272,18 @@ def _warn(name: str, cfg: ShimConfig, samples: int) -> None:
         "calibration= data, change the types with the options of quantize_torch, or train a shim "
         "(hgqir.quantize_torch) for learned types.",
         PlainImportWarning,
-        stacklevel=4,
+        stacklevel=_caller_level(),
     )
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside hgqir (the user's call of ``from_torch``)."""
+    import hgqir.frontends
+
+    import hgqir
+
+    roots = tuple(os.path.dirname(os.path.abspath(m.__file__ or "")) + os.sep for m in (hgqir, hgqir.frontends))
+    level, frame = 1, inspect.currentframe()
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(roots):
+        frame, level = frame.f_back, level + 1
+    return level - 1
