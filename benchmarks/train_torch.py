@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from hgqir.frontends import torch_native
+from hgqir.frontends.torch.fast import native as torch_native
 from torch import nn
 
 import hgqir

@@ -106,8 +106,8 @@ def from_torch(module: Any, example_input: Any, calibration: Any = None, **optio
     return _impl(module, example_input, calibration=calibration, **options)
 
 
-def quantize_torch(module: Any, example_input: Any, beta: Any = 0.0, **options: Any) -> Any:
-    """The trainable quantized twin (shim) of a PyTorch module."""
+def quantize_torch(module: Any, example_input: Any, beta: Any = None, **options: Any) -> Any:
+    """The trainable quantized twin (shim) of a PyTorch module (``beta``: overrides ``config.beta``)."""
     from .frontends.torch import quantize_torch as _impl
 
     return _impl(module, example_input, beta=beta, **options)
