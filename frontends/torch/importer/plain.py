@@ -278,11 +278,10 @@ def _warn(name: str, cfg: ShimConfig, samples: int) -> None:
 
 def _caller_level() -> int:
     """``stacklevel`` of the first frame outside hgqir (the user's call of ``from_torch``)."""
-    import hgqir.frontends
+    from hgqir import errors as core
 
-    import hgqir
-
-    roots = tuple(os.path.dirname(os.path.abspath(m.__file__ or "")) + os.sep for m in (hgqir, hgqir.frontends))
+    frontends = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    roots = (os.path.dirname(os.path.abspath(core.__file__ or "")) + os.sep, frontends + os.sep)
     level, frame = 1, inspect.currentframe()
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(roots):
         frame, level = frame.f_back, level + 1
