@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from hgqir.frontends.keras_quant import Quantizer, WeightQuantizer  # noqa: E402
+from hgqir.frontends.keras.shim.quant import Quantizer, WeightQuantizer  # noqa: E402
 
 import hgqir  # noqa: E402
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from hgqir.frontends.keras_bank import BankSlice, ParamBank, pool_banks, split_bank
-from hgqir.frontends.keras_layers import QDense
-from hgqir.frontends.keras_qmath import exp2_bits, train_round
-from hgqir.frontends.keras_quant import Quantizer, WeightQuantizer
+from hgqir.frontends.keras.shim.bank import BankSlice, ParamBank, pool_banks, split_bank
+from hgqir.frontends.keras.shim.layers import QDense
+from hgqir.frontends.keras.shim.qmath import exp2_bits, train_round
+from hgqir.frontends.keras.shim.quant import Quantizer, WeightQuantizer
 from keras_testlib import L, float64_scope
 
 import hgqir

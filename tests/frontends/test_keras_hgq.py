@@ -45,7 +45,7 @@ def test_dense_merge_lut_softmax_model() -> None:
     g = _train_and_import(model, x, [np.zeros((128, 8)), np.zeros((128, 16))])
     kinds = {op.kind.value for op in g.ops}
     assert {"lut", "dense", "add", "mul", "sub", "global_maxpool"} <= kinds
-    from hgqir.frontends.keras_hgq import quant_spec
+    from hgqir.frontends.keras.importer.hgq import quant_spec
 
     assert g.inputs[0].type == quant_spec(model.get_layer("qin"), (10,)).type
 

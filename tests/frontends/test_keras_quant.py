@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import keras
 import numpy as np
 import pytest
-from hgqir.frontends.keras_qmath import quantize_exact
-from hgqir.frontends.keras_quant import Quantizer, WeightQuantizer
+from hgqir.frontends.keras.shim.qmath import quantize_exact
+from hgqir.frontends.keras.shim.quant import Quantizer, WeightQuantizer
 from keras_testlib import float64_scope
 
 import hgqir

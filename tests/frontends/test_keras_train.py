@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 from hgqir.frontends.keras import BetaScheduler
-from hgqir.frontends.keras_quant import Quantizer, WeightQuantizer
+from hgqir.frontends.keras.shim.quant import Quantizer, WeightQuantizer
 from keras_testlib import L, assert_exact, data, float64_scope
 
 import hgqir

@@ -1,7 +1,7 @@
 """Shim layers without weights: merges (add, subtract, multiply) and average pooling.
 
 Like the other shim layers they quantize their inputs first and compute what the IR op
-computes; see :mod:`hgqir.frontends.keras_layers`.
+computes; see :mod:`hgqir.frontends.keras.shim.layers`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from .keras_layers import conv_pads, make_bank, make_quantizer
-from .keras_qmath import ceil_log2, exp2
-from .keras_quant import Quantizer
+from .layers import conv_pads, make_bank, make_quantizer
+from .qmath import ceil_log2, exp2
+from .quant import Quantizer
 
 
 # ---------------------------------------------------------------- merges

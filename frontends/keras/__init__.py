@@ -26,12 +26,12 @@ import numpy as np
 from hgqir.errors import HgqirError
 from hgqir.ir import Graph
 
-from .keras_build import ShimOptions, quantize_keras
-from .keras_convert import Converter, Emitter, QuantSpec
-from .keras_graph import KNode, check_supported, walk
-from .keras_model import BetaScheduler, ShimModel
-from .keras_quant import Quantizer, WeightQuantizer
-from .keras_shim_ir import SHIM_CONVERTERS, SHIM_LAYERS, quantized_reason, shim_input_quantizer
+from .graph import KNode, check_supported, walk
+from .importer.convert import Converter, Emitter, QuantSpec
+from .importer.shim_ir import SHIM_CONVERTERS, SHIM_LAYERS, quantized_reason, shim_input_quantizer
+from .shim.build import ShimOptions, quantize_keras
+from .shim.model import BetaScheduler, ShimModel
+from .shim.quant import Quantizer, WeightQuantizer
 
 __all__ = [
     "BetaScheduler",
@@ -54,7 +54,7 @@ IMPORT_OPTIONS = ("default_type", "weight_f", "batch_size")
 def _hgq() -> Any:
     """The HGQ2 import module, or None when hgq2 is not installed."""
     try:
-        from . import keras_hgq
+        from .importer import hgq as keras_hgq
     except ImportError:
         return None
     return keras_hgq
@@ -131,7 +131,7 @@ def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:
     kg = walk(model)
     converters, reason, input_quantizer = _dialect()
     if not any(_is_quantized(node.layer) for node in kg.nodes):
-        from .keras_support import float_reason
+        from .support import float_reason
 
         check_supported(kg, float_reason)
         model = _frozen_shim(model, options, calibration is not None)

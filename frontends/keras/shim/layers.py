@@ -1,7 +1,7 @@
 """Quantized layers of the Keras shim: dense, convolution, batchnorm, merges, average pooling.
 
-Each layer quantizes its inputs with its own :class:`~hgqir.frontends.keras_quant.Quantizer`
-(``iq``), its constants with :class:`~hgqir.frontends.keras_quant.WeightQuantizer`s and then
+Each layer quantizes its inputs with its own :class:`~hgqir.frontends.keras.shim.quant.Quantizer`
+(``iq``), its constants with :class:`~hgqir.frontends.keras.shim.quant.WeightQuantizer`s and then
 computes exactly what the matching IR op computes, so that in float64 inference the layer
 output equals the interpreter's. ``ebops()`` is the IR's EBOPs rule for the op, written with
 differentiable Keras ops (the regularizer).
@@ -14,9 +14,9 @@ from typing import Any
 import keras
 from keras import ops
 
-from .keras_bank import ParamBank
-from .keras_qmath import train_dense_ebops
-from .keras_quant import Quantizer, WeightQuantizer
+from .bank import ParamBank
+from .qmath import train_dense_ebops
+from .quant import Quantizer, WeightQuantizer
 
 ACTIVATIONS = ("relu", "linear")
 """Activations a quantized layer may fuse (exact); others become separate table layers."""

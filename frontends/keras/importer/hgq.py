@@ -24,7 +24,9 @@ from hgqir.fixed import FixedType, OverflowMode, RoundMode
 from hgqir.ir import OpKind, Value
 from hgqir.quantize import quantize
 
-from .keras_convert import (
+from ..graph import KNode, Shape
+from ..support import conv_reason, layer_activation, pool_reason
+from .convert import (
     Converter,
     Emitter,
     QuantSpec,
@@ -33,9 +35,7 @@ from .keras_convert import (
     plain_avgpool_reason,
     window_attrs,
 )
-from .keras_graph import KNode, Shape
-from .keras_shim_ir import conv_attrs
-from .keras_support import conv_reason, layer_activation, pool_reason
+from .shim_ir import conv_attrs
 
 MERGE_KINDS = {H.QAdd: OpKind.ADD, H.QSubtract: OpKind.SUB, H.QMultiply: OpKind.MUL}
 MAXPOOLS = {

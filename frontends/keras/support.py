@@ -11,7 +11,7 @@ from typing import Any
 
 import keras
 
-from .keras_graph import KNode
+from .graph import KNode
 
 L = keras.layers
 

@@ -1,6 +1,6 @@
 """Emitting IR from a quantized Keras model (shim or HGQ2), node by node.
 
-:class:`Emitter` walks the :class:`~hgqir.frontends.keras_graph.KGraph` and calls one converter
+:class:`Emitter` walks the :class:`~hgqir.frontends.keras.graph.KGraph` and calls one converter
 per layer class. Quantizers become ``quant`` ops (skipped when the value already has exactly
 that type). Each model input takes the type and modes of the first quantizer it meets through
 pure reshapes, so ``g.run`` converts external floats exactly like the model's own quantizer.
@@ -18,10 +18,10 @@ from hgqir.errors import UnsupportedOpError
 from hgqir.fixed import FixedType, OverflowMode, RoundMode
 from hgqir.ir import Graph, OpKind, Value
 
-from .keras_graph import KGraph, KNode, Shape
-from .keras_layers import conv_pads
-from .keras_merge import pool_counts
-from .keras_support import IDENTITIES, L, carries_type, layer_activation
+from ..graph import KGraph, KNode, Shape
+from ..shim.layers import conv_pads
+from ..shim.merge import pool_counts
+from ..support import IDENTITIES, L, carries_type, layer_activation
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .keras_qmath import read
+from .qmath import read
 
 
 class BankHome:
@@ -128,7 +128,7 @@ class ParamBank(keras.layers.Layer):
     The owning layer builds its quantizers with ``banked = True`` (they then create no ``f``)
     and calls :meth:`attach`, which creates the variable (initialized from each quantizer's
     ``f0``, clipped to its ``f_range``) and gives every quantizer a :class:`BankSlice` as ``f``.
-    A :class:`~hgqir.frontends.keras_model.ShimModel` then pools the banks of all its layers into
+    A :class:`~hgqir.frontends.keras.shim.model.ShimModel` then pools the banks of all its layers into
     one model variable (:func:`pool_banks`): ``f`` becomes a view too, and the model hands each
     bank its unpacked pieces for a training call (:attr:`pending`).
     """

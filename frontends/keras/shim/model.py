@@ -15,9 +15,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from .keras_bank import ParamBank, pool_banks, split_bank
-from .keras_qmath import read
-from .keras_quant import Quantizer
+from .bank import ParamBank, pool_banks, split_bank
+from .qmath import read
+from .quant import Quantizer
 
 
 @keras.saving.register_keras_serializable(package="hgqir")

@@ -18,13 +18,13 @@ import numpy as np
 
 from hgqir.errors import HgqirError
 
-from .keras_graph import KGraph, KNode, check_supported, walk
-from .keras_layers import QBatchNorm, QConv1D, QConv2D, QDense
-from .keras_merge import QAvgPool, QMerge
-from .keras_model import ShimModel
-from .keras_quant import Quantizer
-from .keras_support import carries_type, float_reason, is_identity, is_mover, layer_activation, quantizes_input
-from .keras_tables import TABLE_FUNCTIONS, QSoftmax, QTable
+from ..graph import KGraph, KNode, check_supported, walk
+from ..support import carries_type, float_reason, is_identity, is_mover, layer_activation, quantizes_input
+from .layers import QBatchNorm, QConv1D, QConv2D, QDense
+from .merge import QAvgPool, QMerge
+from .model import ShimModel
+from .quant import Quantizer
+from .tables import TABLE_FUNCTIONS, QSoftmax, QTable
 
 L = keras.layers
 

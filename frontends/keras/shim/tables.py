@@ -23,9 +23,9 @@ from hgqir.fixed import OverflowMode, RoundMode
 from hgqir.ops import make_table
 from hgqir.quantize import quantize
 
-from .keras_layers import make_quantizer
-from .keras_qmath import exp2, quantize_exact, quantize_train
-from .keras_quant import Quantizer
+from .layers import make_quantizer
+from .qmath import exp2, quantize_exact, quantize_train
+from .quant import Quantizer
 
 KIF = tuple[int, int, int]
 

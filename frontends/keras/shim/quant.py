@@ -29,7 +29,7 @@ from keras import ops
 
 from hgqir.fixed import FixedType, OverflowMode, RoundMode
 
-from .keras_qmath import (
+from .qmath import (
     ceil_log2,
     exact_round,
     exp2,

@@ -1,4 +1,4 @@
-"""IR converters for the shim's own layers (see :mod:`hgqir.frontends.keras_convert`).
+"""IR converters for the shim's own layers (see :mod:`hgqir.frontends.keras.importer.convert`).
 
 Each converter reads the learned parameters and emits the ops the layer computes in
 inference: ``quant`` for its input quantizer, ``const`` for quantized constants (tightest
@@ -15,13 +15,13 @@ from keras import ops
 from hgqir.fixed import FixedType
 from hgqir.ir import OpKind, Value
 
-from .keras_convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, plain_avgpool_reason
-from .keras_graph import KNode, Shape
-from .keras_layers import QBatchNorm, QConv1D, QConv2D, QDense, conv_pads
-from .keras_merge import QAvgPool, QMerge
-from .keras_quant import Quantizer, WeightQuantizer
-from .keras_support import AVGPOOLS, MERGES, L, layer_activation, movers_reason
-from .keras_tables import QSoftmax, QTable
+from ..graph import KNode, Shape
+from ..shim.layers import QBatchNorm, QConv1D, QConv2D, QDense, conv_pads
+from ..shim.merge import QAvgPool, QMerge
+from ..shim.quant import Quantizer, WeightQuantizer
+from ..shim.tables import QSoftmax, QTable
+from ..support import AVGPOOLS, MERGES, L, layer_activation, movers_reason
+from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, plain_avgpool_reason
 
 SHIM_LAYERS = (Quantizer, QDense, QConv1D, QConv2D, QBatchNorm, QMerge, QAvgPool, QTable, QSoftmax)
 

@@ -1,0 +1,2 @@
+"""Keras model -> IR: converters per layer class (:mod:`.convert`), HGQ2 layers (:mod:`.hgq`)
+and the shim's own layers (:mod:`.shim_ir`), driven by :class:`.convert.Emitter`."""
