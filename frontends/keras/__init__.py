@@ -29,17 +29,19 @@ from hgqir.ir import Graph
 from .graph import KNode, check_supported, walk
 from .importer.convert import Converter, Emitter, QuantSpec
 from .importer.shim_ir import SHIM_CONVERTERS, SHIM_LAYERS, quantized_reason, shim_input_quantizer
-from .shim.build import ShimOptions, quantize_keras
+from .shim.build import quantize_keras
 from .shim.model import BetaScheduler, ShimModel
+from .shim.options import KerasConfig, keras_config
 from .shim.quant import Quantizer, WeightQuantizer
 
 __all__ = [
     "BetaScheduler",
     "Quantizer",
     "ShimModel",
-    "ShimOptions",
+    "KerasConfig",
     "WeightQuantizer",
     "from_keras",
+    "keras_config",
     "load_for_cli",
     "quantize_keras",
 ]

@@ -40,16 +40,20 @@ def test_the_shim_has_one_trainable_bit_variable() -> None:
     banks = [layer for layer in qmodel._flatten_layers() if isinstance(layer, ParamBank)]
     assert len(banks) == 5  # conv, batchnorm, add, two dense
     float_vars = sum(len(layer.trainable_weights) for layer in _model().layers)
-    assert len(qmodel.trainable_variables) == float_vars + 1
+    standalone = [layer for layer in qmodel.layers if isinstance(layer, Quantizer)]  # model input / output
+    assert [q.name for q in standalone] == ["dense_out_q"]
+    assert len(qmodel.trainable_variables) == float_vars + 1 + len(standalone)
     assert not [b for b in banks if b.trainable_weights]
     for layer in qmodel._flatten_layers():
-        if isinstance(layer, (Quantizer, WeightQuantizer)):
+        if isinstance(layer, (Quantizer, WeightQuantizer)) and layer not in standalone:
             assert isinstance(layer.f, BankSlice) and layer.f.bank is qmodel.fbank
             assert not [v for v in layer.trainable_weights if v.name == "f"]
     dense = qmodel.get_layer("dense")
     sizes = [int(np.prod(q.f_shape)) for q in (dense.iq, dense.kq, dense.bq)]
     assert isinstance(dense.fbank.f, BankSlice) and dense.fbank.f.shape == (sum(sizes),)
-    assert np.array_equal(np.asarray(dense.fbank.f), np.full(sum(sizes), 6.0))
+    cfg = hgqir.ShimConfig()  # initial bits: activation, weight and bias places of the config
+    starts = [np.full(n, f) for n, f in zip(sizes, (cfg.activation.f, cfg.weight.f, cfg.bias.f), strict=True)]
+    assert np.array_equal(np.asarray(dense.fbank.f), np.concatenate(starts))
     assert qmodel.fbank.shape == (sum(b.size for b in banks),)
 
 

@@ -10,7 +10,6 @@ such layer (possibly through reshapes), else a standalone :class:`Quantizer`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any
 
 import keras
@@ -23,80 +22,36 @@ from ..support import carries_type, float_reason, is_identity, is_mover, layer_a
 from .layers import QBatchNorm, QConv1D, QConv2D, QDense
 from .merge import QAvgPool, QMerge
 from .model import ShimModel
+from .options import KerasConfig, activation_kwargs, keras_config, weight_kwargs
 from .quant import Quantizer
 from .tables import TABLE_FUNCTIONS, QSoftmax, QTable
 
 L = keras.layers
 
 
-@dataclass(frozen=True)
-class ShimOptions:
-    """Options of :func:`quantize_keras` (keyword arguments of the same names)."""
-
-    granularity: str = "element"
-    """Activation quantizers: 'element', 'channel' or 'tensor'."""
-    weight_granularity: str = "element"
-    """Weight and bias quantizers: 'element', 'channel' or 'tensor'."""
-    round: str = "RND"
-    """Rounding of activation quantizers (any ap_fixed mode: TRN, RND, RND_CONV, ...)."""
-    overflow: str = "WRAP"
-    """Overflow of activation quantizers: WRAP (integer bits from calibration) or SAT / SAT_SYM (learned)."""
-    weight_round: str = "RND"
-    f0: float = 6.0
-    """Initial fractional bits of activations."""
-    i0: float = 2.0
-    """Initial integer bits of activations."""
-    weight_f0: float = 6.0
-    """Initial fractional bits of weights and biases."""
-    i_decay: float = 0.01
-    """Per-step decay of the running integer bits of WRAP quantizers while training."""
-    signed: bool | None = None
-    """Sign bit of activation quantizers: None lets calibration choose per element."""
-    table_bits: int = 16
-    """Largest table input width of tanh / sigmoid / softmax layers."""
-    table_kif: tuple[tuple[str, tuple[int, int, int]], ...] = ()
-    """Output (k, i, f) per table function, e.g. (('tanh', (1, 0, 10)),)."""
-    softmax_exp_kif: tuple[int, int, int] = (0, 1, 8)
-    softmax_inv_f: int = 8
-    softmax_inv_kif: tuple[int, int, int] = (0, 1, 8)
-
-    @classmethod
-    def from_kwargs(cls, options: dict[str, Any]) -> ShimOptions:
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - valid)
-        if unknown:
-            raise TypeError(f"quantize_keras: unknown option(s) {unknown}; valid: {sorted(valid)}")
-        opts = dict(options)
-        if isinstance(opts.get("table_kif"), dict):
-            opts["table_kif"] = tuple(opts["table_kif"].items())
-        return cls(**opts)
-
-
 class _Builder:
     """Maps the float model's tensors to shim tensors, node by node."""
 
-    def __init__(self, kg: KGraph, source: Any, opts: ShimOptions) -> None:
-        self.kg, self.source, self.opts = kg, source, opts
+    def __init__(self, kg: KGraph, source: Any, config: KerasConfig) -> None:
+        self.kg, self.source, self.config = kg, source, config
         self.tensors: dict[int, Any] = {}
 
     # ------------------------------------------------------------ quantizer configs
-    def iq(self, key: int) -> dict[str, Any]:
-        o = self.opts
-        nonneg = self._nonneg(key)
-        return dict(
-            granularity=o.granularity,
-            round=o.round,
-            overflow=o.overflow,
-            signed=o.signed,
-            k0=0.0 if nonneg else 1.0,
-            i0=o.i0,
-            f0=o.f0,
-            i_decay=o.i_decay,
-        )
+    def iq(self, key: int, layer: str) -> dict[str, Any]:
+        """Input quantizer of ``layer`` for tensor ``key``: the ``input`` place when the tensor is
+        a model input (maybe through reshapes), else ``activation``; ``layer``'s override applies."""
+        cfg = self.config.shim.for_layer(layer)
+        qc = cfg.input if self._from_model_input(key) else cfg.activation
+        return activation_kwargs(qc, cfg.i_decay, self._nonneg(key))
 
-    def wq(self, granularity: str | None = None) -> dict[str, Any]:
-        o = self.opts
-        return dict(granularity=granularity or o.weight_granularity, round=o.weight_round, f0=o.weight_f0)
+    def wq(self, layer: str, place: str = "weight", granularity: str | None = None) -> dict[str, Any]:
+        return weight_kwargs(getattr(self.config.shim.for_layer(layer), place), granularity)
+
+    def _from_model_input(self, key: int) -> bool:
+        node = self.kg.producer(key)
+        while node is not None and len(node.inputs) == 1 and carries_type(node.layer):
+            node = self.kg.producer(node.inputs[0])
+        return node is None
 
     def _nonneg(self, key: int) -> bool:
         """The tensor comes from relu / sigmoid / softmax, maybe through moves that keep signs."""
@@ -115,12 +70,25 @@ class _Builder:
             inputs.append(t)
             self.tensors[key] = t
             if not self._input_hoistable(key):
-                self.tensors[key] = Quantizer(name=f"{name}_q", **self.iq(key))(t)
+                self.tensors[key] = Quantizer(name=f"{name}_q", **self.iq(key, name))(t)
         for node in self.kg.nodes:
             outs = self.node(node, [self.tensors[k] for k in node.inputs])
             for key, t in zip(node.outputs, outs, strict=True):
                 self.tensors[key] = t
-        return inputs, [self.tensors[k] for k in self.kg.outputs]
+        return inputs, [self._output(k) for k in self.kg.outputs]
+
+    def _output(self, key: int) -> Any:
+        """A model output leaves through the ``output`` place's quantizer, unless a quantizer or a
+        table layer produced it (its values already have their type), as in the PyTorch shim."""
+        t = self.tensors[key]
+        producer = getattr(t, "_keras_history", None)
+        if producer is not None and isinstance(producer[0], (Quantizer, QTable, QSoftmax)):
+            return t
+        node = self.kg.producer(key)
+        name = node.layer.name if node is not None else self.kg.input_names[self.kg.inputs.index(key)]
+        cfg = self.config.shim.for_layer(name)
+        qc = cfg.output_config
+        return Quantizer(name=f"{name}_out_q", **activation_kwargs(qc, cfg.i_decay, self._nonneg(key)))(t)
 
     def _input_hoistable(self, key: int) -> bool:
         """The input feeds exactly one layer with an input quantizer, maybe through reshapes."""
@@ -142,7 +110,7 @@ class _Builder:
             return [self.batchnorm(node, xs[0])]
         if cls in (L.Add, L.Subtract, L.Multiply):
             op = {L.Add: "add", L.Subtract: "sub", L.Multiply: "mul"}[cls]
-            cfgs = [self.iq(k) for k in node.inputs]
+            cfgs = [self.iq(k, layer.name) for k in node.inputs]
             return [QMerge(op, len(xs), cfgs, name=layer.name)(list(xs))]
         if cls in (L.AveragePooling1D, L.AveragePooling2D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D):
             return [self.avgpool(node, xs[0])]
@@ -163,9 +131,9 @@ class _Builder:
         common = dict(
             activation=fused,
             use_bias=layer.use_bias,
-            iq=self.iq(node.inputs[0]),
-            kq=self.wq(),
-            bq=self.wq(),
+            iq=self.iq(node.inputs[0], layer.name),
+            kq=self.wq(layer.name),
+            bq=self.wq(layer.name, "bias"),
             name=layer.name,
         )
         if isinstance(layer, L.Dense):
@@ -189,9 +157,9 @@ class _Builder:
             epsilon=layer.epsilon,
             center=layer.center,
             scale=layer.scale,
-            iq=self.iq(node.inputs[0]),
-            sq=self.wq("element"),
-            oq=self.wq("element"),
+            iq=self.iq(node.inputs[0], layer.name),
+            sq=self.wq(layer.name, "weight", "element"),
+            oq=self.wq(layer.name, "bias", "element"),
             name=layer.name,
         )
         y = q(x)
@@ -208,32 +176,39 @@ class _Builder:
         pool = None if is_global else tuple(layer.pool_size)
         strides = None if is_global else tuple(layer.strides)
         padding = "valid" if is_global else layer.padding
-        return QAvgPool(rank, pool, strides, padding, is_global, iq=self.iq(node.inputs[0]), name=layer.name)(x)
+        return QAvgPool(
+            rank, pool, strides, padding, is_global, iq=self.iq(node.inputs[0], layer.name), name=layer.name
+        )(x)
 
     def table(self, func: str, key: int | None, x: Any, name: str) -> Any:
-        o = self.opts
-        iq = self.iq(key) if key is not None else dict(self.iq(-1), k0=1.0)
+        cfg = self.config.shim.for_layer(name)
+        iq = self.iq(key, name) if key is not None else dict(self.iq(-1, name), k0=1.0)
         if func == "softmax":
             return QSoftmax(
-                exp_kif=o.softmax_exp_kif,
-                inv_f=o.softmax_inv_f,
-                inv_kif=o.softmax_inv_kif,
-                table_bits=o.table_bits,
+                exp_kif=(0, 1, cfg.softmax_exp_f),
+                inv_f=cfg.softmax_sum_f,
+                inv_kif=(0, 1, cfg.softmax_inv_f),
+                table_bits=cfg.table_bits,
                 iq=iq,
                 name=name,
             )(x)
-        out = dict(o.table_kif).get(func, TABLE_FUNCTIONS[func][2])
-        return QTable(func, out_kif=out, table_bits=o.table_bits, iq=iq, name=name)(x)
+        k, i, _ = TABLE_FUNCTIONS[func][2]
+        out = dict(self.config.table_kif).get(func, (k, i, cfg.table_f))
+        return QTable(func, out_kif=out, table_bits=cfg.table_bits, iq=iq, name=name)(x)
 
 
-def quantize_keras(model: Any, beta: float = 0.0, **options: Any) -> ShimModel:
+def quantize_keras(model: Any, beta: float | None = None, **options: Any) -> ShimModel:
     """The quantized twin of ``model``: trainable with ``compile`` / ``fit``; loss gets ``beta * EBOPs``.
+
+    ``config=hgqir.ShimConfig(...)`` and/or its fields as keywords set the quantizers (the
+    keywords of older releases keep working: see :mod:`.options`); ``beta`` overrides
+    ``config.beta``; a ``config.beta_schedule`` sets beta per epoch in ``fit``.
 
     >>> qmodel = quantize_keras(model, beta=1e-5)                    # doctest: +SKIP
     >>> qmodel.compile("adam", "mse"); qmodel.fit(x, y, epochs=10)    # doctest: +SKIP
     >>> g = hgqir.from_keras(qmodel, calibration=x)                   # doctest: +SKIP
     """
-    opts = ShimOptions.from_kwargs(options)
+    config = keras_config(options, beta)
     if isinstance(model, ShimModel):
         raise HgqirError(f"model {model.name!r} is already a shim; train it, or quantize the float model")
     kg = walk(model)
@@ -247,10 +222,28 @@ def quantize_keras(model: Any, beta: float = 0.0, **options: Any) -> ShimModel:
         return float_reason(node)
 
     check_supported(kg, reason)
-    inputs, outputs = _Builder(kg, model, opts).run()
-    return ShimModel(
+    _check_overrides(config, kg)
+    inputs, outputs = _Builder(kg, model, config).run()
+    shim = ShimModel(
         inputs=inputs if len(inputs) > 1 else inputs[0],
         outputs=outputs if len(outputs) > 1 else outputs[0],
-        beta=beta,
+        beta=config.shim.beta_at(0),
         name=f"{model.name}_shim",
     )
+    shim.beta_schedule = config.shim.beta_schedule
+    return shim
+
+
+def _check_overrides(config: KerasConfig, kg: KGraph) -> None:
+    """An override pattern that matches no layer (or input) name is a typo: say so."""
+    from dataclasses import replace
+
+    names = [node.layer.name for node in kg.nodes] + list(kg.input_names)
+    cfg = config.shim
+    unmatched = []
+    for pattern, over in cfg.overrides.items():
+        probe = replace(cfg, overrides={pattern: over})
+        if not any(probe.for_layer(n) is not probe for n in names):
+            unmatched.append(pattern)
+    if unmatched:
+        raise HgqirError(f"quantize_keras: override(s) {unmatched} match no layer; layers: {names}")

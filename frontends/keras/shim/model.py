@@ -59,10 +59,13 @@ class ShimModel(keras.Model):
         self.beta = self.add_weight(
             name="beta", shape=(), trainable=False, initializer=keras.initializers.Constant(float(beta))
         )
+        self.beta.assign(float(beta))  # the initializer rounds through float32
         self.ebops_metric = LatestValue(name="ebops")
         self._calibrating = False
         self._banks = [layer for layer in self._flatten_layers(include_self=False) if isinstance(layer, ParamBank)]
         self.fbank = pool_banks(self, self._banks)
+        self.beta_schedule: Callable[[int], float] | None = None
+        """``beta(epoch)`` from ``ShimConfig.beta_schedule``: ``fit`` applies it (a BetaScheduler)."""
 
     def save_own_variables(self, store: Any) -> None:
         """Only ``beta``: the pooled bank's stretches are saved by the layers' banks (files as before)."""
@@ -173,6 +176,15 @@ class ShimModel(keras.Model):
             for q in quantizers:
                 q.finish_trace()
         self.refresh_tables()
+
+    def fit(self, *args: Any, **kwargs: Any) -> Any:
+        """``keras.Model.fit``; with a ``beta_schedule`` and no :class:`BetaScheduler` among the
+        callbacks, one is added so that beta follows the schedule epoch by epoch."""
+        if self.beta_schedule is not None:
+            callbacks = list(kwargs.get("callbacks") or [])
+            if not any(isinstance(c, BetaScheduler) for c in callbacks):
+                kwargs["callbacks"] = [*callbacks, BetaScheduler(self.beta_schedule)]
+        return super().fit(*args, **kwargs)
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
