@@ -277,10 +277,10 @@ class Runner:
     # ------------------------------------------------------------ ops
     def _input(self, op: Op, x: np.ndarray) -> None:
         plan = self._plan(op, np.zeros(0), lambda: fp.input_plan(op))
-        got = None if plan is None else fp.run_input(plan, x)
-        if got is None:
-            got = exact_from_float(x, op.result.type, op.attrs["round"], op.attrs["overflow"])
-        self.env[id(op.result)] = got
+        fast = None if plan is None else fp.run_input(plan, x)
+        self.env[id(op.result)] = (
+            fast if fast is not None else exact_from_float(x, op.result.type, op.attrs["round"], op.attrs["overflow"])
+        )
 
     def _dense(self, op: Op) -> None:
         xs = None if any(self.casts[id(op)]) or len(op.operands[0].shape) != 1 else self.scaled(op.operands[0])
@@ -335,8 +335,8 @@ def run_graph(g: Graph, args: list[Any], batch: bool | None = None) -> Any:
         outs = Runner(g).run(arrays)
     else:
         env = evaluate(g, arrays)
-        batch = arrays[0].shape[0] if arrays else 1
-        outs = [np.asarray(with_batch(env[id(v)], v, batch).values(), dtype=np.float64) for v in g.outputs]
+        n = arrays[0].shape[0] if arrays else 1
+        outs = [np.asarray(with_batch(env[id(v)], v, n).values(), dtype=np.float64) for v in g.outputs]
     outs = [o if batched else o[0] for o in outs]
     return outs[0] if len(outs) == 1 else outs
 

@@ -74,7 +74,8 @@ class Line:
         self.pos = 0
 
     def error(self, message: str, tok: Tok | None = None) -> ParseError:
-        col = tok.col if tok else (self.peek().col if self.peek() else len(self.text) + 1)
+        nxt = self.peek()
+        col = tok.col if tok else (nxt.col if nxt else len(self.text) + 1)
         return ParseError(message, self.lineno, col, self.text)
 
     def peek(self) -> Tok | None:

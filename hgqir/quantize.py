@@ -232,7 +232,8 @@ def quantize_mantissas(
     """
     shape = np.broadcast_shapes(np.shape(m), np.shape(k), np.shape(i), np.shape(f))
     if shape == ():  # numpy turns 0-d object arithmetic into Python scalars: work on one element
-        one = quantize_mantissas(np.reshape(m, 1), scale, *(np.reshape(a, 1) for a in (k, i, f)), rmode, omode)
+        k1, i1, f1 = (np.reshape(a, 1) for a in (k, i, f))
+        one = quantize_mantissas(np.reshape(m, 1), scale, k1, i1, f1, rmode, omode)
         return one.reshape(())
     width = k + i + f
     max_width = int(width.max()) if width.size else 0

@@ -118,7 +118,9 @@ def parse_pass(text: str) -> Pass:
 
 def split_spec(spec: str) -> list[str]:
     """Split a pipeline string at top-level commas."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in spec:
         if ch == "{":
             depth += 1

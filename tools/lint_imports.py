@@ -1,10 +1,7 @@
 """Check the layering contracts of ``[tool.importlinter]`` in pyproject.toml.
 
-hgqir's top-level folders ``frontends/``, ``passes/`` and ``backends/`` are mapped into the
-``hgqir`` namespace by setuptools' ``package-dir``. An editable install resolves them through an
-import hook, so import-linter (which walks the package directory on disk) would only see the
-core. This script lays the sources out as an installed wheel would, with symbolic links in a
-temporary directory, and runs import-linter from there.
+import-linter walks the package directory on disk, so it runs over the installed layout of the
+sources (:func:`layout.mirror`, symbolic links in a temporary directory).
 
 Usage: ``python tools/lint_imports.py`` (exit status 0 when every contract is kept).
 """
@@ -16,23 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-MAPPED = {"frontends": "frontends", "passes": "passes", "backends": "backends"}
-"""Folder at the repository root -> subpackage of ``hgqir`` (as in pyproject's package-dir)."""
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    """Mirror the ``.py`` files of ``src`` under ``dst`` as symbolic links (real directories)."""
-    for dirpath, dirnames, filenames in os.walk(src):
-        dirnames[:] = [d for d in dirnames if not d.startswith((".", "__pycache__"))]
-        rel = Path(dirpath).relative_to(src)
-        if not (Path(dirpath) / "__init__.py").exists():
-            dirnames[:] = []
-            continue
-        (dst / rel).mkdir(parents=True, exist_ok=True)
-        for name in filenames:
-            if name.endswith(".py"):
-                (dst / rel / name).symlink_to(Path(dirpath) / name)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from layout import ROOT, mirror  # noqa: E402
 
 
 def main(root: Path = ROOT) -> int:
@@ -40,17 +22,15 @@ def main(root: Path = ROOT) -> int:
     from importlinter.cli import lint_imports
 
     with tempfile.TemporaryDirectory(prefix="hgqir-layers-") as tmp:
-        pkg = Path(tmp) / "hgqir"
-        _link_tree(root / "hgqir", pkg)
-        for folder, sub in MAPPED.items():
-            _link_tree(root / folder, pkg / sub)
+        mirror(Path(tmp) / "src", root)
         # import-linter puts the working directory first on sys.path: make that the mirror
         here = os.getcwd()
-        os.chdir(tmp)
-        sys.path.insert(0, tmp)
+        os.chdir(Path(tmp) / "src")
+        sys.path.insert(0, str(Path(tmp) / "src"))
         try:
             return lint_imports(config_filename=str(root / "pyproject.toml"), no_cache=True, no_logo=True)
         finally:
+            sys.path.remove(str(Path(tmp) / "src"))
             os.chdir(here)
 
 

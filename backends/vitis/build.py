@@ -57,9 +57,15 @@ ISOLATE = ["-fvisibility=hidden", "-fvisibility-inlines-hidden", "-fno-gnu-uniqu
 one process must not share functions or static tables that happen to have the same names."""
 
 
+def _includes(manifest: dict[str, object]) -> list[str]:
+    inc = manifest["include"]
+    assert isinstance(inc, list)
+    return [str(p) for p in inc]
+
+
 def _flags(prj: Path, tc: Toolchain, manifest: dict[str, object]) -> list[str]:
     flags = [STD, tc.opt_level, "-fPIC", "-pthread", *ISOLATE, *tc.cflags, "-I", str(tc.include)]
-    for inc in manifest["include"]:  # type: ignore[union-attr]
+    for inc in _includes(manifest):
         flags += ["-I", str(prj / inc)]
     return flags
 
@@ -69,7 +75,7 @@ def compile_objects(prj: Path, sources: list[str], tc: Toolchain, manifest: dict
     build = prj / "build"
     build.mkdir(exist_ok=True)
     flags = _flags(prj, tc, manifest)
-    headers = sorted(p.read_bytes() for sub in manifest["include"] for p in (prj / sub).glob("*.h"))  # type: ignore[union-attr]
+    headers = sorted(p.read_bytes() for sub in _includes(manifest) for p in (prj / sub).glob("*.h"))
     jobs = []
     for src in sources:
         digest = hashlib.sha256((prj / src).read_bytes() + b"".join(headers) + " ".join([tc.cxx, *flags]).encode())

@@ -163,7 +163,8 @@ class Storage:
             pos[members] = np.arange(len(members))
             ids.append(aid)
         zero = arr == ZERO
-        refs = Refs(arr, pos, *(np.where(zero, 0, a) for a in (k, i, f)), np.zeros(k.shape, dtype=object))
+        kz, iz, fz = (np.where(zero, 0, a) for a in (k, i, f))
+        refs = Refs(arr, pos, kz, iz, fz, np.zeros(k.shape, dtype=object))
         return refs.map(lambda a: a.reshape(shape)), ids
 
     def of(self, v: Value) -> Refs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 
-def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("csim", help="run the C testbench of a Vitis project with g++ (pass/fail, mismatches)")
     p.add_argument("project", help="folder written by `hgqir emit --backend vitis`")
     p.add_argument("--ap-types", help="folder holding ap_fixed.h (default: the one in installed hls4ml)")

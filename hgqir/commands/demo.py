@@ -19,7 +19,7 @@ import numpy as np
 DEFAULT_PIPELINE = "fold-batchnorm,infer-bitwidth,prune-zero-bits,dce"
 
 
-def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train, optimize, emit and verify a small digits model end to end")
     p.add_argument("--framework", choices=["keras", "torch"], default="keras")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")

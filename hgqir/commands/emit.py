@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 
-def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("emit", help="write a Vitis HLS or hls4ml project for a .hgq graph")
     p.add_argument("file", help="a .hgq file")
     p.add_argument("-o", "--output", required=True, help="project folder")

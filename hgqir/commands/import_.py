@@ -11,7 +11,7 @@ import argparse
 KERAS_SUFFIXES = (".keras", ".h5")
 
 
-def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="import a Keras or PyTorch model into a .hgq graph")
     p.add_argument("model", help="a .keras file, or a PyTorch model (see docs/cli.md)")
     p.add_argument("-o", "--output", required=True, help="output .hgq file")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("opt", help="run a pass pipeline on a .hgq graph")
     p.add_argument("file", help="input .hgq file")
     p.add_argument("-p", "--pipeline", required=True, help="e.g. 'infer-bitwidth,prune-zero-bits,dce'")

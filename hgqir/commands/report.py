@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 
-def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="per-op table (types, zeros, EBOPs) and an optional PNG")
     p.add_argument("file", help="a .hgq file")
     p.add_argument("--png", help="write bitwidth histograms and EBOPs per layer to this PNG")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="print a .hgq graph in the elided human form")
     p.add_argument("file", help="a .hgq file")
     p.add_argument("--full", action="store_true", help="print the full text form with tables")
