@@ -28,6 +28,7 @@ from .errors import HgqirError
 from .fixed import FixedType, OverflowMode, RoundMode
 from .ir import Graph, Op, OpKind, Value
 from .numbers import Exact
+from .ops.base import cast_needed  # noqa: F401  (also imported from here by older callers)
 from .quantize import float_path_enabled, quantize_exact
 
 
@@ -38,15 +39,6 @@ def exact_from_float(x: np.ndarray, t: FixedType, rmode: RoundMode, omode: Overf
     """
     m, s = quantize_exact(x, 0, t.k, t.i, t.f, rmode, omode)
     return Exact(m, s)
-
-
-def cast_needed(op: Op) -> list[bool]:
-    """Whether each result must be cast (TRN, WRAP) into its declared type after ``eval``."""
-    rule = op.rule
-    if rule.casts_itself:
-        return [False] * len(op.results)
-    exact = rule.infer(op)
-    return [not v.type.contains(t) for v, t in zip(op.results, exact, strict=True)]
 
 
 def prepare_inputs(
@@ -230,16 +222,11 @@ class Runner:
         self.env = {}
         self.fused = set()
         for n, op in enumerate(self.g.ops):
-            if op.kind is OpKind.INPUT:
+            kernel = op.rule.kernel
+            if kernel == "input":
                 self._input(op, next(feed))
-            elif id(op) in self.fused or op.kind in (OpKind.CONST, OpKind.OUTPUT):
-                pass
-            elif op.kind is OpKind.DENSE:
-                self._dense(op)
-            elif op.kind in (OpKind.QUANT, OpKind.RELU):
-                self._unary(op)
-            else:
-                self._generic(op)
+            elif id(op) not in self.fused and kernel != "none":
+                self.KERNELS[kernel](self, op)
             for vid in self.last_use.get(n, ()):
                 self.env.pop(vid, None)
         return [self._float(v) for v in self.g.outputs]
@@ -327,6 +314,13 @@ class Runner:
             return fn(*args)
         except Exception as e:  # names the op for any internal failure
             raise HgqirError(f"evaluating {op!r} failed: {type(e).__name__}: {e}") from e
+
+    KERNELS: dict[str, Any] = {
+        "dense": lambda self, op: self._dense(op),
+        "unary": lambda self, op: self._unary(op),
+        "generic": lambda self, op: self._generic(op),
+    }
+    """The rule table's ``kernel`` names -> the runner's methods (``input`` and ``none`` aside)."""
 
 
 def run_graph(g: Graph, args: list[Any], batch: bool | None = None) -> Any:

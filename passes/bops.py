@@ -33,6 +33,7 @@ from typing import ClassVar
 import numpy as np
 
 from hgqir.ir import Graph, Op, OpKind
+from hgqir.ops import Trait
 from hgqir.ops.linear import contraction_bits, nonzero_bits
 
 from .base import Pass, register
@@ -92,14 +93,14 @@ class BopsReport:
 
 def dsp_split(op: Op, dsp_bits: int = DSP_BITS) -> tuple[float, float]:
     """``(EBOPs of the products on DSPs, number of DSPs)`` of one op."""
-    if op.kind in (OpKind.DENSE, OpKind.CONV1D, OpKind.CONV2D):
+    if Trait.CONTRACTS in op.rule.traits:
         xb, wb = contraction_bits(op)
         floor = max(dsp_bits, 1)  # pruned operands never need a multiplier
         xs, ws = xb >= floor, wb >= floor
         count = xs.sum(axis=0) @ ws.sum(axis=1)
         ebops = (xb * xs).sum(axis=0) @ (wb * ws).sum(axis=1)
         return float(ebops), float(count)
-    if op.kind in (OpKind.MUL, OpKind.BATCHNORM):
+    if Trait.MULTIPLIES in op.rule.traits:
         shape = op.result.shape
         a = np.broadcast_to(op.operands[0].type.bits, shape)
         b = np.broadcast_to(op.operands[1].type.bits, shape)

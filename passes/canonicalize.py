@@ -13,8 +13,8 @@ from typing import ClassVar
 import numpy as np
 
 from hgqir.fixed import OverflowMode
-from hgqir.interp import cast_needed
 from hgqir.ir import Graph, Op, OpKind, Value
+from hgqir.ops import cast_needed
 
 from .base import Pass, register
 

@@ -15,24 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hgqir.ir import Graph, Op, OpKind, Value
+from hgqir.ops import Trait
 
 from ._consts import is_const
-
-_UNARY = {
-    OpKind.RELU,
-    OpKind.QUANT,
-    OpKind.LUT,
-    OpKind.BATCHNORM,
-    OpKind.MAXPOOL1D,
-    OpKind.MAXPOOL2D,
-    OpKind.AVGPOOL1D,
-    OpKind.AVGPOOL2D,
-    OpKind.GLOBAL_MAXPOOL,
-    OpKind.GLOBAL_AVGPOOL,
-}
-"""Ops whose operand 0 and result share channels (other operands: params or tables)."""
-_NARY = {OpKind.ADD, OpKind.SUB, OpKind.MUL, OpKind.CONCAT}
-_LINEAR = {OpKind.DENSE, OpKind.CONV1D, OpKind.CONV2D}
 
 
 @dataclass(eq=False)
@@ -86,7 +71,7 @@ def _channelwise(op: Op, gs: _Groups) -> None:
     """Union the channel-sharing operands with the result; record params or freeze."""
     res = op.result
     size = res.shape[-1] if res.shape else -1
-    shared = [0] if op.kind in _UNARY else range(len(op.operands))
+    shared = [0] if Trait.CHANNELWISE in op.rule.traits else range(len(op.operands))
     if op.kind is OpKind.LUT:
         gs.note(res).luts.append(op)
     for n, v in enumerate(op.operands):
@@ -117,10 +102,11 @@ def _classify(op: Op, gs: _Groups, keep_io: bool) -> None:
     kind = op.kind
     if kind is OpKind.CONST:
         return
-    if kind in _LINEAR:
+    traits = op.rule.traits
+    if Trait.CONTRACTS in traits:
         gs.note(op.operands[0]).sinks.append(op)
         gs.note(op.result).sources.append(op)
-    elif kind in _UNARY or kind in _NARY:
+    elif traits & (Trait.CHANNELWISE | Trait.MERGES):
         _channelwise(op, gs)
     elif kind in (OpKind.RESHAPE, OpKind.TRANSPOSE) and _keeps_channel_axis(op):
         gs.union(op.operands[0], op.result)

@@ -17,12 +17,11 @@ import numpy as np
 
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, Op, OpKind, Value
+from hgqir.ops import Trait
 
 from ._consts import atomic, bit_length, mantissas, minimal_const
 from .base import Pass, register
 from .intervals import Facts, analyze
-
-_LINEAR = (OpKind.DENSE, OpKind.CONV1D, OpKind.CONV2D)
 
 
 @dataclass
@@ -47,7 +46,7 @@ def why_not(bn: Op, facts: dict[Value, Facts]) -> str:
     """Why ``bn`` cannot fold ("" when it can)."""
     x = bn.operands[0]
     src = x.producer
-    if src is None or src.kind not in _LINEAR:
+    if src is None or Trait.CONTRACTS not in src.rule.traits:
         return f"its input %{x.name} is not made by a dense or conv"
     if len(x.users) != 1:
         return f"%{x.name} has other users"

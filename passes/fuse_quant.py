@@ -27,6 +27,7 @@ import numpy as np
 
 from hgqir.fixed import OverflowMode, RoundMode
 from hgqir.ir import Graph, Op, OpKind, Value
+from hgqir.ops import Trait
 from hgqir.ops.base import PAD_F, Interval
 
 from ._consts import atomic
@@ -83,7 +84,7 @@ def _overflow_ok(q1: Op, q2: Op, rnd: RoundMode) -> bool:
 
 def _type_read(v: Value) -> bool:
     """A lut/softmax indexes its tables by ``v``'s type: that type must stay."""
-    return any(u.kind in (OpKind.LUT, OpKind.SOFTMAX) and u.operands[0] is v for u in v.users)
+    return any(Trait.READS_TABLE in u.rule.traits and u.operands[0] is v for u in v.users)
 
 
 def try_fuse(g: Graph, q2: Op, facts: dict[Value, Facts]) -> str:

@@ -37,6 +37,7 @@ import numpy as np
 
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, Op, OpKind, Value
+from hgqir.ops import Trait
 
 from ._consts import atomic, mantissas, minimal_const
 from .base import Pass, register
@@ -48,7 +49,6 @@ _DECISIONS = {
     OpKind.INPUT: "the declared input type is the interface",
     OpKind.QUANT: "an explicit quantization is a decision",
 }
-_TABLE_USERS = (OpKind.LUT, OpKind.SOFTMAX)
 
 
 def narrowed(facts: Facts, t: FixedType) -> FixedType:
@@ -67,13 +67,13 @@ def narrowed(facts: Facts, t: FixedType) -> FixedType:
 
 def _pinned(v: Value) -> str:
     for user in v.users:
-        if user.kind in _TABLE_USERS and user.operands[0] is v:
+        if Trait.READS_TABLE in user.rule.traits and user.operands[0] is v:
             return f"read by {user.kind.value} %{user.result.name}: its table is indexed over this type"
     return ""
 
 
 def _is_table(v: Value) -> bool:
-    return any(u.kind in _TABLE_USERS and u.operands[0] is not v for u in v.users)
+    return any(Trait.READS_TABLE in u.rule.traits and u.operands[0] is not v for u in v.users)
 
 
 def _plan_value(op: Op, facts: dict[Value, Facts], consts: bool, calibrated: bool) -> tuple[FixedType, Any, str]:

@@ -34,7 +34,6 @@ from hgqir.ops.base import PAD_F, Interval
 from hgqir.quantize import _round_float
 
 from ._consts import mantissas, trailing_zeros
-from .transfer import TRANSFER
 
 SAFE_BITS = 50
 """Elements needing more bits than this are not narrowed (float64 interval arithmetic)."""
@@ -146,7 +145,9 @@ def _op_facts(op: Op, ins: list[Interval]) -> Facts:
     if op.kind is OpKind.QUANT:
         post = quant_interval(ins[0], t, op.attrs["round"], op.attrs["overflow"])
         return Facts(ins[0], post, np.ones(t.shape, bool), _unsure(ins[0], t))
-    exact = TRANSFER[op.kind](op, ins)
+    transfer = op.rule.transfer
+    assert transfer is not None, f"{op.kind.value} has no interval transfer rule"
+    exact = transfer(op, ins)
     post, fits, unsure = cast_interval(exact, t)
     return Facts(exact, post, fits, unsure)
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, OpKind, Value
+from hgqir.ops import Trait
 
 from ._consts import atomic, is_const
 from .base import Pass, register
@@ -32,8 +33,6 @@ from .channels import channel_groups
 from .dce import DeadCodeElimination
 from .intervals import Facts, analyze
 from .reslice import apply_plan
-
-_TABLE_USERS = (OpKind.LUT, OpKind.SOFTMAX)
 
 
 @dataclass
@@ -61,7 +60,7 @@ def _type_fixed(v: Value) -> bool:
     op = v.producer
     if op is None or op.kind is OpKind.INPUT:
         return True
-    return any(u.kind in _TABLE_USERS for u in v.users)
+    return any(Trait.READS_TABLE in u.rule.traits for u in v.users)
 
 
 def _zero_elements(v: Value, facts: Facts) -> np.ndarray:

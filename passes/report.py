@@ -15,6 +15,7 @@ import numpy as np
 
 from hgqir.fixed import summary
 from hgqir.ir import Graph, Op, OpKind, Value
+from hgqir.ops import Trait
 
 from ._consts import is_const
 from .annotate_bops import annotated
@@ -109,7 +110,11 @@ def _layers(g: Graph) -> list[Op]:
         op
         for op in g.ops
         if op.results
-        and (costs.get(op.result.name) or op.kind in (OpKind.DENSE, OpKind.CONV1D, OpKind.CONV2D, OpKind.BATCHNORM))
+        and (
+            costs.get(op.result.name)
+            or op.rule.traits & (Trait.CONTRACTS | Trait.MULTIPLIES)
+            and op.kind is not OpKind.MUL
+        )
     ]
     if len(ops) > MAX_PANELS:
         top = sorted(ops, key=lambda op: -costs.get(op.result.name, 0.0))[:MAX_PANELS]

@@ -12,11 +12,11 @@ import numpy as np
 from hgqir.errors import HgqirError
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, Op, OpKind, Value
+from hgqir.ops import Trait
 
 from ._consts import atomic, is_const, mantissas, minimal_const
 from .channel_plan import ChannelPlan, Fold
 
-_LINEAR = (OpKind.DENSE, OpKind.CONV1D, OpKind.CONV2D)
 _NONE = np.iinfo(np.int64).min // 2
 
 
@@ -90,7 +90,7 @@ class Reslicer:
         return out
 
     def rebuild(self, op: Op, operands: list[Value]) -> Op:
-        if op.kind in _LINEAR:
+        if Trait.CONTRACTS in op.rule.traits:
             operands = self.linear_operands(op, operands[0])
         for n, v in enumerate(operands):
             keep = self.plan.params.get((op, n))

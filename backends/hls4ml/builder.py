@@ -15,8 +15,8 @@ from typing import Any
 
 from hgqir.errors import HgqirError
 from hgqir.fixed import FixedType, OverflowMode, RoundMode, Shape
-from hgqir.interp import cast_needed
 from hgqir.ir import Op, Value
+from hgqir.ops import cast_needed
 
 from .precision import Kif, is_plain, mask_kbi, to_precision, union_kif
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from hgqir.errors import UnsupportedOpError
 from hgqir.fixed import FixedType, OverflowMode, RoundMode
-from hgqir.interp import cast_needed
 from hgqir.ir import Graph, Op, OpKind, Value
+from hgqir.ops import cast_needed
 
 from .gather import Gather, Scatter, gather, scatter
 from .options import VitisOptions

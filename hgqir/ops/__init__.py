@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from . import core, elementwise, linear, pool, shape, table  # noqa: F401  (registration)
-from .base import RULES, Attr, Interval, OpRule, interval_of
+from .base import RULES, Attr, Cast, Interval, OpRule, Trait, cast_needed, interval_of
 from .table import build_lut, make_table
 
-__all__ = ["RULES", "Attr", "Interval", "OpRule", "interval_of", "build_lut", "make_table"]
+__all__ = [
+    "RULES",
+    "Attr",
+    "Cast",
+    "Interval",
+    "OpRule",
+    "Trait",
+    "build_lut",
+    "cast_needed",
+    "interval_of",
+    "make_table",
+]

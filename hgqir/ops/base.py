@@ -1,7 +1,20 @@
-"""The rule table entry every op kind has: attributes, shapes, types, exact evaluation, EBOPs.
+"""The rule table entry every op kind has: everything the compiler knows about that kind.
 
-Adding an op kind means adding one :class:`OpRule` (usually in a module of this package) and
-one :class:`~hgqir.ir.OpKind` member; printer, parser, verifier and interpreter use the table.
+Adding an op kind touches one place here plus one lowering per backend:
+
+1. one :class:`~hgqir.ir.OpKind` member (its text name);
+2. one :class:`OpRule` registered with :func:`register`, usually in a module of this package,
+   giving: operand / result counts, attribute schema (``attrs``), ``shapes``, ``infer`` (the
+   smallest exact result types), ``transfer`` (the exact result *interval* from operand
+   intervals, used by bitwidth inference), ``eval`` (bit-exact evaluation on mantissas),
+   ``bops`` (its EBOPs rule), ``traits`` (what passes may assume: :class:`Trait`), ``cast``
+   (who puts results into their declared types: :class:`Cast`), ``kernel`` (the interpreter's
+   fast kernel, if any), ``check`` (extra verification), ``doc``;
+3. one lowering in each backend (``backends/vitis``, ``backends/hls4ml``), or that backend's
+   unsupported-op error names it.
+
+Printer, parser, verifier, interpreter, passes and backends all read this table; a test
+(``tests/core/test_rules.py``) checks that every kind has a complete rule.
 """
 
 from __future__ import annotations
@@ -93,6 +106,36 @@ def _no_bops(op: Op) -> float:
     return 0.0
 
 
+class Trait(enum.Flag):
+    """What passes and backends may assume about an op kind (queried instead of kind sets)."""
+
+    NONE = 0
+    CONTRACTS = enum.auto()
+    """A weighted sum over the last input axis (dense, conv): operands x, weights, bias."""
+    CHANNELWISE = enum.auto()
+    """One data operand; output channel c depends only on input channel c (last axis)."""
+    MERGES = enum.auto()
+    """Several data operands combined elementwise or side by side (add, sub, mul, concat)."""
+    MOVES_DATA = enum.auto()
+    """Only moves elements (reshape, transpose, concat): values and types travel unchanged."""
+    READS_TABLE = enum.auto()
+    """Operand 0 indexes a table built for its exact type (lut, softmax): its type must not change."""
+    MULTIPLIES = enum.auto()
+    """Elementwise products of two quantized operands (mul, batchnorm)."""
+    BOUNDARY = enum.auto()
+    """Graph input, constant or output: no computation."""
+
+
+class Cast(enum.Enum):
+    """Who puts an op's results into their declared types."""
+
+    AFTER_EVAL = "after-eval"
+    """``eval`` returns exact values; the interpreter casts them (TRN, WRAP) into the declared
+    type where that type does not contain the inferred one (:func:`cast_needed`)."""
+    BY_EVAL = "by-eval"
+    """``eval`` already returns values in the result types (quant, input, const, average pooling)."""
+
+
 @dataclass(frozen=True)
 class OpRule:
     """Everything hgqir knows about one op kind."""
@@ -112,8 +155,14 @@ class OpRule:
     """EBOPs of the op with its current types (see hgqir.passes.bops for the rules)."""
     check: Callable[[Op], None] | None = None
     """Extra verification (constants, attribute ranges)."""
-    casts_itself: bool = False
-    """``eval`` already returns values in the result types (no cast afterwards)."""
+    transfer: Callable[[Op, list[Interval]], Interval] | None = None
+    """Exact result interval from operand intervals (ranges narrower than a type's stay narrow).
+    None only for kinds whose interval is their type or value (input, const, quant, output)."""
+    traits: Trait = Trait.NONE
+    cast: Cast = Cast.AFTER_EVAL
+    kernel: str = "generic"
+    """Interpreter kernel (:class:`hgqir.interp.Runner`): ``generic`` (``eval``), ``input``,
+    ``none`` (nothing to compute), ``dense``, ``unary`` (float64 kernels where proven exact)."""
     doc: str = ""
     operand_names: tuple[str, ...] = field(default=())
     data_operands: int = -1
@@ -137,6 +186,15 @@ class OpRule:
 
 
 RULES: dict[Any, OpRule] = {}
+
+
+def cast_needed(op: Op) -> list[bool]:
+    """Whether each result must be cast (TRN, WRAP) into its declared type after ``eval``."""
+    rule = op.rule
+    if rule.cast is Cast.BY_EVAL:
+        return [False] * len(op.results)
+    exact = rule.infer(op)
+    return [not v.type.contains(t) for v, t in zip(op.results, exact, strict=True)]
 
 
 def register(rule: OpRule) -> OpRule:
@@ -182,6 +240,28 @@ class Interval:
         if not wide.any():
             return t
         return FixedType(t.shape, t.k, t.i + wide, t.f)
+
+
+BIG_F = 1 << 30
+"""LSB exponent of results that have no finite exact LSB (a division by a non power of two)."""
+
+
+def dead(f: np.ndarray) -> np.ndarray:
+    """Elements whose LSB exponent marks them as padding / always zero."""
+    return f <= PAD_F // 2
+
+
+def bcast(shape: tuple[int, ...], *arrays: np.ndarray) -> list[np.ndarray]:
+    return [np.broadcast_to(a, shape) for a in arrays]
+
+
+def derived_infer(transfer: Callable[[Op, list[Interval]], Interval]) -> Callable[[Op], list[FixedType]]:
+    """``infer`` of a kind whose exact type is its transfer over the operands' own intervals."""
+
+    def infer(op: Op) -> list[FixedType]:
+        return [transfer(op, [interval_of(v) for v in op.operands]).to_type()]
+
+    return infer
 
 
 def interval_of(v: Any) -> Interval:

@@ -8,7 +8,7 @@ from ..fixed import FixedType
 from ..ir import Op, OpKind
 from ..numbers import Exact, exact_from_mantissas, first_outside, mantissa_range
 from ..quantize import quantize_exact
-from .base import Attr, OpRule, expect, register, same_shape
+from .base import Attr, Cast, OpRule, Trait, expect, register, same_shape
 
 
 def _own_type(op: Op) -> list[FixedType]:
@@ -63,7 +63,9 @@ register(
         shapes=lambda op: [op.results[0].shape],
         infer=_own_type,
         eval=_input_eval,
-        casts_itself=True,
+        cast=Cast.BY_EVAL,
+        traits=Trait.BOUNDARY,
+        kernel="input",
         doc="Graph input; external float data is converted into its type with `round`/`overflow`.",
     )
 )
@@ -77,7 +79,9 @@ register(
         infer=_own_type,
         eval=_const_eval,
         check=_const_check,
-        casts_itself=True,
+        cast=Cast.BY_EVAL,
+        traits=Trait.BOUNDARY,
+        kernel="none",
         doc="Bit-true constant: integer mantissas `data`, value = data * 2**-f per element.",
     )
 )
@@ -90,7 +94,9 @@ register(
         shapes=same_shape,
         infer=_quant_infer,
         eval=_quant_eval,
-        casts_itself=True,
+        cast=Cast.BY_EVAL,
+        traits=Trait.CHANNELWISE,
+        kernel="unary",
         doc="Quantize to the result type (per element) with the given rounding and overflow modes.",
     )
 )
@@ -103,6 +109,8 @@ register(
         shapes=lambda op: [],
         infer=lambda op: [],
         eval=lambda op, args: [],
+        traits=Trait.BOUNDARY,
+        kernel="none",
         doc="Marks a graph output.",
     )
 )

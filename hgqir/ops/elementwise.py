@@ -8,15 +8,11 @@ from ..fixed import FixedType, Shape
 from ..ir import Op, OpKind
 from ..numbers import Exact, bound_bits
 from ..quantize import mantissa_dtype
-from .base import PAD_F, Interval, OpRule, broadcast_shapes, interval_of, register
+from .base import PAD_F, Interval, OpRule, Trait, bcast, broadcast_shapes, dead, derived_infer, interval_of, register
 
 
 def _binary_shapes(op: Op) -> list[Shape]:
     return [broadcast_shapes(op, [v.shape for v in op.operands])]
-
-
-def _dead(f: np.ndarray) -> np.ndarray:
-    return f <= PAD_F // 2
 
 
 def _addsub_infer(op: Op) -> list[FixedType]:
@@ -57,15 +53,6 @@ def _addsub_bops(op: Op) -> float:
     return float(np.sum(np.maximum(ba, bb)))
 
 
-def _mul_infer(op: Op) -> list[FixedType]:
-    a, b = (interval_of(v) for v in op.operands)
-    cands = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
-    f = np.where(_dead(a.f) | _dead(b.f), PAD_F, a.f + b.f)
-    shape = _binary_shapes(op)[0]
-    bc = [np.broadcast_to(c, shape) for c in cands]
-    return [Interval(np.minimum.reduce(bc), np.maximum.reduce(bc), np.broadcast_to(f, shape)).to_type()]
-
-
 def _mul_eval(op: Op, args: list[Exact]) -> list[Exact]:
     a, b = args
     ta, tb = (v.type for v in op.operands)
@@ -80,9 +67,23 @@ def _mul_bops(op: Op) -> float:
     return float(np.sum(ba * bb))
 
 
-def _relu_infer(op: Op) -> list[FixedType]:
-    x = interval_of(op.operands[0])
-    return [Interval(np.maximum(x.lo, 0.0), np.maximum(x.hi, 0.0), x.f).to_type()]
+def _addsub_transfer(op: Op, ins: list[Interval]) -> Interval:
+    a, b = ins
+    if op.kind is OpKind.SUB:
+        b = Interval(-b.hi, -b.lo, b.f)
+    return Interval(*bcast(_binary_shapes(op)[0], a.lo + b.lo, a.hi + b.hi, np.maximum(a.f, b.f)))
+
+
+def _mul_transfer(op: Op, ins: list[Interval]) -> Interval:
+    a, b = ins
+    cands = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
+    f = np.where(dead(a.f) | dead(b.f), PAD_F, a.f + b.f)
+    return Interval(*bcast(_binary_shapes(op)[0], np.minimum.reduce(cands), np.maximum.reduce(cands), f))
+
+
+def _relu_transfer(op: Op, ins: list[Interval]) -> Interval:
+    x = ins[0]
+    return Interval(np.maximum(x.lo, 0.0), np.maximum(x.hi, 0.0), x.f)
 
 
 def _relu_eval(op: Op, args: list[Exact]) -> list[Exact]:
@@ -101,6 +102,8 @@ for _kind, _sym in ((OpKind.ADD, "+"), (OpKind.SUB, "-")):
             infer=_addsub_infer,
             eval=_addsub_eval,
             bops=_addsub_bops,
+            transfer=_addsub_transfer,
+            traits=Trait.MERGES,
             doc=f"Elementwise a {_sym} b with numpy broadcasting.",
         )
     )
@@ -111,9 +114,11 @@ register(
         1,
         {},
         shapes=_binary_shapes,
-        infer=_mul_infer,
+        infer=derived_infer(_mul_transfer),
         eval=_mul_eval,
         bops=_mul_bops,
+        transfer=_mul_transfer,
+        traits=Trait.MERGES | Trait.MULTIPLIES,
         doc="Elementwise a * b with numpy broadcasting.",
     )
 )
@@ -124,8 +129,11 @@ register(
         1,
         {},
         shapes=lambda op: [op.operands[0].shape],
-        infer=_relu_infer,
+        infer=derived_infer(_relu_transfer),
         eval=_relu_eval,
+        transfer=_relu_transfer,
+        traits=Trait.CHANNELWISE,
+        kernel="unary",
         doc="max(x, 0).",
     )
 )

@@ -15,7 +15,7 @@ from ..fixed import FixedType, Shape
 from ..ir import Op, OpKind, Value
 from ..numbers import Exact
 from ..quantize import mantissa_dtype
-from .base import PAD_F, Attr, Interval, OpRule, expect, interval_of, register
+from .base import PAD_F, Attr, Interval, OpRule, Trait, bcast, dead, derived_infer, expect, interval_of, register
 
 
 # ---------------------------------------------------------------- shared machinery
@@ -138,6 +138,19 @@ def contraction_bits(op: Op) -> tuple[np.ndarray, np.ndarray]:
     return xb, nonzero_bits(op.operands[1]).reshape(xb.shape[1], -1)
 
 
+def _dense_transfer(op: Op, ins: list[Interval]) -> Interval:
+    bias = ins[2] if len(ins) == 3 else None
+    return contract_interval(ins[0], ins[1].lo, ins[1].f, bias)
+
+
+def _conv_transfer(op: Op, ins: list[Interval]) -> Interval:
+    x, w = ins[0], ins[1]
+    patches = Interval(unfold(x.lo, op, 0.0, False), unfold(x.hi, op, 0.0, False), unfold(x.f, op, PAD_F, False))
+    cout = op.operands[1].shape[-1]
+    bias = ins[2] if len(ins) == 3 else None
+    return contract_interval(patches, w.lo.reshape(-1, cout), w.f.reshape(-1, cout), bias)
+
+
 def _contraction_bops(op: Op) -> float:
     xb, wb = contraction_bits(op)
     return float(xb.sum(axis=0) @ wb.sum(axis=1))
@@ -153,6 +166,9 @@ register(
         infer=_dense_infer,
         eval=_dense_eval,
         bops=_contraction_bops,
+        transfer=_dense_transfer,
+        traits=Trait.CONTRACTS,
+        kernel="dense",
         check=_check_consts,
         operand_names=("x", "w", "b"),
         data_operands=1,
@@ -241,6 +257,8 @@ for _kind, _doc in ((OpKind.CONV1D, "[L, C]"), (OpKind.CONV2D, "[H, W, C]")):
             infer=_conv_infer,
             eval=_conv_eval,
             bops=_contraction_bops,
+            transfer=_conv_transfer,
+            traits=Trait.CONTRACTS,
             check=_check_consts,
             operand_names=("x", "w", "b"),
             data_operands=1,
@@ -259,14 +277,13 @@ def _bn_shapes(op: Op) -> list[Shape]:
     return [x]
 
 
-def _bn_infer(op: Op) -> list[FixedType]:
-    xi = interval_of(op.operands[0])
-    si, oi = interval_of(op.operands[1]), interval_of(op.operands[2])
-    cands = [xi.lo * si.lo, xi.lo * si.hi, xi.hi * si.lo, xi.hi * si.hi]
-    lo = np.minimum.reduce(cands) + oi.lo
-    hi = np.maximum.reduce(cands) + oi.hi
-    fprod = np.where((xi.f <= PAD_F // 2) | (si.f <= PAD_F // 2), PAD_F, xi.f + si.f)
-    return [Interval(lo, hi, np.maximum(fprod, oi.f)).to_type()]
+def _bn_transfer(op: Op, ins: list[Interval]) -> Interval:
+    x, s, o = ins
+    cands = [x.lo * s.lo, x.lo * s.hi, x.hi * s.lo, x.hi * s.hi]
+    fprod = np.where(dead(x.f) | dead(s.f), PAD_F, x.f + s.f)
+    lo = np.minimum.reduce(cands) + o.lo
+    hi = np.maximum.reduce(cands) + o.hi
+    return Interval(*bcast(op.operands[0].shape, lo, hi, np.maximum(fprod, o.f)))
 
 
 def _bn_eval(op: Op, args: list[Exact]) -> list[Exact]:
@@ -291,9 +308,11 @@ register(
         1,
         {},
         shapes=_bn_shapes,
-        infer=_bn_infer,
+        infer=derived_infer(_bn_transfer),
         eval=_bn_eval,
         bops=_bn_bops,
+        transfer=_bn_transfer,
+        traits=Trait.CHANNELWISE | Trait.MULTIPLIES,
         check=_check_consts,
         operand_names=("x", "scale", "offset"),
         data_operands=1,

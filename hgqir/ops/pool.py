@@ -14,7 +14,7 @@ from ..fixed import FixedType, OverflowMode, RoundMode, Shape
 from ..ir import Op, OpKind
 from ..numbers import Exact, bound_bits, scale_of
 from ..quantize import _pow2, mantissa_dtype, quantize_exact
-from .base import PAD_F, Attr, Interval, OpRule, expect, interval_of, register
+from .base import BIG_F, PAD_F, Attr, Cast, Interval, OpRule, Trait, dead, expect, interval_of, register
 from .linear import _conv_out_shape, windows
 
 _WINDOWED = {OpKind.MAXPOOL1D: 1, OpKind.MAXPOOL2D: 2, OpKind.AVGPOOL1D: 1, OpKind.AVGPOOL2D: 2}
@@ -91,6 +91,26 @@ def _pool_eval(op: Op, args: list[Exact]) -> list[Exact]:
     return [Exact(m, s)]
 
 
+def _maxpool_transfer(op: Op, ins: list[Interval]) -> Interval:
+    x = ins[0]
+    shape = _pool_shapes(op)[0]
+    lo, hi = (_win(op, a, -np.inf, False).max(axis=-2).reshape(shape) for a in (x.lo, x.hi))
+    f = _win(op, x.f, PAD_F, False).max(axis=-2).reshape(shape)
+    return Interval(lo, hi, f)
+
+
+def _avgpool_transfer(op: Op, ins: list[Interval]) -> Interval:
+    x = ins[0]
+    shape = _pool_shapes(op)[0]
+    lo, hi = (_win(op, a, 0.0, False).sum(axis=-2).reshape(shape) for a in (x.lo, x.hi))
+    n = _counts(op)
+    pow2 = (n & (n - 1)) == 0
+    extra = np.round(np.log2(n)).astype(np.int64)
+    f = _win(op, x.f, PAD_F, False).max(axis=-2).reshape(shape)
+    f = np.where(dead(f), PAD_F, np.where(pow2, f + extra, BIG_F))
+    return Interval(lo / n, hi / n, f)
+
+
 _POOL_ATTRS = {
     "pool": Attr("ints", required=True),
     "stride": Attr("ints", required=True),
@@ -109,7 +129,9 @@ for _kind in _WINDOWED:
             shapes=_pool_shapes,
             infer=_pool_infer,
             eval=_pool_eval,
-            casts_itself=_kind in _AVG,
+            transfer=_avgpool_transfer if _kind in _AVG else _maxpool_transfer,
+            traits=Trait.CHANNELWISE,
+            cast=Cast.BY_EVAL if _kind in _AVG else Cast.AFTER_EVAL,
             doc=("Average" if _kind in _AVG else "Max") + " pooling over windows `pool` with `stride` "
             "and padding `pad`"
             + (
@@ -128,6 +150,8 @@ register(
         shapes=_pool_shapes,
         infer=_pool_infer,
         eval=_pool_eval,
+        transfer=_maxpool_transfer,
+        traits=Trait.CHANNELWISE,
         doc="Max over every axis but the last (channels).",
     )
 )
@@ -140,7 +164,9 @@ register(
         shapes=_pool_shapes,
         infer=_pool_infer,
         eval=_pool_eval,
-        casts_itself=True,
+        transfer=_avgpool_transfer,
+        traits=Trait.CHANNELWISE,
+        cast=Cast.BY_EVAL,
         doc="Mean over every axis but the last, truncated into the result type.",
     )
 )

@@ -11,7 +11,7 @@ from ..fixed import FixedType, Shape
 from ..ir import Op, OpKind
 from ..numbers import Exact, bound_bits
 from ..quantize import mantissa_dtype
-from .base import Attr, OpRule, expect, register
+from .base import Attr, Interval, OpRule, Trait, bcast, expect, register
 
 
 def _concat_shapes(op: Op) -> list[Shape]:
@@ -70,6 +70,22 @@ def _transpose_eval(op: Op, args: list[Exact]) -> list[Exact]:
     return [Exact(x.m.transpose(0, *(p + 1 for p in op.attrs["perm"])), x.scale)]
 
 
+def _concat_transfer(op: Op, ins: list[Interval]) -> Interval:
+    axis = op.attrs["axis"]
+    lo, hi, f = (np.concatenate([np.asarray(getattr(i, n)) for i in ins], axis=axis) for n in ("lo", "hi", "f"))
+    return Interval(lo, hi, f)
+
+
+def _reshape_transfer(op: Op, ins: list[Interval]) -> Interval:
+    x = ins[0]
+    return Interval(*(np.reshape(a, op.attrs["shape"]) for a in bcast(op.operands[0].shape, x.lo, x.hi, x.f)))
+
+
+def _transpose_transfer(op: Op, ins: list[Interval]) -> Interval:
+    x = ins[0]
+    return Interval(*(np.transpose(a, op.attrs["perm"]) for a in bcast(op.operands[0].shape, x.lo, x.hi, x.f)))
+
+
 register(
     OpRule(
         OpKind.CONCAT,
@@ -79,6 +95,8 @@ register(
         shapes=_concat_shapes,
         infer=_concat_infer,
         eval=_concat_eval,
+        transfer=_concat_transfer,
+        traits=Trait.MERGES | Trait.MOVES_DATA,
         doc="Concatenate along `axis` (unbatched axes).",
     )
 )
@@ -91,6 +109,8 @@ register(
         shapes=_reshape_shapes,
         infer=lambda op: [op.operands[0].type.reshape(op.attrs["shape"])],
         eval=_reshape_eval,
+        transfer=_reshape_transfer,
+        traits=Trait.MOVES_DATA,
         doc="Row-major reshape to `shape` (flatten is reshape to one axis).",
     )
 )
@@ -103,6 +123,8 @@ register(
         shapes=_transpose_shapes,
         infer=lambda op: [op.operands[0].type.map(lambda a: a.transpose(op.attrs["perm"]))],
         eval=_transpose_eval,
+        transfer=_transpose_transfer,
+        traits=Trait.MOVES_DATA,
         doc="Permute the unbatched axes by `perm`.",
     )
 )

@@ -22,7 +22,7 @@ from ..fixed import FixedType, OverflowMode, RoundMode, Shape
 from ..ir import Graph, Op, OpKind, Value
 from ..numbers import Exact
 from ..quantize import convert, mantissa_dtype, quantize, quantize_exact
-from .base import Attr, Interval, OpRule, expect, interval_of, register
+from .base import PAD_F, Attr, Interval, OpRule, Trait, expect, interval_of, register
 
 MAX_TABLE_BITS = 20
 """Largest table index width (2**20 entries)."""
@@ -115,6 +115,22 @@ def build_lut(
     return g.add(OpKind.LUT, [x, table], {"func": func}, name=name).result
 
 
+def _lut_transfer(op: Op, ins: list[Interval]) -> Interval:
+    """Only the table entries that inputs in range can index."""
+    x, table = ins
+    xt = op.operands[0].type
+    low, _ = _union_lo(xt)
+    fu = xt.union()[2]
+    top = table.lo.shape[0] - 1
+    idx_lo, idx_hi = (np.clip(np.ldexp(a, fu) - low, 0, top).astype(np.int64) for a in (x.lo, x.hi))
+    pairs, inverse = np.unique(np.stack([idx_lo.reshape(-1), idx_hi.reshape(-1)], axis=1), axis=0, return_inverse=True)
+    out = np.empty((len(pairs), 3))
+    for n, (a, b) in enumerate(pairs):
+        out[n] = (table.lo[a : b + 1].min(), table.hi[a : b + 1].max(), table.f[a : b + 1].max())
+    lo, hi, f = (out[inverse.reshape(-1), c].reshape(x.lo.shape) for c in range(3))
+    return Interval(lo, hi, np.where(f <= PAD_F // 2, PAD_F, f).astype(np.int64))
+
+
 register(
     OpRule(
         OpKind.LUT,
@@ -125,7 +141,8 @@ register(
         infer=_lut_infer,
         eval=_lut_eval,
         check=_lut_check,
-        casts_itself=False,
+        transfer=_lut_transfer,
+        traits=Trait.CHANNELWISE | Trait.READS_TABLE,
         operand_names=("x", "table"),
         data_operands=1,
         doc="y = table[x - lowest(x)] over x's union type; `func` names the function for humans.",
@@ -180,6 +197,8 @@ register(
         shapes=_sm_shapes,
         infer=_sm_infer,
         eval=_sm_eval,
+        transfer=lambda op, ins: Interval.of(_sm_infer(op)[0]),
+        traits=Trait.READS_TABLE,
         operand_names=("x", "exp_table", "inv_table"),
         data_operands=1,
         doc="Table softmax over the last axis (see module docstring for the exact recipe).",

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hgqir.passes import PASSES, transfer
+from hgqir.passes import PASSES
 from hgqir.passes.reslice import Reslicer
 from pass_helpers import BUILDERS, check_exact, inputs, perturb
 
 import hgqir
 from hgqir import OpKind
+from hgqir.ops import RULES
 
 PIPELINE = "fold-batchnorm,infer-bitwidth,prune-zero-bits,dce"
 MINE = ["infer-bitwidth", "prune-zero-bits", "fold-batchnorm", "fuse-quant", "annotate-bops", "bops", "dce"]
@@ -67,7 +69,7 @@ def test_analysis_failure_names_the_op_and_leaves_the_graph(monkeypatch: pytest.
     def broken(op, ins):  # type: ignore[no-untyped-def]
         raise ValueError("no rule")
 
-    monkeypatch.setitem(transfer.TRANSFER, OpKind.RELU, broken)
+    monkeypatch.setitem(RULES, OpKind.RELU, replace(RULES[OpKind.RELU], transfer=broken))
     g = BUILDERS["mlp"](np.random.default_rng(0))
     text = hgqir.dumps(g)
     with pytest.raises(hgqir.PipelineError) as info:
