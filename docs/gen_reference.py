@@ -326,7 +326,9 @@ def op_section(kind: Any, rule: Any, backends: dict[str, tuple[BackendTable | No
         lines.append(f"- attribute `{attr_text(name, attr)}`")
     lines.append(f"- EBOPs: {_ebops_detail(rule)}")
     lines.append("- backends: " + ", ".join(f"{b} {support_mark(kind, e)}" for b, e in backends.items()))
-    if rule.casts_itself:
+    traits = [t.name.lower().replace("_", "-") for t in type(rule.traits) if t in rule.traits and t.name]
+    lines.append(f"- traits: {', '.join(traits)}")
+    if rule.cast.value == "by-eval":
         lines.append("- evaluation produces values in the result type itself (no cast afterwards)")
     return "\n".join(lines) + "\n"
 

@@ -73,7 +73,12 @@ class Value:
     name: str
     _type: FixedType = field(repr=False)
     producer: Op | None = field(default=None, repr=False)
-    users: list[Op] = field(default_factory=list, repr=False)
+    _users: list[Op] = field(default_factory=list, repr=False)
+
+    @property
+    def users(self) -> tuple[Op, ...]:
+        """The ops that read this value (read-only: the graph's edit methods keep it right)."""
+        return tuple(self._users)
 
     @property
     def type(self) -> FixedType:
@@ -101,10 +106,15 @@ class Op:
     """One operation: an :class:`OpKind`, operand values, result values, typed attributes."""
 
     kind: OpKind
-    operands: tuple[Value, ...]
+    _operands: tuple[Value, ...]
     results: tuple[Value, ...]
     attrs: dict[str, Any]
     graph: Graph | None = field(default=None, repr=False)
+
+    @property
+    def operands(self) -> tuple[Value, ...]:
+        """The values this op reads (read-only: change them with ``Graph.set_operand(s)``)."""
+        return self._operands
 
     @property
     def result(self) -> Value:
@@ -197,7 +207,7 @@ class Graph:
             v.name = self.unique_name(base if len(op.results) == 1 else f"{base}.{n}")
             self._names[v.name] = v
         for v in operands:
-            v.users.append(op)
+            v._users.append(op)
         if before is None:
             self.ops.append(op)
         else:
@@ -268,22 +278,22 @@ class Graph:
     # ------------------------------------------------------------------ mutation
     def set_operand(self, op: Op, index: int, value: Value) -> None:
         old = op.operands[index]
-        old.users.remove(op)
+        old._users.remove(op)
         ops = list(op.operands)
         ops[index] = value
-        op.operands = tuple(ops)
-        value.users.append(op)
+        op._operands = tuple(ops)
+        value._users.append(op)
 
     def set_operands(self, op: Op, values: Sequence[Value]) -> None:
         for v in op.operands:
-            v.users.remove(op)
-        op.operands = tuple(values)
+            v._users.remove(op)
+        op._operands = tuple(values)
         for v in values:
-            v.users.append(op)
+            v._users.append(op)
 
     def replace_uses(self, old: Value, new: Value, except_op: Op | None = None) -> None:
         """Make every user of ``old`` (but ``except_op``) use ``new`` instead."""
-        for user in list(old.users):
+        for user in old.users:
             if user is except_op:
                 continue
             for idx, v in enumerate(user.operands):
@@ -297,7 +307,7 @@ class Graph:
                 users = ", ".join(f"{u.kind.value}" for u in v.users)
                 raise VerifyError(f"cannot erase {op!r}: %{v.name} is still used by {users}")
         for v in op.operands:
-            v.users.remove(op)
+            v._users.remove(op)
         for v in op.results:
             self._names.pop(v.name, None)
         self.ops.remove(op)
@@ -350,7 +360,7 @@ class Graph:
                 res.append(nv)
             nop.results = tuple(res)
             for v in nop.operands:
-                v.users.append(nop)
+                v._users.append(nop)
             new.ops.append(nop)
         return new
 

@@ -119,18 +119,51 @@ def slice_const(g: Graph, v: Value, index: Any, before: Op) -> Value:
     return g.const_mantissa(np.ascontiguousarray(data), v.type[index], name=v.name, before=before)
 
 
-@contextlib.contextmanager
-def atomic(g: Graph, what: str, op: Op | None = None) -> Iterator[None]:
-    """Undo every change to ``g`` if the block raises; the error then names ``what`` and ``op``.
+_OPEN: set[int] = set()
+"""Graphs (by id) inside a transaction: a nested one shares the outer snapshot."""
 
-    The snapshot shares constant data and types with ``g`` (see ``Graph.clone``): cheap.
+
+@contextlib.contextmanager
+def atomic(g: Graph, what: str | None) -> Iterator[None]:
+    """The one rollback policy of the passes: undo every change to ``g`` if the block raises.
+
+    One snapshot per transaction (``Graph.clone`` shares constant data and types with ``g``);
+    a transaction inside another one (a pass run by the :class:`PassManager`, which opens one
+    per pass) takes no snapshot of its own. Errors other than :class:`HgqirError` are wrapped
+    with ``what`` (None: left as they are, for a caller that names them itself); rewrites inside loops name their op with :func:`at`, which copies nothing.
     """
+    if id(g) in _OPEN:
+        with _named(what):
+            yield
+        return
     snapshot = g.clone()
+    _OPEN.add(id(g))
+    try:
+        with _named(what):
+            yield
+    except Exception:
+        g.restore(snapshot)
+        raise
+    finally:
+        _OPEN.discard(id(g))
+
+
+@contextlib.contextmanager
+def _named(what: str | None) -> Iterator[None]:
+    try:
+        yield
+    except HgqirError:
+        raise
+    except Exception as e:
+        if what is None:
+            raise
+        raise HgqirError(f"{what} failed: {type(e).__name__}: {e}") from e
+
+
+@contextlib.contextmanager
+def at(what: str, op: Op) -> Iterator[None]:
+    """Name ``what`` and ``op`` in any error the block raises (no snapshot: see :func:`atomic`)."""
     try:
         yield
     except Exception as e:
-        g.restore(snapshot)
-        if isinstance(e, HgqirError) and op is None:
-            raise
-        where = f" at {op!r}" if op is not None else ""
-        raise HgqirError(f"{what} failed{where}: {type(e).__name__}: {e}; the graph is unchanged") from e
+        raise HgqirError(f"{what} failed at {op!r}: {type(e).__name__}: {e}") from e

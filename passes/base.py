@@ -14,6 +14,8 @@ from typing import Any, ClassVar, get_type_hints
 from hgqir.errors import PipelineError, VerifyError
 from hgqir.ir import Graph
 
+from ._consts import atomic
+
 PASSES: dict[str, type[Pass]] = {}
 """Every registered pass class by its kebab-case name."""
 
@@ -185,13 +187,12 @@ class PassManager:
             items = tqdm(self.passes, desc="passes", unit="pass")
         for n, p in enumerate(items):
             before = [str(q) for q in self.passes[:n]]
-            snapshot = g.clone()
             try:
-                self.results[p.name] = p.apply(g)
-                if self.verify_each:
-                    g.verify()
-            except Exception as e:  # any failure: roll back, then name the pass and its predecessors
-                g.restore(snapshot)
+                with atomic(g, None):  # the one rollback policy: one snapshot per pass
+                    self.results[p.name] = p.apply(g)
+                    if self.verify_each:
+                        g.verify()
+            except Exception as e:  # rolled back: name the pass and its predecessors
                 ran = ", ".join(before) if before else "none"
                 kind = "left an invalid graph" if isinstance(e, VerifyError) else "failed"
                 err = PipelineError(f"pass '{p}' {kind}: {e}\n  passes run before it: {ran}")

@@ -19,7 +19,7 @@ from hgqir.fixed import FixedType
 from hgqir.ir import Graph, Op, OpKind, Value
 from hgqir.ops import Trait
 
-from ._consts import atomic, bit_length, mantissas, minimal_const
+from ._consts import at, atomic, bit_length, mantissas, minimal_const
 from .base import Pass, register
 from .intervals import Facts, analyze
 
@@ -109,7 +109,12 @@ def fold(g: Graph, bn: Op) -> Op:
 
 
 def fold_batchnorms(g: Graph) -> FoldReport:
-    """Fold every batchnorm that can fold exactly; report the others."""
+    """Fold every batchnorm that can fold exactly; report the others (all or nothing)."""
+    with atomic(g, "fold-batchnorm"):
+        return _fold_all(g)
+
+
+def _fold_all(g: Graph) -> FoldReport:
     report = FoldReport()
     facts = analyze(g)
     todo = []
@@ -121,7 +126,7 @@ def fold_batchnorms(g: Graph) -> FoldReport:
             todo.append(bn)
     for bn in todo:  # decided on the unchanged graph; each fold touches only its own pair
         name = bn.result.name
-        with atomic(g, "fold-batchnorm", bn):
+        with at("fold-batchnorm", bn):
             into = fold(g, bn)
         report.folded.append(f"%{name} -> %{into.result.name}")
     return report

@@ -30,7 +30,7 @@ from hgqir.ir import Graph, Op, OpKind, Value
 from hgqir.ops import Trait
 from hgqir.ops.base import PAD_F, Interval
 
-from ._consts import atomic
+from ._consts import at, atomic
 from .base import Pass, register
 from .intervals import Facts, analyze, lowest
 
@@ -117,8 +117,13 @@ def fuse_quants(g: Graph, max_rounds: int = 10) -> FuseReport:
     """Fuse quant pairs until none is left.
 
     A fusion never changes a value, so the range facts stay valid within a round; a new
-    round catches chains of three or more quants.
+    round catches chains of three or more quants. All or nothing.
     """
+    with atomic(g, "fuse-quant"):
+        return _fuse_rounds(g, max_rounds)
+
+
+def _fuse_rounds(g: Graph, max_rounds: int) -> FuseReport:
     report = FuseReport()
     for _ in range(max_rounds):
         facts = analyze(g)
@@ -128,7 +133,7 @@ def fuse_quants(g: Graph, max_rounds: int = 10) -> FuseReport:
                 continue
             q1 = q2.operands[0].producer
             name = q2.result.name
-            with atomic(g, "fuse-quant", q2):
+            with at("fuse-quant", q2):
                 rule = try_fuse(g, q2, facts)
             if rule:
                 report.fused[name] = rule

@@ -3,7 +3,9 @@
 import-linter walks the package directory on disk, so it runs over the installed layout of the
 sources (:func:`layout.mirror`, symbolic links in a temporary directory).
 
-Usage: ``python tools/lint_imports.py`` (exit status 0 when every contract is kept).
+Usage: ``python tools/lint_imports.py [ROOT]`` (exit status 0 when every contract is kept; ROOT:
+another checkout, default this one). Run it in a fresh process: a process that has already
+imported ``hgqir`` from the editable install would make import-linter see that copy.
 """
 
 from __future__ import annotations
@@ -35,4 +37,4 @@ def main(root: Path = ROOT) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT))

@@ -80,14 +80,14 @@ def test_out_of_order_ops_and_toposort() -> None:
 
 def test_use_lists_names_and_outputs() -> None:
     g, x, r, q = small()
-    r.users.clear()
+    r._users.clear()  # corrupt the use-list behind the graph's back
     assert "does not list this op as a user" in verify_error(g)
     g, x, r, q = small()
     q.name = "r"
     assert "value name %r is defined twice" in verify_error(g)
     g, x, r, q = small()
     g.ops.pop()
-    q.users.clear()
+    q._users.clear()
     assert "has no output op; add one with g.output(value)" in verify_error(g)
     g, x, r, q = small()
     r.producer.attrs["bogus"] = 1
@@ -99,7 +99,7 @@ def test_graph_editing_keeps_use_lists() -> None:
     r2 = g.add(OpKind.RELU, [x], name="r", before=q.producer).result
     assert r2.name == "r_1" and g.ops.index(r2.producer) == 2
     g.replace_uses(r, r2)
-    assert r.users == [] and q.producer in r2.users
+    assert r.users == () and q.producer in r2.users
     g.erase(r.producer)
     g.verify()
     with pytest.raises(VerifyError, match="still used by quant"):
@@ -108,6 +108,17 @@ def test_graph_editing_keeps_use_lists() -> None:
     assert g.value("%act") is r2 and "act" in hgqir.dumps(g)
     with pytest.raises(KeyError, match="no value %r"):
         g.value("r")
+
+
+def test_use_lists_are_read_only_to_callers() -> None:
+    g, x, r, q = small()
+    assert isinstance(x.users, tuple) and isinstance(r.producer.operands, tuple)
+    with pytest.raises(AttributeError):
+        x.users = ()  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        q.producer.operands = (x,)  # type: ignore[misc]
+    g.set_operand(q.producer, 0, x)  # the graph's own edit keeps both sides
+    assert q.producer.operands == (x,) and q.producer in x.users and not r.users
 
 
 def test_add_checks_before_changing_the_graph() -> None:
