@@ -7,8 +7,10 @@ Three kinds of model come in:
   quantizers from data (:meth:`ShimModel.calibrate`);
 * an **HGQ2** model (``hgq.layers``): imported with HGQ2's own quantizers
   (``calibration=x`` runs HGQ2's ``trace_minmax``);
-* a **plain float** model: it has no fixed-point types, so it is imported through a frozen shim
-  with one documented default type everywhere (``default_type``, ``weight_f``; a warning says so).
+* a **plain float** model: it has no fixed-point types, so it is imported straight to IR
+  (:mod:`.importer.plain`, no shim is built) with quantizers where a shim would put them: one
+  documented default type (``default_type``, ``weight_f``), or per-element types calibrated
+  exactly on ``calibration=x``; a warning says which.
 
 >>> g = hgqir.from_keras(qmodel, calibration=x_train)     # doctest: +SKIP
 >>> np.array_equal(g.run(x), qmodel.predict(x))           # doctest: +SKIP
@@ -18,7 +20,6 @@ True
 from __future__ import annotations
 
 import argparse
-import warnings
 from typing import Any
 
 import numpy as np
@@ -46,10 +47,6 @@ __all__ = [
     "quantize_keras",
 ]
 
-DEFAULT_TYPE = (1, 5, 10)
-"""k, i, f of every activation of a plain float model (ap_fixed<16,6>, RND, SAT)."""
-DEFAULT_WEIGHT_F = 10
-"""Fractional bits of weights and biases of a plain float model (RND; integer bits from the values)."""
 IMPORT_OPTIONS = ("default_type", "weight_f", "batch_size")
 
 
@@ -84,31 +81,6 @@ def _dialect() -> tuple[dict[type, Converter], Any, Any]:
     return converters, reason, input_quantizer
 
 
-def _frozen_shim(model: Any, options: dict[str, Any], calibrated: bool) -> ShimModel:
-    k, i, f = (int(v) for v in options.get("default_type") or DEFAULT_TYPE)
-    wf = int(options.get("weight_f", DEFAULT_WEIGHT_F))
-    how = "integer bits from the calibration data (WRAP)" if calibrated else f"i={i} (SAT)"
-    warnings.warn(
-        f"model {model.name!r} is a float model without fixed-point types: hgqir imports it with every "
-        f"activation quantized to k={k} f={f}, {how}, RND, and weights rounded to {wf} fractional bits; "
-        "its results differ from the float model's. Pass default_type=(k, i, f) / weight_f=..., or train "
-        "a shim with hgqir.quantize_keras.",
-        UserWarning,
-        stacklevel=3,
-    )
-    return quantize_keras(
-        model,
-        granularity="tensor",
-        weight_granularity="tensor",
-        round="RND",
-        overflow="WRAP" if calibrated else "SAT",
-        signed=bool(k),
-        i0=i,
-        f0=f,
-        weight_f0=wf,
-    )
-
-
 def _calibrate(model: Any, data: Any, batch_size: int) -> None:
     if isinstance(model, ShimModel):
         model.calibrate(data, batch_size=batch_size)
@@ -133,11 +105,11 @@ def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:
     kg = walk(model)
     converters, reason, input_quantizer = _dialect()
     if not any(_is_quantized(node.layer) for node in kg.nodes):
+        from .importer.plain import import_plain
         from .support import float_reason
 
         check_supported(kg, float_reason)
-        model = _frozen_shim(model, options, calibration is not None)
-        kg = walk(model)
+        return import_plain(kg, options, calibration)
     check_supported(kg, reason)
     for key, name in zip(kg.inputs, kg.input_names, strict=True):  # fail before calibration changes the model
         Emitter(kg, converters, input_quantizer).input_spec(key, name)

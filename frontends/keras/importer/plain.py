@@ -1,0 +1,264 @@
+"""Import a plain float Keras model straight into an hgqir graph (no training shim is built).
+
+Quantizers sit where a shim would put them: each model input, the input of every layer that
+computes with values (dense, conv, batchnorm, merges, average pooling, tables), and each model
+output not produced by a table. Weights, biases and folded batchnorm parameters are rounded to
+``weight_f`` fractional bits (RND) with the tightest type of each value.
+
+Activation types: without calibration data every quantizer has the one documented default
+type ``default_type`` with SAT overflow. With ``calibration=x`` the graph is built and calibrated
+op by op: each activation quantizer's input is evaluated exactly on the data (by the graph
+built so far, with every earlier quantizer in place), rounded to the quantizer's ``f``, and the
+per-element range of those values becomes the type by :data:`POLICY`, the one place that says
+how a range becomes a type and with which overflow. Tables (tanh, sigmoid, softmax) are then
+built over the calibrated types of their inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hgqir.fixed import FixedType, OverflowMode, RoundMode
+from hgqir.ir import Graph, OpKind, Value
+from hgqir.quantize import quantize
+
+from ..graph import KGraph, KNode
+from ..shim.merge import pool_counts
+from ..shim.tables import TABLE_FUNCTIONS, lut_table, softmax_tables
+from ..support import L, layer_activation
+from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, window_attrs
+from .shim_ir import conv_attrs, to_numpy
+
+DEFAULT_TYPE = (1, 5, 10)
+"""k, i, f of every activation of a plain float model without calibration data (ap_fixed<16,6>, SAT)."""
+DEFAULT_WEIGHT_F = 10
+"""Fractional bits of weights, biases and batchnorm parameters (RND; integer bits from the values)."""
+TABLE_F = 8
+"""Fractional bits of tanh / sigmoid / softmax table entries."""
+
+
+@dataclass(frozen=True)
+class CalibrationPolicy:
+    """How an activation's calibration range becomes its type on plain import."""
+
+    margin_bits: int = 0
+    """Integer bits above what the calibration range needs (0: exactly the range)."""
+    overflow: OverflowMode = OverflowMode.WRAP
+    """Overflow of calibrated quantizers."""
+
+    def type(self, lo: np.ndarray, hi: np.ndarray, f: int) -> FixedType:
+        """The type of values seen in ``[lo, hi]`` (already on the ``2**-f`` grid)."""
+        t = FixedType.covering(lo, hi, np.full(np.shape(lo), f))
+        if not self.margin_bits:
+            return t
+        live = ~t.zero_mask
+        return FixedType(t.shape, t.k, np.where(live, t.i + self.margin_bits, t.i), t.f)
+
+
+POLICY = CalibrationPolicy()
+"""Today's policy: exactly the calibration range, WRAP (as a calibrated shim)."""
+
+
+class PlainImportWarning(UserWarning):
+    """A plain float model was imported with default or calibrated types (see the message)."""
+
+
+class PlainEmitter(Emitter):
+    """An :class:`Emitter` that places and types the quantizers of a float model itself."""
+
+    def __init__(self, kg: KGraph, k: int, i: int, f: int, weight_f: int, data: list[np.ndarray] | None) -> None:
+        super().__init__(kg, PLAIN_FLOAT_CONVERTERS, lambda layer, pos, shape: None)
+        self.k, self.i, self.f, self.weight_f = k, i, f, weight_f
+        self.data = data
+
+    def run(self) -> Graph:
+        for key, name, arr in zip(self.kg.inputs, self.kg.input_names, self._inputs(), strict=True):
+            t = self._act_type(None, arr, self.shape(key))
+            self.values[key] = self.g.input(name, t, RoundMode.RND, self._overflow())
+        for node in self.kg.nodes:
+            outs = self.converters[type(node.layer)](self, node, [self.values[k] for k in node.inputs])
+            for key, v in zip(node.outputs, outs, strict=True):
+                self.values[key] = v
+        for n, key in enumerate(self.kg.outputs):
+            producer = self.kg.producer(key)
+            v = self.values[key]
+            if v.producer is None or v.producer.kind not in (OpKind.LUT, OpKind.SOFTMAX, OpKind.QUANT, OpKind.INPUT):
+                v = self.act(v, f"{producer.name if producer else f'out{n}'}_out_q")
+            self.g.output(v, name=producer.name if producer else f"out{n}")
+        self.g.meta["frontend"] = "keras"
+        return self.g
+
+    # ------------------------------------------------------------ quantizers
+    def _inputs(self) -> list[np.ndarray | None]:
+        return list(self.data) if self.data is not None else [None] * len(self.kg.inputs)
+
+    def _overflow(self) -> OverflowMode:
+        return POLICY.overflow if self.data is not None else OverflowMode.SAT
+
+    def _act_type(self, v: Value | None, arr: np.ndarray | None, shape: tuple[int, ...]) -> FixedType:
+        if self.data is None:
+            return FixedType.uniform(shape, self.k, self.i, self.f)
+        x = arr if v is None else self._evaluate(v)
+        q = quantize(np.asarray(x, dtype=np.float64), 1, _wide(self.f), self.f, round="RND")
+        return POLICY.type(q.min(axis=0), q.max(axis=0), self.f)
+
+    def _evaluate(self, v: Value) -> np.ndarray:
+        """``v`` on the calibration data, computed exactly by the graph built so far."""
+        out = self.g.output(v, name="__calibration__")
+        try:
+            return np.asarray(self.g.run(*self.data))  # type: ignore[misc]
+        finally:
+            self.g.erase(out)
+
+    def act(self, x: Value, name: str) -> Value:
+        """An activation quantizer on ``x`` (its type from the data, or the default type)."""
+        t = self._act_type(x, None, x.shape)
+        return self.quant(x, QuantSpec(t, RoundMode.RND, self._overflow()), name)
+
+    def weight(self, values: Any, name: str) -> Value:
+        """A constant rounded to ``weight_f`` fractional bits, each value with its tightest type."""
+        q = quantize(to_numpy(values), 1, _wide(self.weight_f), self.weight_f, round="RND")
+        t = FixedType.covering(q, q, np.full(q.shape, self.weight_f)).canonical()
+        return self.const(q, t, name)
+
+    def table(self, func: str, x: Value, name: str) -> Value:
+        """tanh / sigmoid / softmax as tables over the calibrated (or default) type of ``x``."""
+        xq = self.act(x, f"{name}_iq")
+        if func == "softmax":
+            n = int(xq.shape[-1]) if xq.shape else 1
+            t = softmax_tables(xq.type.union(), n, (0, 1, TABLE_F), TABLE_F, (0, 1, TABLE_F))
+            exp = self.const(t["exp"], FixedType.uniform(t["exp"].shape, *t["exp_kif"]), f"{name}_exp")
+            inv = self.const(t["inv"], FixedType.uniform(t["inv"].shape, *t["inv_kif"]), f"{name}_inv")
+            return self.add(OpKind.SOFTMAX, [xq, exp, inv], name, inv_in=t["inv_in"])
+        k, i, _ = TABLE_FUNCTIONS[func][2]
+        data, tt = lut_table(func, xq.type.union(), (k, i, TABLE_F), RoundMode.RND, OverflowMode.SAT)
+        table = self.g.const_mantissa(data, tt, name=f"{name}_table")
+        return self.add(OpKind.LUT, [xq, table], name, func=func)
+
+    def activation(self, layer: Any, y: Value) -> Value:
+        """The activation fused into a dense / conv layer, after its result ``y``."""
+        act = layer_activation(layer)
+        if act == "relu":
+            return self.add(OpKind.RELU, [y], f"{layer.name}_relu")
+        if act in ("tanh", "sigmoid", "softmax"):
+            return self.table(act, y, f"{layer.name}_{act}")
+        return y
+
+
+def _wide(f: int) -> int:
+    """Integer bits that never overflow in rounding (a float64-exact width of 52 bits)."""
+    return 51 - f
+
+
+# ---------------------------------------------------------------- converters
+def _affine(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    x = em.act(xs[0], f"{layer.name}_iq")
+    operands = [x, em.weight(layer.kernel, f"{layer.name}_w")]
+    if layer.use_bias:
+        operands.append(em.weight(layer.bias, f"{layer.name}_b"))
+    if isinstance(layer, L.Dense):
+        y = em.add(OpKind.DENSE, operands, layer.name)
+    else:
+        kind = OpKind.CONV1D if isinstance(layer, L.Conv1D) else OpKind.CONV2D
+        y = em.add(kind, operands, layer.name, **conv_attrs(layer, x.shape))
+    return [em.activation(layer, y)]
+
+
+def _batchnorm(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    x = em.act(xs[0], f"{layer.name}_iq")
+    var, mean = to_numpy(layer.moving_variance), to_numpy(layer.moving_mean)
+    gamma = to_numpy(layer.gamma) if layer.gamma is not None else 1.0
+    scale = gamma / np.sqrt(var + float(layer.epsilon))
+    offset = -mean * scale + (to_numpy(layer.beta) if layer.beta is not None else 0.0)
+    s, o = em.weight(scale, f"{layer.name}_scale"), em.weight(offset, f"{layer.name}_offset")
+    return [em.add(OpKind.BATCHNORM, [x, s, o], layer.name)]
+
+
+def _merge(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    qs = [em.act(x, f"{layer.name}_iq{n}") for n, x in enumerate(xs)]
+    kind = {L.Add: OpKind.ADD, L.Subtract: OpKind.SUB, L.Multiply: OpKind.MUL}[type(layer)]
+    return [merge_chain(em, kind, qs, layer.name)]
+
+
+def _avgpool(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
+    """The exact window sum over the count, truncated to the input's union type plus
+    ``ceil(log2(count))`` fractional bits (as the shim's average pool)."""
+    layer = node.layer
+    x = em.act(xs[0], f"{layer.name}_iq")
+    is_global = isinstance(layer, (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D))
+    in_shape = x.shape
+    if is_global:
+        count = int(np.prod(in_shape[:-1]))
+    else:
+        counts = pool_counts(in_shape[:-1], tuple(layer.pool_size), tuple(layer.strides), layer.padding)
+        count = int(np.max(counts))
+    extra = int(math.ceil(math.log2(max(count, 1))))
+    k, i, f = x.type.union()
+    out_shape = em.shape(node.outputs[0])
+    live = not np.all(x.type.zero_mask)
+    t = FixedType.uniform(out_shape, k, i, f + extra) if live else FixedType.zero(out_shape)
+    if is_global:
+        return [em.g.add(OpKind.GLOBAL_AVGPOOL, [x], {}, types=[t], name=layer.name).result]
+    kind = OpKind.AVGPOOL1D if isinstance(layer, L.AveragePooling1D) else OpKind.AVGPOOL2D
+    attrs = {**window_attrs(layer, in_shape), "count_pad": False}
+    return [em.g.add(kind, [x], attrs, types=[t], name=layer.name).result]
+
+
+def _activation(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
+    act = layer_activation(node.layer)
+    if act in ("tanh", "sigmoid", "softmax"):
+        return [em.table(act, xs[0], node.name)]
+    return PLAIN_CONVERTERS[type(node.layer)](em, node, xs)
+
+
+PLAIN_FLOAT_CONVERTERS: dict[type, Converter] = {
+    **PLAIN_CONVERTERS,
+    L.Dense: _affine,  # type: ignore[dict-item]
+    L.Conv1D: _affine,  # type: ignore[dict-item]
+    L.Conv2D: _affine,  # type: ignore[dict-item]
+    L.BatchNormalization: _batchnorm,  # type: ignore[dict-item]
+    L.Add: _merge,  # type: ignore[dict-item]
+    L.Subtract: _merge,  # type: ignore[dict-item]
+    L.Multiply: _merge,  # type: ignore[dict-item]
+    L.AveragePooling1D: _avgpool,  # type: ignore[dict-item]
+    L.AveragePooling2D: _avgpool,  # type: ignore[dict-item]
+    L.GlobalAveragePooling1D: _avgpool,  # type: ignore[dict-item]
+    L.GlobalAveragePooling2D: _avgpool,  # type: ignore[dict-item]
+    L.Activation: _activation,  # type: ignore[dict-item]
+    L.Softmax: _activation,  # type: ignore[dict-item]
+}
+"""Float layer class -> converter (movers and identities as for quantized models)."""
+
+
+def import_plain(kg: KGraph, options: dict[str, Any], data: Any) -> Graph:
+    """The graph of the float model walked into ``kg`` (see the module docstring)."""
+    k, i, f = (int(v) for v in options.get("default_type") or DEFAULT_TYPE)
+    wf = int(options.get("weight_f", DEFAULT_WEIGHT_F))
+    arrays = None
+    if data is not None:
+        items = data if isinstance(data, (list, tuple)) else [data]
+        arrays = [np.asarray(a, dtype=np.float64) for a in items]
+    how = (
+        f"integer bits from the range of {len(arrays[0])} calibration samples ({POLICY.overflow.name})"
+        if arrays is not None
+        else f"i={i} (SAT)"
+    )
+    warnings.warn(
+        f"model {kg.name!r} is a float model without fixed-point types: hgqir imports it with every "
+        f"activation quantized to f={f}, {how}, RND, and weights rounded to {wf} fractional bits; "
+        "its results differ from the float model's. Pass default_type=(k, i, f) / weight_f=..., or train "
+        "a shim with hgqir.quantize_keras.",
+        PlainImportWarning,
+        stacklevel=4,
+    )
+    g = PlainEmitter(kg, k, i, f, wf, arrays).run()
+    g.verify()
+    return g
