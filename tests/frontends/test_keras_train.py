@@ -100,7 +100,7 @@ def test_calibration_covers_the_data_and_sets_sign_bits() -> None:
     qmodel = hgqir.quantize_keras(model)
     x = 3 * data((3,), n=256)
     g = hgqir.from_keras(qmodel, calibration=x)
-    q = [layer for layer in qmodel.layers if hasattr(layer, "iq")][-1].iq  # after the relu: never negative
+    q = [layer for layer in qmodel.layers if hasattr(layer, "kq")][-1].iq  # after the relu: never negative
     assert np.all(np.array(q.k) == 0)
     first = g.inputs[0].type
     assert np.all(first.lo <= x.min(axis=0)) and np.all(first.hi >= x.max(axis=0) - 2.0**-first.f)
@@ -119,7 +119,7 @@ def test_calibration_prunes_elements_that_stay_zero() -> None:
     g = hgqir.from_keras(qmodel, calibration=x)
     width = g.inputs[0].type.width
     assert np.all(width[[1, 3]] <= 0) and np.all(width[[0, 2]] > 0)
-    assert np.all(np.asarray([layer for layer in qmodel.layers if hasattr(layer, "iq")][-1].iq.bits())[[1, 3]] == 0)
+    assert np.all(np.asarray([layer for layer in qmodel.layers if hasattr(layer, "kq")][-1].iq.bits())[[1, 3]] == 0)
     assert qmodel.ebops() == hgqir.bops(g).total
     assert_exact(g, qmodel, 4 * x)
 
@@ -127,7 +127,7 @@ def test_calibration_prunes_elements_that_stay_zero() -> None:
 def test_pruned_elements_are_exactly_zero() -> None:
     keras.utils.set_random_seed(0)
     qmodel = hgqir.quantize_keras(keras.Sequential([keras.Input((4,)), L.Dense(3)]))
-    q = [layer for layer in qmodel.layers if hasattr(layer, "iq")][-1].iq
+    q = [layer for layer in qmodel.layers if hasattr(layer, "kq")][-1].iq
     q.f.assign(np.array([-20.0, 4, 4, -20.0]))
     x = data((4,))
     g = hgqir.from_keras(qmodel, calibration=x)

@@ -17,13 +17,13 @@ from hgqir.ir import OpKind, Value
 
 from ..graph import KNode, Shape
 from ..shim.layers import QBatchNorm, QConv1D, QConv2D, QDense, conv_pads
-from ..shim.merge import QAvgPool, QMerge
+from ..shim.merge import QAvgPool, QMerge, QOutput
 from ..shim.quant import Quantizer, WeightQuantizer
 from ..shim.tables import QSoftmax, QTable
 from ..support import AVGPOOLS, MERGES, L, layer_activation, movers_reason
 from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, plain_avgpool_reason
 
-SHIM_LAYERS = (Quantizer, QDense, QConv1D, QConv2D, QBatchNorm, QMerge, QAvgPool, QTable, QSoftmax)
+SHIM_LAYERS = (Quantizer, QOutput, QDense, QConv1D, QConv2D, QBatchNorm, QMerge, QAvgPool, QTable, QSoftmax)
 
 
 def spec_of(q: Quantizer, shape: Shape) -> QuantSpec:
@@ -142,6 +142,7 @@ SHIM_CONVERTERS: dict[type, Converter] = {
     QBatchNorm: _batchnorm,
     QMerge: _merge,
     QAvgPool: _avgpool,
+    QOutput: lambda em, node, xs: [_iq(em, node.layer, xs[0])],
     QTable: _table,
     QSoftmax: _softmax,
 }

@@ -20,7 +20,7 @@ from hgqir.errors import HgqirError
 from ..graph import KGraph, KNode, check_supported, walk
 from ..support import carries_type, float_reason, is_identity, is_mover, layer_activation, quantizes_input
 from .layers import QBatchNorm, QConv1D, QConv2D, QDense
-from .merge import QAvgPool, QMerge
+from .merge import QAvgPool, QMerge, QOutput
 from .model import ShimModel
 from .options import KerasConfig, activation_kwargs, keras_config, weight_kwargs
 from .quant import Quantizer
@@ -82,13 +82,14 @@ class _Builder:
         table layer produced it (its values already have their type), as in the PyTorch shim."""
         t = self.tensors[key]
         producer = getattr(t, "_keras_history", None)
-        if producer is not None and isinstance(producer[0], (Quantizer, QTable, QSoftmax)):
+        if producer is not None and isinstance(producer[0], (Quantizer, QOutput, QTable, QSoftmax)):
             return t
         node = self.kg.producer(key)
         name = node.layer.name if node is not None else self.kg.input_names[self.kg.inputs.index(key)]
         cfg = self.config.shim.for_layer(name)
         qc = cfg.output_config
-        return Quantizer(name=f"{name}_out_q", **activation_kwargs(qc, cfg.i_decay, self._nonneg(key)))(t)
+        iq = activation_kwargs(qc, cfg.i_decay, self._nonneg(key))
+        return QOutput(iq=iq, name=f"{name}_out_q")(t)
 
     def _input_hoistable(self, key: int) -> bool:
         """The input feeds exactly one layer with an input quantizer, maybe through reshapes."""

@@ -195,3 +195,31 @@ class QAvgPool(keras.layers.Layer):
             iq=self.iq.get_config(),
         )
         return cfg
+
+
+@keras.saving.register_keras_serializable(package="hgqir")
+class QOutput(keras.layers.Layer):
+    """The quantizer of a model output (the ``output`` place): one banked input quantizer.
+
+    It computes nothing, so it has no EBOPs; its fractional bits live in the model's pooled
+    bank like every shim layer's (a standalone :class:`Quantizer` would add a variable).
+    """
+
+    def __init__(self, iq: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.iq = make_quantizer(Quantizer, iq, f"{self.name}_iq")
+        self.fbank = make_bank(self.name, [self.iq])
+
+    def build(self, input_shape: Any) -> None:
+        self.iq.build(input_shape)
+        self.fbank.attach([self.iq])
+
+    def call(self, x: Any, training: Any = None) -> Any:
+        (f,) = self.fbank.split(training)
+        return self.iq(x, training=training, f=f)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "iq": self.iq.get_config()}
