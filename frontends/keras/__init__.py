@@ -35,6 +35,11 @@ from .shim.model import BetaScheduler, ShimModel
 from .shim.options import KerasConfig, keras_config
 from .shim.quant import Quantizer, WeightQuantizer
 
+try:  # the optional speed machinery (parameter banks); the shim works without it
+    from . import fast as _fast  # noqa: F401  (registers itself in shim.accel)
+except ImportError:  # pragma: no cover (fast/ removed from the installation)
+    pass
+
 __all__ = [
     "BetaScheduler",
     "Quantizer",

@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from hgqir.frontends.keras.shim.bank import BankSlice, ParamBank, pool_banks, split_bank
+from hgqir.frontends.keras.fast.bank import BankSlice, ParamBank, pool_banks, split_bank
 from hgqir.frontends.keras.shim.layers import QDense
 from hgqir.frontends.keras.shim.qmath import exp2_bits, train_round
 from hgqir.frontends.keras.shim.quant import Quantizer, WeightQuantizer
@@ -165,3 +165,31 @@ def test_exp2_bits_is_exact_and_train_round_passes_gradients() -> None:
         loss = tf.reduce_sum(r * tf.constant([1.0, 2.0, 3.0, 4.0, 5.0]))
     assert np.array_equal(r.numpy(), [-1.0, 0.0, 0.0, 1.0, 3.0])
     assert np.array_equal(tape.gradient(loss, v).numpy(), [1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+def test_the_shim_works_without_fast_and_trains_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the fast part every quantizer keeps its own ``f``; one fit step from the same
+    start gives the same bits, weights and imported graph as with the pooled bank."""
+    from hgqir.frontends.keras.shim import accel
+
+    x = np.random.default_rng(0).normal(size=(64, 6, 6, 1))
+    y = np.random.default_rng(1).normal(size=(64, 2))
+
+    def step() -> tuple[keras.Model, list[np.ndarray]]:
+        keras.utils.set_random_seed(0)
+        qmodel = hgqir.quantize_keras(_model())
+        qmodel.compile(keras.optimizers.SGD(0.01), "mse")
+        qmodel.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False)
+        bits = [np.asarray(q.f) for q in qmodel._flatten_layers() if isinstance(q, (Quantizer, WeightQuantizer))]
+        return qmodel, bits
+
+    banked, bits = step()
+    monkeypatch.setattr(accel, "_BANKING", [])
+    plain, own = step()
+    assert banked.fbank is not None and plain.fbank is None
+    assert not any(isinstance(layer, ParamBank) for layer in plain._flatten_layers())
+    assert len(own) == len(bits) and all(np.array_equal(a, b) for a, b in zip(own, bits, strict=True))
+    g_plain, g_banked = (hgqir.from_keras(m, calibration=x) for m in (plain, banked))
+    assert np.array_equal(g_plain.run(4 * x), g_banked.run(4 * x))
+    assert hgqir.bops(g_plain).total == hgqir.bops(g_banked).total
+    assert [v.type for v in g_plain.inputs] == [v.type for v in g_banked.inputs]

@@ -14,7 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from .bank import ParamBank
+from . import accel
 from .qmath import train_dense_ebops
 from .quant import Quantizer, WeightQuantizer
 
@@ -28,11 +28,9 @@ def make_quantizer(cls: type, cfg: dict[str, Any] | None, name: str) -> Any:
     return cls(**cfg)
 
 
-def make_bank(name: str, quantizers: list[Any]) -> ParamBank:
-    """A :class:`ParamBank` for ``quantizers`` (built and attached in the owner's ``build``)."""
-    for q in quantizers:
-        q.banked = True
-    return ParamBank(name=f"{name}_fbank")
+def make_bank(name: str, quantizers: list[Any]) -> accel.Bank:
+    """The bank of ``quantizers`` (attached in the owner's ``build``): see :mod:`.accel`."""
+    return accel.make_bank(name, quantizers)
 
 
 def layer_quantizers(layer: Any) -> list[Any]:

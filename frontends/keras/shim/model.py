@@ -15,8 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .bank import ParamBank, pool_banks, split_bank
-from .qmath import read
+from . import accel
 from .quant import Quantizer
 
 
@@ -62,8 +61,9 @@ class ShimModel(keras.Model):
         self.beta.assign(float(beta))  # the initializer rounds through float32
         self.ebops_metric = LatestValue(name="ebops")
         self._calibrating = False
-        self._banks = [layer for layer in self._flatten_layers(include_self=False) if isinstance(layer, ParamBank)]
-        self.fbank = pool_banks(self, self._banks)
+        self._pool = accel.pool(self)
+        self.fbank = self._pool.variable if self._pool is not None else None
+        """The pooled fractional bits of every layer (None without :mod:`..fast`)."""
         self.beta_schedule: Callable[[int], float] | None = None
         """``beta(epoch)`` from ``ShimConfig.beta_schedule``: ``fit`` applies it (a BetaScheduler)."""
 
@@ -73,13 +73,6 @@ class ShimModel(keras.Model):
 
     def load_own_variables(self, store: Any) -> None:
         self.beta.assign(store["0"])
-
-    def _unpack_banks(self) -> None:
-        """Unpack the pooled bank for a training call: one read and one op for every layer's bits."""
-        shapes = [s for b in self._banks for s in b.shapes]
-        parts = split_bank(read(self.fbank), shapes, rounded=True)
-        for b in self._banks:
-            b.pending, parts = parts[: len(b.shapes)], parts[len(b.shapes) :]
 
     def costed_layers(self) -> list[Any]:
         """Layers with an EBOPs rule (dense, conv, batchnorm, merges)."""
@@ -119,13 +112,13 @@ class ShimModel(keras.Model):
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
         if not training and not self._calibrating and not _is_symbolic(inputs) and _executing_eagerly():
             self.refresh_tables()
-        if training and self.fbank is not None:
-            self._unpack_banks()
+        if training and self._pool is not None:
+            self._pool.unpack()
         try:
             outputs = super().call(inputs, training=training, mask=mask)
         finally:
-            for b in self._banks:
-                b.pending = None
+            if self._pool is not None:
+                self._pool.release()
         if training:
             e = self._training_ebops()
             # Functional.add_loss is symbolic-only; the eager Layer version is what call() needs

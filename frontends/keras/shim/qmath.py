@@ -54,7 +54,7 @@ def exp2_bits(e: Any) -> Any:
 def read(v: Any) -> Any:
     """A tensor with a variable's current value (Keras' convert_to_tensor returns the variable).
 
-    Also reads a :class:`~hgqir.frontends.keras.shim.bank.BankSlice` (its ``value``).
+    Also reads a :class:`~hgqir.frontends.keras.fast.bank.BankSlice` (its ``value``).
     """
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf

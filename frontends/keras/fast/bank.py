@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .qmath import read
+from ..shim.qmath import read
 
 
 class BankHome:
