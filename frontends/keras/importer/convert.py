@@ -52,15 +52,23 @@ class Emitter:
         for key, name in zip(self.kg.inputs, self.kg.input_names, strict=True):
             spec = self.input_spec(key, name)
             self.values[key] = self.g.input(name, spec.type, spec.round, spec.overflow)
+        self.convert_nodes()
+        for n, key in enumerate(self.kg.outputs):
+            producer = self.kg.producer(key)
+            self.g.output(self.output_value(key, producer), name=producer.name if producer else f"out{n}")
+        self.g.meta["frontend"] = "keras"
+        return self.g
+
+    def convert_nodes(self) -> None:
+        """Every layer call through its converter, in topological order."""
         for node in self.kg.nodes:
             outs = self.converters[type(node.layer)](self, node, [self.values[k] for k in node.inputs])
             for key, v in zip(node.outputs, outs, strict=True):
                 self.values[key] = v
-        for n, key in enumerate(self.kg.outputs):
-            producer = self.kg.producer(key)
-            self.g.output(self.values[key], name=producer.name if producer else f"out{n}")
-        self.g.meta["frontend"] = "keras"
-        return self.g
+
+    def output_value(self, key: int, producer: KNode | None) -> Value:
+        """What the graph outputs for the model output ``key`` (subclasses may quantize it)."""
+        return self.values[key]
 
     # ------------------------------------------------------------ helpers for converters
     def shape(self, key: int) -> Shape:

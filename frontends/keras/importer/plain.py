@@ -76,27 +76,19 @@ class PlainEmitter(Emitter):
         self.k, self.i, self.f, self.weight_f = k, i, f, weight_f
         self.data = data
 
-    def run(self) -> Graph:
-        for key, name, arr in zip(self.kg.inputs, self.kg.input_names, self._inputs(), strict=True):
-            t = self._act_type(None, arr, self.shape(key))
-            self.values[key] = self.g.input(name, t, RoundMode.RND, self._overflow())
-        for node in self.kg.nodes:
-            outs = self.converters[type(node.layer)](self, node, [self.values[k] for k in node.inputs])
-            for key, v in zip(node.outputs, outs, strict=True):
-                self.values[key] = v
-        for n, key in enumerate(self.kg.outputs):
-            producer = self.kg.producer(key)
-            v = self.values[key]
-            if v.producer is None or v.producer.kind not in (OpKind.LUT, OpKind.SOFTMAX, OpKind.QUANT, OpKind.INPUT):
-                v = self.act(v, f"{producer.name if producer else f'out{n}'}_out_q")
-            self.g.output(v, name=producer.name if producer else f"out{n}")
-        self.g.meta["frontend"] = "keras"
-        return self.g
+    def input_spec(self, key: int, name: str) -> QuantSpec:
+        """A model input's type: from the calibration data, or the default type."""
+        arr = self.data[self.kg.inputs.index(key)] if self.data is not None else None
+        return QuantSpec(self._act_type(None, arr, self.shape(key)), RoundMode.RND, self._overflow())
+
+    def output_value(self, key: int, producer: KNode | None) -> Value:
+        """A model output not produced by a quantizer or a table leaves through a quantizer."""
+        v = self.values[key]
+        if v.producer is not None and v.producer.kind in (OpKind.LUT, OpKind.SOFTMAX, OpKind.QUANT, OpKind.INPUT):
+            return v
+        return self.act(v, f"{producer.name if producer else 'out'}_out_q")
 
     # ------------------------------------------------------------ quantizers
-    def _inputs(self) -> list[np.ndarray | None]:
-        return list(self.data) if self.data is not None else [None] * len(self.kg.inputs)
-
     def _overflow(self) -> OverflowMode:
         return POLICY.overflow if self.data is not None else OverflowMode.SAT
 
