@@ -73,3 +73,25 @@ def test_types_are_per_element_and_warn() -> None:
     t = g.inputs[0].type
     assert t.width[3] <= 0  # always zero: pruned
     assert t.i[0] < t.i[1] < t.i[2]
+
+
+def test_new_data_never_wraps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fresh data and inputs up to 5 % above the calibration maximum agree with the float model
+    within the quantization error: the guard bit (hgqir.frontends.calibration). Without it
+    (margin 0) the same inputs wrap."""
+    from hgqir.frontends.keras.importer import plain
+
+    a, b = keras.Input((32,)), keras.Input((32,))
+    model = keras.Model([a, b], L.Add()([a, b]))
+    rng = np.random.default_rng(0)
+    cal = [rng.uniform(0, 1, (2000, 32)) for _ in range(2)]
+    fresh = [rng.uniform(0, 1, (2400, 32)) for _ in range(2)]
+    beyond = [c.max(axis=0) * (1 + 0.05 * rng.uniform(0, 1, (2400, 32))) for c in cal]
+    g = _import(model, cal)
+    f_in, f_out = int(g.inputs[0].type.f.min()), int(g.outputs[0].type.f.min())
+    bound = 2 * 2.0 ** -(f_in + 1) + 2.0 ** -(f_out + 1)  # two inputs and the output rounded to nearest
+    for xs in (fresh, beyond):
+        assert np.abs(g.run(*xs) - (xs[0] + xs[1])).max() <= bound
+    monkeypatch.setattr(plain, "POLICY", plain.CalibrationPolicy(margin_bits=0))
+    exact = _import(model, cal)
+    assert np.abs(exact.run(*beyond) - (beyond[0] + beyond[1])).max() > 0.5  # wrapped

@@ -27,6 +27,7 @@ from hgqir.fixed import FixedType, OverflowMode, RoundMode
 from hgqir.ir import Graph, OpKind, Value
 from hgqir.quantize import quantize
 
+from ...calibration import GUARD_BITS
 from ..graph import KGraph, KNode
 from ..shim.merge import pool_counts
 from ..shim.tables import TABLE_FUNCTIONS, lut_table, softmax_tables
@@ -60,8 +61,9 @@ class CalibrationPolicy:
         return FixedType(t.shape, t.k, np.where(live, t.i + self.margin_bits, t.i), t.f)
 
 
-POLICY = CalibrationPolicy()
-"""Today's policy: exactly the calibration range, WRAP (as a calibrated shim)."""
+POLICY = CalibrationPolicy(margin_bits=GUARD_BITS)
+"""One guard integer bit above the calibration range, WRAP: chosen by measurement, see
+:mod:`hgqir.frontends.calibration`."""
 
 
 class PlainImportWarning(UserWarning):
@@ -239,7 +241,8 @@ def import_plain(kg: KGraph, options: dict[str, Any], data: Any) -> Graph:
         items = data if isinstance(data, (list, tuple)) else [data]
         arrays = [np.asarray(a, dtype=np.float64) for a in items]
     how = (
-        f"integer bits from the range of {len(arrays[0])} calibration samples ({POLICY.overflow.name})"
+        f"integer bits from the range of {len(arrays[0])} calibration samples plus {POLICY.margin_bits} "
+        f"guard bit(s) ({POLICY.overflow.name})"
         if arrays is not None
         else f"i={i} (SAT)"
     )

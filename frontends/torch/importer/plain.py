@@ -27,6 +27,7 @@ import torch.fx as fx
 from hgqir.fixed import OverflowMode, RoundMode
 from hgqir.ir import Graph
 
+from ...calibration import GUARD_BITS
 from ..options import QuantizerConfig, ShimConfig
 from ..shim.quant import group_ki, needed_ki, quantize_exact, round_exact
 from ..shim.quantizers import AvgPoolQuantizer, fold_batchnorm
@@ -59,14 +60,15 @@ class CalibrationPolicy:
     def ki(self, lo: Tensor, hi: Tensor, f: Tensor, signed: bool | None) -> tuple[Tensor, Tensor]:
         """Sign and integer bits for values seen in ``[lo, hi]`` at ``f`` fractional bits."""
         k, i = needed_ki(lo, hi, f)
+        live = (k + i + f) > 0  # elements that stayed zero stay pruned
         if signed is not None:
             k = torch.full_like(k, float(signed))
-        return k, i + self.margin_bits
+        return k, i + self.margin_bits * live.to(i.dtype)
 
 
-POLICY = CalibrationPolicy()
-"""The plain-import policy: today's is the calibration range exactly, with the config's overflow
-(WRAP: values beyond the range wrap, as in a calibrated shim)."""
+POLICY = CalibrationPolicy(margin_bits=GUARD_BITS)
+"""The plain-import policy: one guard integer bit above the calibration range, with the config's
+overflow (WRAP): chosen by measurement, see :mod:`hgqir.frontends.calibration`."""
 
 
 def import_plain(module: Any, example: Any, data: Any, cfg: ShimConfig, name: str, batch_size: int = 1024) -> Graph:
@@ -267,8 +269,8 @@ def _warn(name: str, cfg: ShimConfig, samples: int) -> None:
         f"hgqir: {name} is a plain float module: imported with ShimConfig's initial types (input f={c.input.f:g}, "
         f"weights f={c.weight.f:g}, biases f={c.bias.f:g}, activations f={c.activation.f:g}, constants "
         f"f={c.constant.f:g}; {c.activation.round.name} rounding; integer bits from the range of {samples} "
-        f"calibration samples, {c.activation.overflow.name} overflow: values beyond that range "
-        f"{'wrap' if c.activation.overflow is OverflowMode.WRAP else 'saturate'}). Give representative "
+        f"calibration samples plus {POLICY.margin_bits} guard bit(s), {c.activation.overflow.name} overflow: values "
+        f"beyond that {'wrap' if c.activation.overflow is OverflowMode.WRAP else 'saturate'}). Give representative "
         "calibration= data, change the types with the options of quantize_torch, or train a shim "
         "(hgqir.quantize_torch) for learned types.",
         PlainImportWarning,

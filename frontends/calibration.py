@@ -1,0 +1,27 @@
+"""How a calibration range becomes an activation type when a plain float model is imported.
+
+Both frameworks' plain importers (``keras/importer/plain.py``, ``torch/importer/plain.py``)
+give every live activation element **one guard integer bit** above what its calibration range
+needs, with WRAP overflow: a new value up to twice the calibration range is still represented,
+so data slightly beyond the calibration maximum never wraps. Chosen by measurement
+(``benchmarks/calibration.py``, results in ``benchmarks/results/calibration.json``):
+
+==========  ==============================  ===========================  ==========
+policy      jet MLP held-out / +5 % inputs  torch.add held-out / +5 %    MLP EBOPs
+==========  ==============================  ===========================  ==========
+exact-wrap  0.46 % / 99.4 % outputs wrapped 0.01 % / 90.6 % wrapped      414,750
+guard-wrap  0 / 0 wrapped, acc = float      0 / 0 wrapped                447,822
+exact-sat   0.16 % / 90.6 % off > 1/8       0 / 0 off > 1/8              414,750
+==========  ==============================  ===========================  ==========
+
+The guard bit costs 8 % more EBOPs on the MLP and keeps its accuracy equal to the float
+model's (0.7067 vs 0.7068); saturating instead costs nothing but leaves large errors when many
+features exceed the range at once. WRAP without the guard bit stays available and exact
+(``CalibrationPolicy(margin_bits=0)`` in either importer). Elements that stayed zero on all
+calibration data keep width 0 (pruned): the guard bit goes to live elements only.
+"""
+
+from __future__ import annotations
+
+GUARD_BITS = 1
+"""Integer bits above the calibration range given to every live activation element on plain import."""
