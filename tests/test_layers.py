@@ -49,3 +49,62 @@ def test_a_core_import_of_a_pass_breaks_the_contract(tmp_path: Path) -> None:
     fixed.write_text(fixed.read_text() + "\nfrom .passes import dce  # noqa\n")
     done = lint(tmp_path)
     assert done.returncode != 0 and "The core imports no frontend, pass or backend BROKEN" in done.stdout
+
+
+def _module_level_imports(path: Path, module: str, is_pkg: bool) -> set[str]:
+    """Modules imported when ``module`` is loaded: top-level statements, not under TYPE_CHECKING."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    package = module if is_pkg else module.rpartition(".")[0]
+    out: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+            elif isinstance(node, (ast.If, ast.Try)):
+                visit(node.body)
+                visit(getattr(node, "orelse", []))
+                for h in getattr(node, "handlers", []):
+                    visit(h.body)
+            elif isinstance(node, ast.Import):
+                out.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    parts = parts[: len(parts) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                out.add(base)
+                out.update(f"{base}.{a.name}" for a in node.names)
+
+    visit(tree.body)
+    return out
+
+
+def test_no_module_level_import_cycles() -> None:
+    import networkx as nx
+
+    roots = {"hgqir": ROOT / "hgqir", "hgqir.frontends": ROOT / "frontends"}
+    roots |= {"hgqir.passes": ROOT / "passes", "hgqir.backends": ROOT / "backends"}
+    files: dict[str, tuple[Path, bool]] = {}
+    for prefix, folder in roots.items():
+        for path in folder.rglob("*.py"):
+            rel = path.relative_to(folder).with_suffix("").parts
+            is_pkg = rel[-1] == "__init__"
+            name = ".".join((prefix, *rel[:-1])) if is_pkg else ".".join((prefix, *rel))
+            files[name] = (path, is_pkg)
+    graph = nx.DiGraph()
+    for name, (path, is_pkg) in files.items():
+        for target in _module_level_imports(path, name, is_pkg):
+            if target in files and target != name:
+                graph.add_edge(name, target)
+    cycles = sorted(sorted(c) for c in nx.simple_cycles(graph) if not _package_init_edge(c, files))
+    assert not cycles, f"module-level import cycles: {cycles[:5]}"
+
+
+def _package_init_edge(cycle: list[str], files: dict[str, tuple[Path, bool]]) -> bool:
+    """A package's ``__init__`` importing its own submodule, which imports a sibling through the
+    package, is how Python packages load (not a cycle between modules)."""
+    return any(files[m][1] and all(o == m or o.startswith(m + ".") for o in cycle) for m in cycle)
