@@ -1,6 +1,8 @@
 """Interpreter throughput on a 16-64-32-32-5 dense ReLU network (issue 2's performance goal).
 
-Every weight has its own 8-bit type, every activation passes a per-element 8-bit quantizer.
+Synthetic: every weight has its own 8-bit type, every activation passes a per-element 8-bit
+quantizer (SAT). Real: the HGQ2-trained jet MLP of ``fixtures/models.py`` (RND/WRAP
+activations, as HGQ2 trains by default), imported with ``hgqir.from_keras``, on its test data.
 Prints a table and writes ``benchmarks/results/interp.json``::
 
     python benchmarks/interp.py [--samples 100000] [--repeat 7]
@@ -88,6 +90,29 @@ def check_exact(g: Graph, x: np.ndarray) -> bool:
     return bool(np.array_equal(g.run(x), slow))
 
 
+def jet_rows(samples: int, repeat: int) -> dict[str, dict[str, float]]:
+    """The HGQ2-trained jet MLP (needs keras and hgq2; empty without them)."""
+    try:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from fixtures.models import jet_data, load
+
+        import hgqir
+
+        g = hgqir.from_keras(load("jet_mlp"))
+    except ImportError:
+        return {}
+    x = jet_data()[2].astype(np.float64)
+    x = np.resize(x, (samples, x.shape[1]))
+    if not check_exact(g, x[:20_000]):
+        raise SystemExit("the jet MLP's fast path differs from the int64 path")
+    return {
+        "HGQ2 jet MLP: Graph.run": measure(g, x, repeat),
+        "HGQ2 jet MLP: int64": measure(g, x[: samples // 10], 2, {"float_bits": 0}),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=100_000)
@@ -100,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "Graph.run (fused float64)": measure(g, x, args.repeat),
         "forced int64 mantissas": measure(g, x[: args.samples // 10], 2, {"float_bits": 0}),
     }
+    real = jet_rows(args.samples, args.repeat)
+    rows.update(real)
     fast = rows["Graph.run (fused float64)"]
     result = {
         "benchmark": "interp",
@@ -112,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "cpu_samples_per_s": args.samples / fast["cpu_s"],
         "paths": rows,
         "exact_vs_int64": check_exact(g, x[:20_000]),
+        "jet_mlp_hgq2": real.get("HGQ2 jet MLP: Graph.run"),
         "goal_samples_per_s": GOAL,
         "meets_goal": fast["samples_per_s"] >= GOAL,
         "machine": platform.machine(),

