@@ -83,7 +83,7 @@ def fits(values: np.ndarray, k: Any, i: Any, f: Any) -> np.ndarray:
             ok.append(a == 0)
             continue
         m = a * Fraction(2) ** int(ff)
-        ok.append(m.denominator == 1 and -kk * 2 ** int(ii + ff) <= m <= 2 ** int(ii + ff) - 1)
+        ok.append(m.denominator == 1 and -int(kk) * 2 ** int(ii + ff) <= m <= 2 ** int(ii + ff) - 1)
     return np.array(ok, dtype=bool).reshape(v.shape)
 
 
