@@ -85,8 +85,8 @@ def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:
     return _impl(model, calibration=calibration, **options)
 
 
-def quantize_keras(model: Any, beta: Any = 0.0, **options: Any) -> Any:
-    """The trainable quantized twin (shim) of a Keras model."""
+def quantize_keras(model: Any, beta: Any = None, **options: Any) -> Any:
+    """The trainable quantized twin (shim) of a Keras model; ``beta`` overrides ``config.beta``."""
     from .frontends.keras import quantize_keras as _impl
 
     return _impl(model, beta=beta, **options)

@@ -132,6 +132,8 @@ def test_beta_argument_and_schedule() -> None:
     sched = hgqir.frontends.shim_config.BetaSchedule(1e-6, 1e-4, epochs=2)
     q = hgqir.quantize_keras(km, beta=2e-5, config=hgqir.ShimConfig(beta=1.0))
     assert float(np.asarray(q.beta)) == 2e-5  # beta= wins over config.beta
+    q = hgqir.quantize_keras(km, config=hgqir.ShimConfig(beta=3e-5))
+    assert float(np.asarray(q.beta)) == 3e-5  # no beta= argument: the config's
     q = hgqir.quantize_keras(km, config=hgqir.ShimConfig(beta_schedule=sched))
     q.compile("adam", "mse")
     x = np.random.default_rng(0).normal(size=(32, 5))
