@@ -23,6 +23,7 @@ exact Python casts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -30,6 +31,7 @@ import platform
 import re
 import sys
 import threading
+import time
 import warnings
 
 import jinja2
@@ -154,6 +156,7 @@ def _build() -> None:
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     root = access.extension_build_directory(name)
+    remove_stale_lock(root)
     if not os.path.exists(os.path.join(root, f"{name}.so")):
         print(
             "hgqir: building the PyTorch training kernels (once per machine, kernel source and instruction set, 20-30 s)",
@@ -173,6 +176,34 @@ def _build() -> None:
         is_python_module=False,
         verbose=False,
     )
+
+
+STALE_LOCK_SECONDS = 600
+"""A build lock older than this belongs to an interrupted build (a build takes 20-30 s)."""
+
+
+def remove_stale_lock(root: str) -> bool:
+    """Remove the lock file an interrupted build left in ``root`` (True when one was removed).
+
+    PyTorch's extension loader waits, without a time limit, while its build directory holds a
+    ``lock`` file; a build killed half-way (Ctrl-C, a killed job) leaves one behind and every
+    later run would hang. A lock older than :data:`STALE_LOCK_SECONDS` is removed with a warning;
+    a younger one is another process building right now and is left alone."""
+    lock = os.path.join(root, "lock")
+    try:
+        age = time.time() - os.path.getmtime(lock)
+    except OSError:
+        return False
+    if age < STALE_LOCK_SECONDS:
+        return False
+    warnings.warn(
+        f"hgqir: removing the lock file of an interrupted kernel build ({lock}, {age / 60:.0f} min old)",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(lock)
+    return True
 
 
 def _check_layout() -> None:

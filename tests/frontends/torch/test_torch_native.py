@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -392,3 +393,19 @@ def test_fused_step_allows_in_place_changes_of_its_input_and_output(
         grads.append([p.grad for p in shim.parameters()])
     for fused_grad, unfused_grad in zip(*grads, strict=True):
         assert torch.equal(fused_grad, unfused_grad)
+
+
+def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path: pathlib.Path) -> None:
+    """An interrupted kernel build leaves a lock file PyTorch would wait on forever."""
+    import os
+
+    lock = tmp_path / "lock"
+    lock.touch()
+    assert not torch_native.remove_stale_lock(str(tmp_path))  # another process building now
+    assert lock.exists()
+    old = lock.stat().st_mtime - torch_native.STALE_LOCK_SECONDS - 1
+    os.utime(lock, (old, old))
+    with pytest.warns(RuntimeWarning, match="interrupted kernel build"):
+        assert torch_native.remove_stale_lock(str(tmp_path))
+    assert not lock.exists()
+    assert not torch_native.remove_stale_lock(str(tmp_path))  # nothing left to remove
