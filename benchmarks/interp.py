@@ -2,7 +2,8 @@
 
 Synthetic: every weight has its own 8-bit type, every activation passes a per-element 8-bit
 quantizer (SAT). Real: the HGQ2-trained jet MLP of ``fixtures/models.py`` (RND/WRAP
-activations, as HGQ2 trains by default), imported with ``hgqir.from_keras``, on its test data.
+activations, as HGQ2 trains by default), imported with ``hgqir.from_keras``, on its test data,
+and the HGQ2-trained digits CNN beside Keras' own float32 ``predict`` of the same model.
 Prints a table and writes ``benchmarks/results/interp.json``::
 
     python benchmarks/interp.py [--samples 100000] [--repeat 7]
@@ -107,10 +108,40 @@ def jet_rows(samples: int, repeat: int) -> dict[str, dict[str, float]]:
     x = np.resize(x, (samples, x.shape[1]))
     if not check_exact(g, x[:20_000]):
         raise SystemExit("the jet MLP's fast path differs from the int64 path")
-    return {
+    rows = {
         "HGQ2 jet MLP: Graph.run": measure(g, x, repeat),
         "HGQ2 jet MLP: int64": measure(g, x[: samples // 10], 2, {"float_bits": 0}),
     }
+    return rows | cnn_rows(max(samples // 5, 1000), repeat)
+
+
+def cnn_rows(samples: int, repeat: int) -> dict[str, dict[str, float]]:
+    """The HGQ2 digits CNN: ``Graph.run`` against Keras ``predict`` (float32) of the same model."""
+    from fixtures.models import digits_data, load
+
+    import hgqir
+
+    model = load("digits_cnn")
+    g = hgqir.from_keras(model)
+    x = digits_data()[2].astype(np.float64)
+    x = np.resize(x, (samples, *x.shape[1:]))
+    if not check_exact(g, x[:2000]):
+        raise SystemExit("the digits CNN's fast path differs from the int64 path")
+    x32 = x.astype(np.float32)
+    model.predict(x32[:100], verbose=0)
+    walls = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        model.predict(x32, batch_size=1024, verbose=0)
+        walls.append(time.perf_counter() - t0)
+    keras_row = {
+        "best_s": min(walls),
+        "median_s": float(np.median(walls)),
+        "cpu_s": float("nan"),
+        "samples_per_s": samples / min(walls),
+        "median_samples_per_s": samples / float(np.median(walls)),
+    }
+    return {"HGQ2 digits CNN: Graph.run": measure(g, x, repeat), "HGQ2 digits CNN: Keras predict": keras_row}
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -140,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "paths": rows,
         "exact_vs_int64": check_exact(g, x[:20_000]),
         "jet_mlp_hgq2": real.get("HGQ2 jet MLP: Graph.run"),
+        "digits_cnn_hgq2": real.get("HGQ2 digits CNN: Graph.run"),
+        "digits_cnn_keras_predict": real.get("HGQ2 digits CNN: Keras predict"),
         "goal_samples_per_s": GOAL,
         "meets_goal": fast["samples_per_s"] >= GOAL,
         "machine": platform.machine(),
