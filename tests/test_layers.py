@@ -104,6 +104,17 @@ def test_no_module_level_import_cycles() -> None:
     assert not cycles, f"module-level import cycles: {cycles[:5]}"
 
 
+def test_no_module_over_400_lines() -> None:
+    folders = [ROOT / f for f in ("hgqir", "frontends", "passes", "backends")]
+    long = {
+        str(p.relative_to(ROOT)): n
+        for f in folders
+        for p in f.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert long == {}
+
+
 def _package_init_edge(cycle: list[str], files: dict[str, tuple[Path, bool]]) -> bool:
     """A package's ``__init__`` importing its own submodule, which imports a sibling through the
     package, is how Python packages load (not a cycle between modules)."""
