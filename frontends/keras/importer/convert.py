@@ -196,6 +196,21 @@ def _plain_avgpool(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     return [em.add(kind, xs, node.name, count_pad=False, **window_attrs(layer, xs[0].shape))]
 
 
+def quantized_avgpool(
+    em: Emitter, x: Value, name: str, out_shape: Shape, extra: int, attrs: dict[str, Any] | None
+) -> Value:
+    """An average pool of quantized ``x``: the exact window sum over the count, truncated to the
+    input's union type plus ``extra`` fractional bits (``attrs`` None: global, else the window's
+    ``pool`` / ``stride`` / ``pad``)."""
+    k, i, f = x.type.union()
+    live = not np.all(x.type.zero_mask)
+    t = FixedType.uniform(out_shape, k, i, f + extra) if live else FixedType.zero(out_shape)
+    if attrs is None:
+        return em.g.add(OpKind.GLOBAL_AVGPOOL, [x], {}, types=[t], name=name).result
+    kind = OpKind.AVGPOOL1D if len(attrs["pool"]) == 1 else OpKind.AVGPOOL2D
+    return em.g.add(kind, [x], {**attrs, "count_pad": False}, types=[t], name=name).result
+
+
 def plain_avgpool_reason(layer: Any) -> str | None:
     shape = tuple(int(d) for d in layer.input.shape[1:])
     if isinstance(layer, (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)):

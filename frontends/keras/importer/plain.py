@@ -32,7 +32,7 @@ from ..graph import KGraph, KNode
 from ..shim.merge import pool_counts
 from ..shim.tables import TABLE_FUNCTIONS, lut_table, softmax_tables
 from ..support import L, layer_activation
-from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, window_attrs
+from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, quantized_avgpool, window_attrs
 from .shim_ir import conv_attrs, to_numpy
 
 DEFAULT_TYPE = (1, 5, 10)
@@ -195,15 +195,8 @@ def _avgpool(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
         counts = pool_counts(in_shape[:-1], tuple(layer.pool_size), tuple(layer.strides), layer.padding)
         count = int(np.max(counts))
     extra = int(math.ceil(math.log2(max(count, 1))))
-    k, i, f = x.type.union()
-    out_shape = em.shape(node.outputs[0])
-    live = not np.all(x.type.zero_mask)
-    t = FixedType.uniform(out_shape, k, i, f + extra) if live else FixedType.zero(out_shape)
-    if is_global:
-        return [em.g.add(OpKind.GLOBAL_AVGPOOL, [x], {}, types=[t], name=layer.name).result]
-    kind = OpKind.AVGPOOL1D if isinstance(layer, L.AveragePooling1D) else OpKind.AVGPOOL2D
-    attrs = {**window_attrs(layer, in_shape), "count_pad": False}
-    return [em.g.add(kind, [x], attrs, types=[t], name=layer.name).result]
+    attrs = None if is_global else window_attrs(layer, in_shape)
+    return [quantized_avgpool(em, x, layer.name, em.shape(node.outputs[0]), extra, attrs)]
 
 
 def _activation(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:

@@ -21,7 +21,15 @@ from ..shim.merge import QAvgPool, QMerge, QOutput
 from ..shim.quant import Quantizer, WeightQuantizer
 from ..shim.tables import QSoftmax, QTable
 from ..support import AVGPOOLS, MERGES, L, layer_activation, movers_reason
-from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, plain_avgpool_reason
+from .convert import (
+    PLAIN_CONVERTERS,
+    Converter,
+    Emitter,
+    QuantSpec,
+    merge_chain,
+    plain_avgpool_reason,
+    quantized_avgpool,
+)
 
 SHIM_LAYERS = (Quantizer, QOutput, QDense, QConv1D, QConv2D, QBatchNorm, QMerge, QAvgPool, QTable, QSoftmax)
 
@@ -102,18 +110,14 @@ def _merge(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
 def _avgpool(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     layer = node.layer
     x = _iq(em, layer, xs[0])
-    k, i, f = x.type.union()
-    out_shape = em.shape(node.outputs[0])
-    live = not np.all(x.type.zero_mask)
-    t = FixedType.uniform(out_shape, k, i, f + layer.extra) if live else FixedType.zero(out_shape)
-    if layer.is_global:
-        return [em.g.add(OpKind.GLOBAL_AVGPOOL, [x], {}, types=[t], name=layer.name).result]
-    kind = OpKind.AVGPOOL1D if layer.rank == 1 else OpKind.AVGPOOL2D
-    pads = [
-        conv_pads(n, p, s, layer.padding) for n, p, s in zip(x.shape[:-1], layer.pool_size, layer.strides, strict=True)
-    ]
-    attrs = {"pool": layer.pool_size, "stride": layer.strides, "pad": pads, "count_pad": False}
-    return [em.g.add(kind, [x], attrs, types=[t], name=layer.name).result]
+    attrs = None
+    if not layer.is_global:
+        pads = [
+            conv_pads(n, p, s, layer.padding)
+            for n, p, s in zip(x.shape[:-1], layer.pool_size, layer.strides, strict=True)
+        ]
+        attrs = {"pool": layer.pool_size, "stride": layer.strides, "pad": pads}
+    return [quantized_avgpool(em, x, layer.name, em.shape(node.outputs[0]), layer.extra, attrs)]
 
 
 def _table(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
