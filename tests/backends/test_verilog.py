@@ -240,3 +240,12 @@ def test_rtlsim_command_passes_and_catches_a_wrong_golden_vector(tmp_path: Path,
     golden.write_text("\n".join(lines) + "\n")
     assert main(["rtlsim", str(tmp_path / "p")]) == 1
     assert "FAIL, 200 samples, 1 mismatches" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_rtl_imported_hgq2_model(tmp_path: Path) -> None:
+    """An HGQ2 network (conv, pools, batchnorm, a function table, softmax) imported and pipelined."""
+    from test_vitis_frontends import hgq2_cnn
+
+    g = hgqir.from_keras(hgq2_cnn())
+    rtl_matches(g, [np.random.default_rng(1).normal(size=(300, 8, 8, 2)) * 6], tmp_path, pipeline="auto")
