@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from hgqir.passes.netlist.lower import Port
+from hgqir.passes.netlist.netlist import Netlist, run
 
 from hgqir.fixed import OverflowMode, RoundMode
 from hgqir.interp import exact_from_float
-
-from .lower import Port
-from .netlist import Netlist, run
 
 
 def input_mantissas(port: Port, x: np.ndarray) -> np.ndarray:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import op_graphs
 import pytest
-from hgqir.backends.verilog import cmvm
-from hgqir.backends.verilog.arith import floor_div, quant
-from hgqir.backends.verilog.lower import LOWERINGS, Lowering
-from hgqir.backends.verilog.netlist import Netlist, csd, run
 from hgqir.backends.verilog.vectors import run_netlist
+from hgqir.passes.netlist import cmvm
+from hgqir.passes.netlist.arith import floor_div, quant
+from hgqir.passes.netlist.lower import LOWERINGS, Lowering
+from hgqir.passes.netlist.netlist import Netlist, csd, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vitis_graphs import rand_const, rand_type, wild_inputs
