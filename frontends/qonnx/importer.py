@@ -59,11 +59,14 @@ class Importer:
         from . import nodes
 
         for node in self.graph.node:
-            if any(n in self.bad for n in node.input):
-                self.bad.update(node.output)
-                continue
-            handler = getattr(nodes, f"do_{node.op_type}", None)
+            downstream = any(n in self.bad for n in node.input)
+            handler = getattr(nodes, f"{'check' if downstream else 'do'}_{node.op_type}", None)
             try:
+                if downstream:  # behind a refused node: only its own parameters are checked
+                    self.bad.update(node.output)
+                    if handler is not None:
+                        handler(self, node, attrs_of(node))
+                    continue
                 if handler is None:
                     raise NodeError(
                         f"op type {node.op_type} is not supported (supported: {', '.join(nodes.SUPPORTED)})"

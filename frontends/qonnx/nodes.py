@@ -79,6 +79,17 @@ def do_Quant(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
     imp.set(out, q.result, perm)
 
 
+def check_Quant(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
+    """The parameters of a Quant node whose input could not be imported (so that one error lists them all)."""
+    params = [imp.const(n, "parameter").values for n in node.input[1:4]]
+    signed, narrow = bool(attrs.get("signed", 1)), bool(attrs.get("narrow", 0))
+    if signed and np.all(np.asarray(params[2]) == 1):
+        imp.pow2_exponent(params[0], "scale")
+        return
+    shape = np.broadcast_shapes(*(np.shape(p) for p in params))
+    quant_spec(shape, *params, signed, narrow, str(attrs.get("rounding_mode", "ROUND")), batched=False)
+
+
 def do_BipolarQuant(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
     _bipolar(imp, node, node.input[0], imp.const(node.input[1], "scale").values)
 
