@@ -64,7 +64,6 @@ class Exporter:
         self.inits: list[Any] = []
         self.names: dict[int, str] = {}
         self.used: set[str] = set()
-        self.problems: list[str] = []
 
     # ------------------------------------------------------------------ helpers
     def fresh(self, base: str) -> str:
@@ -94,35 +93,30 @@ class Exporter:
 
     # ------------------------------------------------------------------ casts
     def cast(self, x: str, t: FixedType, rnd: RoundMode, ovf: OverflowMode, src: FixedType | None, base: str) -> str:
-        """``x`` put into ``t`` with ap_fixed modes (``src``: the operand's type, None for external data)."""
-        kif = per_channel(t)
-        if kif is None:
-            raise ValueError(f"type {summary(t)} varies per element; QONNX needs per-tensor or per-channel types")
-        if np.any(t.zero_mask) or np.unique(kif[0]).size > 1:
-            raise ValueError(f"type {summary(t)} has pruned (zero-width) elements or mixed signedness")
-        k, i, f = kif
+        """``x`` put into ``t`` with ap_fixed modes (``src``: the operand's type, None for external data).
+
+        :func:`type_problem` has accepted ``(t, rnd, ovf)``.
+        """
+        k, i, f = per_channel(t)  # type: ignore[misc]
         rank = len(t.shape)
         signed = int(np.asarray(k).flat[0])
         lsb = np.ldexp(1.0, -f)
         if rnd in SHIFTED:
             shift, mode = SHIFTED[rnd]
             x = self.node("Add", [x, self.init(f"{base}_half", self.batched(shift * lsb, rank))], f"{base}_shift")
-        elif rnd in ROUND_NAMES:
-            mode = ROUND_NAMES[rnd]
         else:
-            raise ValueError(f"rounding {rnd.value} has no QONNX equivalent")
-        fits = src is not None and bool(np.all(src.lo >= t.lo) and np.all(src.hi <= t.hi))
-        if ovf is OverflowMode.SAT_ZERO:
-            raise ValueError("overflow SAT_ZERO has no QONNX equivalent")
+            mode = ROUND_NAMES[rnd]
+        width = np.unique(k + i + f)
+        fits = src is not None and bool(np.all(src.lo >= t.lo) and np.all(src.hi <= t.hi)) and width.size == 1
         wrap = ovf is OverflowMode.WRAP and not fits
         narrow = int(ovf is OverflowMode.SAT_SYM and signed == 1)
-        bits = np.full(np.shape(f), WIDE_BITS) if wrap else k + i + f
-        if wrap and src is not None:
-            bits = np.maximum(int(src.union()[1]) + 2 + f, k + i + f)
+        bits = int(width[0])
+        if wrap:  # rounding only: wide enough never to clip, then the wrap arithmetic
+            bits = WIDE_BITS if src is None else max(int(np.max(src.union()[1] + 2 + f)), int(width.max()))
         params = [
             self.init(f"{base}_scale", self.batched(lsb, rank)),
             self.init(f"{base}_zeropt", np.float32(0)),
-            self.init(f"{base}_bits", self.batched(bits, rank)),
+            self.init(f"{base}_bits", np.float32(bits)),  # QONNX: one bitwidth per tensor
         ]
         q = self.node(
             "Quant",
@@ -150,31 +144,26 @@ class Exporter:
     # ------------------------------------------------------------------ walk
     def run(self) -> Any:
         helper = self.onnx.helper
+        problems = check(self.g)
+        if problems:
+            raise UnsupportedOpError(
+                "cannot export to QONNX: a Quant node has one bitwidth per tensor and a scale per tensor or "
+                "channel; these tensors have per-element types, or ops or modes QONNX cannot express:",
+                problems,
+            )
         inputs, outputs = [], []
         for op in self.g.ops:
-            try:
-                if op.kind is OpKind.INPUT:
-                    v = op.result
-                    inputs.append(helper.make_tensor_value_info(self.fresh(v.name), 1, [self.batch, *v.shape]))
-                    raw = inputs[-1].name
-                    self.names[id(v)] = self.cast(
-                        raw, v.type, op.attrs["round"], op.attrs["overflow"], None, f"{v.name}_q"
-                    )
-                elif op.kind is OpKind.OUTPUT:
-                    name = self.fresh(op.attrs["name"])
-                    self.nodes.append(helper.make_node("Identity", [self.name(op.operands[0])], [name], name=name))
-                    outputs.append(helper.make_tensor_value_info(name, 1, [self.batch, *op.operands[0].shape]))
-                elif op.kind is not OpKind.CONST:
-                    self.op(op)
-            except ValueError as e:
-                where = f"%{op.results[0].name}" if op.results else f"output {op.attrs['name']}"
-                self.problems.append(f"{where} ({op.kind.value}): {e}")
-        if self.problems:
-            raise UnsupportedOpError(
-                "cannot export to QONNX: a Quant node carries one bitwidth per tensor (or per channel); "
-                "these tensors have per-element types or modes QONNX cannot express:",
-                self.problems,
-            )
+            if op.kind is OpKind.INPUT:
+                v = op.result
+                inputs.append(helper.make_tensor_value_info(self.fresh(v.name), 1, [self.batch, *v.shape]))
+                raw = inputs[-1].name
+                self.names[id(v)] = self.cast(raw, v.type, op.attrs["round"], op.attrs["overflow"], None, f"{v.name}_q")
+            elif op.kind is OpKind.OUTPUT:
+                name = self.fresh(op.attrs["name"])
+                self.nodes.append(helper.make_node("Identity", [self.name(op.operands[0])], [name], name=name))
+                outputs.append(helper.make_tensor_value_info(name, 1, [self.batch, *op.operands[0].shape]))
+            elif op.kind is not OpKind.CONST:
+                self.op(op)
         graph = helper.make_graph(self.nodes, self.g.name, inputs, outputs, self.inits)
         opsets = [helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)]
         return helper.make_model(graph, opset_imports=opsets, producer_name="hgqir")
@@ -193,22 +182,57 @@ class Exporter:
         if perm is not None:
             values, t = values.transpose(perm), t.map(lambda a: a.transpose(perm))
         raw = self.init(f"{v.name}_float", values)
-        try:
-            return self.cast(raw, t, RoundMode.RND_CONV, OverflowMode.SAT, t, v.name)
-        except ValueError as e:
-            raise ValueError(f"constant %{v.name}: {e}") from None
+        return self.cast(raw, t, RoundMode.RND_CONV, OverflowMode.SAT, t, v.name)
 
     def op(self, op: Op) -> None:
         from .export_ops import LOWER
 
-        lower = LOWER.get(op.kind)
-        if lower is None:
-            raise ValueError(f"op kind {op.kind.value} has no QONNX export yet")
-        out = lower(self, op)
+        out = LOWER[op.kind](self, op)
         v = op.result
         if any(cast_needed(op)):
             out = self.cast(out, v.type, RoundMode.TRN, OverflowMode.WRAP, op.rule.infer(op)[0], f"{v.name}_cast")
         self.names[id(v)] = out
+
+
+def type_problem(t: FixedType, rnd: RoundMode, ovf: OverflowMode) -> str | None:
+    """Why a quantization point cannot be one QONNX Quant (with helper nodes), or None."""
+    kif = per_channel(t)
+    if kif is None:
+        return f"type {summary(t)} varies per element; QONNX needs per-tensor or per-channel types"
+    if np.any(t.zero_mask) or np.unique(kif[0]).size > 1:
+        return f"type {summary(t)} has pruned (zero-width) elements or mixed signedness"
+    if ovf in (OverflowMode.SAT, OverflowMode.SAT_SYM) and np.unique(kif[0] + kif[1] + kif[2]).size > 1:
+        return f"type {summary(t)} has per-channel widths; a QONNX Quant has one bitwidth per tensor"
+    if ovf is OverflowMode.SAT_ZERO:
+        return "overflow SAT_ZERO has no QONNX equivalent"
+    if rnd not in ROUND_NAMES and rnd not in SHIFTED:
+        return f"rounding {rnd.value} has no QONNX equivalent"
+    return None
+
+
+def check(g: Graph) -> list[str]:
+    """Every op, constant and quantization point the exporter cannot write, one line each."""
+    from .export_ops import LOWER
+
+    problems = []
+    for op in g.ops:
+        if op.kind in (OpKind.INPUT, OpKind.QUANT):
+            point = (op.result.type, op.attrs["round"], op.attrs["overflow"])
+        elif op.kind is OpKind.CONST:
+            point = (op.result.type, RoundMode.RND_CONV, OverflowMode.SAT)
+        elif op.kind is OpKind.OUTPUT:
+            continue
+        elif op.kind not in LOWER:
+            problems.append(f"%{op.result.name} ({op.kind.value}): op kind {op.kind.value} has no QONNX export yet")
+            continue
+        elif any(cast_needed(op)):
+            point = (op.result.type, RoundMode.TRN, OverflowMode.WRAP)
+        else:
+            continue
+        why = type_problem(*point)
+        if why:
+            problems.append(f"%{op.result.name} ({op.kind.value}): {why}")
+    return problems
 
 
 def export(g: Graph, batch_size: int | None = 1) -> Any:
