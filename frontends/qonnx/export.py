@@ -87,18 +87,28 @@ class Exporter:
         return out
 
     def batched(self, a: np.ndarray, rank: int) -> np.ndarray:
-        """A per-element parameter array broadcast against a batched tensor of unbatched ``rank``."""
+        """A parameter array broadcast against a tensor of ``rank`` axes (batch included)."""
         a = np.asarray(a, dtype=np.float64)
-        return a.reshape((1,) * (rank + 1 - a.ndim) + a.shape) if a.ndim else a
+        return a.reshape((1,) * (rank - a.ndim) + a.shape) if a.ndim else a
 
     # ------------------------------------------------------------------ casts
-    def cast(self, x: str, t: FixedType, rnd: RoundMode, ovf: OverflowMode, src: FixedType | None, base: str) -> str:
-        """``x`` put into ``t`` with ap_fixed modes (``src``: the operand's type, None for external data).
+    def cast(
+        self,
+        x: str,
+        t: FixedType,
+        rnd: RoundMode,
+        ovf: OverflowMode,
+        src: FixedType | None,
+        base: str,
+        const: bool = False,
+    ) -> str:
+        """``x`` put into ``t`` with ap_fixed modes (``src``: the operand's type, None for external
+        data; ``const``: ``x`` is a constant without a batch axis).
 
         :func:`type_problem` has accepted ``(t, rnd, ovf)``.
         """
         k, i, f = per_channel(t)  # type: ignore[misc]
-        rank = len(t.shape)
+        rank = len(t.shape) + (not const)
         signed = int(np.asarray(k).flat[0])
         lsb = np.ldexp(1.0, -f)
         if rnd in SHIFTED:
@@ -182,7 +192,7 @@ class Exporter:
         if perm is not None:
             values, t = values.transpose(perm), t.map(lambda a: a.transpose(perm))
         raw = self.init(f"{v.name}_float", values)
-        return self.cast(raw, t, RoundMode.RND_CONV, OverflowMode.SAT, t, v.name)
+        return self.cast(raw, t, RoundMode.RND_CONV, OverflowMode.SAT, t, v.name, const=True)
 
     def op(self, op: Op) -> None:
         from .export_ops import LOWER

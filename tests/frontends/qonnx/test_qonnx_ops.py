@@ -153,3 +153,24 @@ def test_export_refuses_per_element_types() -> None:
     text = str(info.value)
     assert "%act" in text and "%kernel" in text and "per element" in text
     assert len(info.value.items) == 2
+
+
+def test_cli_export_then_import(tmp_path: Path, capsys: Any) -> None:
+    from hgqir.cli import main
+
+    g = hgqir.Graph("native")  # QONNX-native modes only: the written file imports back
+    x = g.input("x", FixedType.uniform((6,), 1, 2, 3), round="RND_CONV", overflow="SAT")
+    wt = FixedType((6, 3), 1, np.array([0, 1, 2]), np.array([3, 2, 1]))  # per output channel, 4 bits each
+    w = g.const(hgqir.quantize(np.arange(-9, 9).reshape(6, 3) / 3, wt.k, wt.i, wt.f, "RND", "SAT"), wt)
+    h = g.add(OpKind.DENSE, [x, w]).result
+    g.output(
+        g.add(OpKind.QUANT, [h], {"round": "TRN", "overflow": "SAT_SYM"}, [FixedType.uniform((3,), 1, 1, 2)]).result
+    )
+    hgqir.save(g, tmp_path / "m.hgq")
+    assert main(["export", str(tmp_path / "m.hgq"), "-o", str(tmp_path / "m.onnx"), "--batch-size", "4"]) == 0
+    assert main(["import", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "back.hgq")]) == 0
+    back = hgqir.load(tmp_path / "back.hgq")
+    x = ties((6,), 6, 12.0, seed=2)
+    assert np.array_equal(back.run(x.astype(np.float64)), g.run(x.astype(np.float64)))
+    assert main(["export", str(tmp_path / "m.hgq"), "-o", str(tmp_path / "m.txt")]) == 1
+    assert "ending in .onnx" in capsys.readouterr().err
