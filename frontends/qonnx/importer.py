@@ -11,6 +11,7 @@ that one :class:`~hgqir.UnsupportedOpError` lists every such node.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -80,8 +81,19 @@ class Importer:
             raise UnsupportedOpError(
                 f"cannot import the QONNX model {self.g.name!r} exactly; {len(self.problems)} node(s):", self.problems
             )
+        self._tidy_names()
         self.g.verify()
         return self.g
+
+    def _tidy_names(self) -> None:
+        """ONNX tensor names such as ``/1/act_quant/Quant_output_0`` become ``act_quant_Quant``."""
+        for op in self.g.ops:
+            if op.kind in (OpKind.INPUT, OpKind.OUTPUT):
+                continue
+            for v in op.results:
+                nice = re.sub(r"^_*(\d+_+)?", "", v.name.replace("_output_0", ""))
+                if nice and nice != v.name:
+                    self.g.rename(v, nice)
 
     def _outputs(self) -> None:
         outs = list(self.graph.output)

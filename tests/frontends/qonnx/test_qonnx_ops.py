@@ -52,7 +52,7 @@ class Builder:
         return helper.make_model(g, opset_imports=opsets)
 
 
-def run_reference(model: Any, x: np.ndarray, tmp_path: Path) -> list[np.ndarray]:
+def run_reference(model: Any, x: np.ndarray) -> list[np.ndarray]:
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_shapes import InferShapes
@@ -82,7 +82,7 @@ def test_rounding_modes_narrow_and_bipolar(tmp_path: Path) -> None:
     model = b.model(outs)
     g = hgqir.from_qonnx(model)
     data = ties((8,), 5, 12.0)
-    want = run_reference(model, data, tmp_path)
+    want = run_reference(model, data)
     got = g.run(data.astype(np.float64))
     for name, a, w in zip([*MODES, "narrow", "unsigned-ceil", "bipolar", "1-bit"], got, want, strict=True):
         assert np.array_equal(a, w), f"{name}: {np.argwhere(a != w)[:3].tolist()}"
@@ -174,3 +174,18 @@ def test_cli_export_then_import(tmp_path: Path, capsys: Any) -> None:
     assert np.array_equal(back.run(x.astype(np.float64)), g.run(x.astype(np.float64)))
     assert main(["export", str(tmp_path / "m.hgq"), "-o", str(tmp_path / "m.txt")]) == 1
     assert "ending in .onnx" in capsys.readouterr().err
+
+
+def test_batchnorm_and_layouts() -> None:
+    """BatchNormalization over channels-first [C, L] (exact in float32 here: eps = 0, var a square)."""
+    b = Builder((2, 4))
+    x = b.quant("x", f=4, bits=8)
+    params = [b.const(v) for v in ([1.0, 0.5], [0.25, -0.5], [0.5, -1.0], [0.25, 1.0])]
+    bn = b.node("BatchNormalization", [x, *params], epsilon=0.0)
+    t = b.node("Transpose", [b.quant(bn, f=3, bits=8)], perm=[0, 2, 1])
+    model = b.model([b.node("Relu", [t])])
+    g = hgqir.from_qonnx(model)
+    assert [op.kind for op in g.ops_of(OpKind.BATCHNORM)] == [OpKind.BATCHNORM]
+    data = ties((2, 4), 5, 10.0, seed=3)
+    want = run_reference(model, data)[0]
+    assert np.array_equal(g.run(data.astype(np.float64)), want)
