@@ -16,6 +16,7 @@ from hgqir.ir import Graph
 BACKENDS = {
     "vitis": "hgqir.backends.vitis",
     "hls4ml": "hgqir.backends.hls4ml",
+    "verilog": "hgqir.backends.verilog",
 }
 
 
