@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from hgqir.fixed import FixedType
 from hgqir.ir import OpKind
 
 from .importer import Importer, NodeError, channels_last, identity
@@ -48,6 +49,8 @@ def do_Quant(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
     rounding = str(attrs.get("rounding_mode", "ROUND"))
     out = node.output[0]
     if signed and np.all(np.asarray(params[2]) == 1):  # qonnx executes 1-bit signed Quant as bipolar
+        if np.any(np.asarray(params[1]) != 0):
+            raise NodeError("a 1-bit (bipolar) Quant needs zero point 0")
         _bipolar(imp, node, x, params[0])
         return
     if imp.is_const(x):
@@ -105,17 +108,11 @@ def _bipolar(imp: Importer, node: Any, x: str, scale: np.ndarray) -> None:
         return
     v, perm = imp.act(x)
     rank = len(v.shape)
-    sign = imp.g.add(OpKind.QUANT, [v], {"round": "TRN", "overflow": "SAT"}, [_uniform(v.shape, 1, 0, 0)])
+    sign = imp.g.add(OpKind.QUANT, [v], {"round": "TRN", "overflow": "SAT"}, [FixedType.uniform(v.shape, 1, 0, 0)])
     two_s = imp.operand_const(Const(2.0 * np.asarray(scale, np.float64)), perm, rank, f"{out}_2s")
     s = imp.operand_const(Const(np.asarray(scale, np.float64)), perm, rank, f"{out}_s")
     scaled = imp.g.add(OpKind.MUL, [sign.result, two_s], name=f"{out}_m").result
     imp.set(out, imp.g.add(OpKind.ADD, [scaled, s], name=out).result, perm)
-
-
-def _uniform(shape: tuple[int, ...], k: int, i: int, f: int) -> Any:
-    from hgqir.fixed import FixedType
-
-    return FixedType.uniform(shape, k, i, f)
 
 
 # ---------------------------------------------------------------- multiply-accumulate
