@@ -7,8 +7,8 @@
 A ``Quant`` node with a power-of-two scale and zero point 0 is exactly an ap_fixed cast
 (:mod:`.quant`); everything else the importer meets is listed in one
 :class:`~hgqir.UnsupportedOpError`. Parts: :mod:`.reader` (the protobuf), :mod:`.importer`
-(walk, layouts, operands), :mod:`.nodes` (one handler per op type), :mod:`.export`
-(:func:`to_qonnx`). Needs the ``onnx`` package (``pip install "hgqir[qonnx]"``). See
+(walk, layouts, operands), :mod:`.nodes` (one handler per op type), :mod:`.patterns` (the
+exporter's helper nodes read back), :mod:`.export` and :mod:`.export_ops` (:func:`to_qonnx`). Needs the ``onnx`` package (``pip install "hgqir[qonnx]"``). See
 docs/coming_from.md.
 """
 

@@ -20,6 +20,7 @@ from hgqir.errors import UnsupportedOpError
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, OpKind, Value
 
+from .patterns import find as find_patterns
 from .quant import QuantMappingError, exact_type, power_of_two_exponent
 from .reader import Const, attrs_of, initializers, input_shapes
 
@@ -51,6 +52,7 @@ class Importer:
         self.batch = next((b for b, _ in self.inputs.values() if b), 1)
         """Batch size the model was exported with (reshape targets may spell it out)."""
         self.quantized_inputs: set[str] = set()
+        self.fused, self.absorbed = find_patterns(self.graph, self.consts)
         self.problems: list[str] = []
         self.bad: set[str] = set()
         self._layout: dict[tuple[str, Perm], Value] = {}
@@ -60,6 +62,8 @@ class Importer:
         from . import nodes
 
         for node in self.graph.node:
+            if node.output[0] in self.absorbed:  # a helper node of a fused Quant (see .patterns)
+                continue
             downstream = any(n in self.bad for n in node.input)
             handler = getattr(nodes, f"{'check' if downstream else 'do'}_{node.op_type}", None)
             try:

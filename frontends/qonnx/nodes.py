@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from hgqir.fixed import FixedType
+from hgqir.fixed import FixedType, OverflowMode
 from hgqir.ir import OpKind
 
 from .importer import Importer, NodeError, channels_last, identity
+from .patterns import Fused
 from .quant import ceil_offset, quant_spec, quantize_values
 from .reader import Const, constant_node_value
 
@@ -58,6 +59,10 @@ def do_Quant(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
         spec = quant_spec(c.values.shape, *params, signed, narrow, rounding, batched=False)
         imp.consts[out] = Const(quantize_values(c.values, spec), spec.type)
         return
+    fused = imp.fused.get(out)
+    if fused is not None:  # written by hgqir's exporter: RND shift and / or WRAP chain
+        _fused_quant(imp, node, fused, params, signed, narrow, rounding)
+        return
     if x in imp.inputs:
         if x in imp.quantized_inputs:
             raise NodeError(f"graph input {x!r} is quantized by several Quant nodes; keep one")
@@ -80,6 +85,35 @@ def do_Quant(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
             v = imp.g.add(OpKind.ADD, [v, c], name=f"{out}_up").result
     q = imp.g.add(OpKind.QUANT, [v], {"round": spec.round, "overflow": spec.overflow}, [t], name=out)
     imp.set(out, q.result, perm)
+
+
+def _fused_quant(
+    imp: Importer, node: Any, fused: Fused, params: list[Any], signed: bool, narrow: bool, rounding: str
+) -> None:
+    """A Quant with the helper nodes of :mod:`.patterns`: one ``input`` or ``quant`` op."""
+    x = fused.source or node.input[0]
+    from_input = x in imp.inputs and x not in imp.quantized_inputs
+    shape = imp.inputs[x][1] if from_input else imp.onnx_shape(x)
+    if shape is None:
+        raise NodeError(f"graph input {x!r} needs a static shape apart from the batch axis")
+    spec = quant_spec(shape, *params, signed, narrow, rounding, batched=True)
+    t, overflow = spec.type, spec.overflow
+    if fused.wrap is not None:
+        k, i = (np.broadcast_to(a, (1, *shape)).reshape(shape) for a in fused.wrap)
+        t, overflow = FixedType(shape, k, i, np.broadcast_to(spec.type.f, shape)).canonical(), OverflowMode.WRAP
+    rnd = fused.round or spec.round
+    if fused.round is None and spec.ceil:
+        raise NodeError("CEIL rounding before a wrap is not supported")
+    if from_input:
+        imp.quantized_inputs.add(x)
+        v, perm = imp.g.input(x, t, rnd, overflow), identity(len(shape))
+    else:
+        src, perm = imp.act(x)
+        attrs = {"round": rnd, "overflow": overflow}
+        v = imp.g.add(OpKind.QUANT, [src], attrs, [t.map(lambda a: a.transpose(perm))], name=node.output[0]).result
+    for name in (node.output[0], fused.output):
+        if name:
+            imp.set(name, v, perm)
 
 
 def check_Quant(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
