@@ -63,9 +63,11 @@ def _conv(ex: Exporter, op: Op) -> str:
 
 def _maxpool(ex: Exporter, op: Op) -> str:
     nd = 1 if op.kind is OpKind.MAXPOOL1D else 2
-    attrs = {"kernel_shape": list(op.attrs["pool"]), "strides": list(op.attrs["stride"]), "pads": _pads(op)}
+    kernel, stride = list(op.attrs["pool"]), list(op.attrs["stride"])
     name = f"{op.result.name}_pool"
-    return _channels_first(ex, op, nd, lambda x: ex.node("MaxPool", [x], name, **attrs))
+    return _channels_first(
+        ex, op, nd, lambda x: ex.node("MaxPool", [x], name, kernel_shape=kernel, strides=stride, pads=_pads(op))
+    )
 
 
 def _binary(onnx_type: str) -> Callable[[Exporter, Op], str]:

@@ -45,7 +45,7 @@ SUPPORTED = (
 # ---------------------------------------------------------------- quantizers
 def do_Quant(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
     x, scale, zeropt, bits = node.input[:4]
-    params = [imp.const(n, w).values for n, w in ((scale, "scale"), (zeropt, "zero point"), (bits, "bitwidth"))]
+    params = _params(imp, node)
     signed, narrow = bool(attrs.get("signed", 1)), bool(attrs.get("narrow", 0))
     rounding = str(attrs.get("rounding_mode", "ROUND"))
     out = node.output[0]
@@ -81,14 +81,20 @@ def do_Quant(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
     if spec.ceil:
         off = ceil_offset(v.type, t)
         if off is not None:
-            c = imp.g.const(off, imp.exact_type(off), name=imp.g.unique_name(f"{out}_ceil"))
-            v = imp.g.add(OpKind.ADD, [v, c], name=f"{out}_up").result
+            up = imp.g.const(off, imp.exact_type(off), name=imp.g.unique_name(f"{out}_ceil"))
+            v = imp.g.add(OpKind.ADD, [v, up], name=f"{out}_up").result
     q = imp.g.add(OpKind.QUANT, [v], {"round": spec.round, "overflow": spec.overflow}, [t], name=out)
     imp.set(out, q.result, perm)
 
 
 def _fused_quant(
-    imp: Importer, node: Any, fused: Fused, params: list[Any], signed: bool, narrow: bool, rounding: str
+    imp: Importer,
+    node: Any,
+    fused: Fused,
+    params: tuple[np.ndarray, np.ndarray, np.ndarray],
+    signed: bool,
+    narrow: bool,
+    rounding: str,
 ) -> None:
     """A Quant with the helper nodes of :mod:`.patterns`: one ``input`` or ``quant`` op."""
     x = fused.source or node.input[0]
@@ -116,9 +122,15 @@ def _fused_quant(
             imp.set(name, v, perm)
 
 
+def _params(imp: Importer, node: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A Quant node's scale, zero point and bitwidth (constants)."""
+    scale, zeropt, bits = node.input[1:4]
+    return imp.const(scale, "scale").values, imp.const(zeropt, "zero point").values, imp.const(bits, "bitwidth").values
+
+
 def check_Quant(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
     """The parameters of a Quant node whose input could not be imported (so that one error lists them all)."""
-    params = [imp.const(n, "parameter").values for n in node.input[1:4]]
+    params = _params(imp, node)
     signed, narrow = bool(attrs.get("signed", 1)), bool(attrs.get("narrow", 0))
     if signed and np.all(np.asarray(params[2]) == 1):
         imp.pow2_exponent(params[0], "scale")
@@ -306,7 +318,7 @@ def do_Reshape(imp: Importer, node: Any, attrs: dict[str, Any]) -> None:
     full = (batch, *shape)
     dims = [full[n] if t == 0 and not attrs.get("allowzero", 0) else t for n, t in enumerate(target)]
     try:
-        new = np.empty(full, dtype=np.int8).reshape(dims).shape
+        new: tuple[int, ...] = np.empty(full, dtype=np.int8).reshape(dims).shape
     except ValueError:
         raise NodeError(f"cannot reshape {list(full)} to {target}") from None
     if new[0] != batch:

@@ -111,7 +111,7 @@ def _wrap(index: _Index, q: str) -> tuple[tuple[np.ndarray, np.ndarray], list[An
     div = index.only_user(add.output[0], "Mul")
     floor = index.only_user(div.output[0], "Floor") if div is not None else None
     back = index.only_user(floor.output[0], "Mul") if floor is not None else None
-    if back is None or list(sub.input)[1] != back.output[0]:
+    if div is None or floor is None or back is None or list(sub.input)[1] != back.output[0]:
         return None
     off, inv = index.const_operand(add, q), index.const_operand(div, add.output[0])
     span = index.const_operand(back, floor.output[0])
