@@ -45,6 +45,7 @@ __all__ = [
     "dumps",
     "emit",
     "from_keras",
+    "from_qonnx",
     "from_torch",
     "load",
     "load_keras",
@@ -54,6 +55,7 @@ __all__ = [
     "quantize_torch",
     "save",
     "summary",
+    "to_qonnx",
     "verify",
 ]
 
@@ -111,6 +113,22 @@ def quantize_torch(module: Any, example_input: Any, beta: Any = None, **options:
     from .frontends.torch import quantize_torch as _impl
 
     return _impl(module, example_input, beta=beta, **options)
+
+
+def from_qonnx(model_or_path: Any) -> Graph:
+    """Import a QONNX model (e.g. a Brevitas export with fixed-point quantizers): a path, an
+    ``onnx.ModelProto`` or a qonnx ``ModelWrapper``. Needs ``pip install "hgqir[qonnx]"``."""
+    from .frontends.qonnx import from_qonnx as _impl
+
+    return _impl(model_or_path)
+
+
+def to_qonnx(g: Graph, path: Any = None, **options: Any) -> Any:
+    """Export a graph with per-tensor / per-channel types to QONNX; returns the ``onnx.ModelProto``
+    (also saved to ``path`` when given; ``batch_size=1`` by default)."""
+    from .frontends.qonnx import to_qonnx as _impl
+
+    return _impl(g, path, **options)
 
 
 def emit(g: Graph, backend: str, out_dir: Any, /, **options: Any) -> Any:
