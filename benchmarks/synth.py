@@ -122,12 +122,15 @@ def calibrate(out: Path) -> dict[str, Any]:
     from hgqir.passes.netlist.cost import FEATURES, MODEL_FILE
 
     rows, targets = [], []
+    ebops, luts = [], []
     start = time.perf_counter()
     for seed in range(10):
         g = training_design(seed)
         prj = hgqir.emit(g, "verilog", out / f"train{seed}", pipeline="auto")
         rep = prj.synth(progress=False)
         est = lowered_estimate(g, "auto")
+        ebops.append(hgqir.bops(g, hardware=False).total)
+        luts.append(rep.lut)
         for name, counts in rep.per_layer.items():
             if name in est:
                 rows.append([est[name].features.get(k, 0.0) for k in FEATURES])
@@ -149,6 +152,13 @@ def calibrate(out: Path) -> dict[str, Any]:
             "yosys": rep.yosys,
             "seconds": time.perf_counter() - start,
         },
+    }
+    e, t = np.array(ebops), np.array(luts, dtype=float)
+    factor = float(e @ t / (e @ e))
+    model["lut_per_ebop"] = {
+        "factor": factor,
+        "median_design_error": float(np.median(np.abs(factor * e - t) / t)),
+        "note": "whole-design Yosys LUTs per EBOP (least squares through 0); ShimConfig(resource='lut')",
     }
     MODEL_FILE.write_text(json.dumps(model, indent=1) + "\n")
     print(f"wrote {MODEL_FILE}: {model}")

@@ -73,11 +73,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'hgqir' has no attribute {name!r}")
 
 
-def bops(g: Graph) -> Any:
-    """EBOPs per op and in total (``.total``); see :mod:`hgqir.passes.bops`."""
+def bops(g: Graph, **options: Any) -> Any:
+    """EBOPs per op and in total (``.total``) and the hardware estimate (``.lut``, ``.ff``, ``.dsp``);
+    options ``dsp_bits``, ``hardware``, ``pipeline``: see :mod:`hgqir.passes.bops`."""
     from .passes.bops import bops as _bops
 
-    return _bops(g)
+    return _bops(g, **options)
 
 
 def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:

@@ -51,6 +51,16 @@ def coefficients() -> dict[str, float]:
     return dict(DEFAULT_COEF)
 
 
+DEFAULT_LUT_PER_EBOP = 0.5
+
+
+def lut_per_ebop() -> float:
+    """LUTs per EBOP of whole designs (fitted with the coefficients; what ``ShimConfig(resource="lut")`` uses)."""
+    if MODEL_FILE.exists():
+        return float(json.loads(MODEL_FILE.read_text()).get("lut_per_ebop", {}).get("factor", DEFAULT_LUT_PER_EBOP))
+    return DEFAULT_LUT_PER_EBOP
+
+
 def _chain(net: Netlist, n: int) -> tuple[str, int]:
     """Carry-chain feature of one node: ``(feature name, bits)``."""
     kind, p, args = net.kind[n], net.param[n], net.args[n]
