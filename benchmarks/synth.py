@@ -107,15 +107,12 @@ def training_design(seed: int) -> Graph:
 
 # ---------------------------------------------------------------------- helpers
 def lowered_estimate(g: Graph, pipeline: Any) -> dict[str, Any]:
-    from hgqir.passes.netlist import lower
-    from hgqir.passes.netlist import pipeline as insert_registers
+    """Per-layer cost (features and estimate) of the netlist the Verilog backend writes."""
+    from hgqir.passes.netlist import hardware
     from hgqir.passes.netlist.cost import estimate
 
-    lw = lower(g)
-    roots = [p.refs for p in lw.outputs]
-    if pipeline is not None:
-        roots, _ = insert_registers(lw.net, roots, 5.0 if pipeline == "auto" else float(pipeline))
-    return {c.name: c for c in estimate(lw.net, [r for refs in roots for r in refs])}
+    lw, _ = hardware(g, pipeline)
+    return {c.name: c for c in estimate(lw.net, [r for p in lw.outputs for r in p.refs])}
 
 
 def calibrate(out: Path) -> dict[str, Any]:

@@ -186,10 +186,8 @@ def _hardware(g: Graph, pipeline: object) -> dict[str, LayerCost] | None:
     """Per-layer cost of the element netlist, or None when it cannot (or should not) be built."""
     from hgqir.errors import HgqirError
 
-    from .netlist import lower
-    from .netlist import pipeline as insert_registers
+    from .netlist import hardware
     from .netlist.cost import estimate
-    from .netlist.pipeline import AUTO_BUDGET
 
     size = 0
     for op in g.ops:
@@ -199,13 +197,10 @@ def _hardware(g: Graph, pipeline: object) -> dict[str, LayerCost] | None:
     if size > NETLIST_LIMIT:
         return None
     try:
-        lw = lower(g)
+        lw, _ = hardware(g, pipeline)
     except HgqirError:
         return None
     roots = [p.refs for p in lw.outputs]
-    if pipeline is not None:
-        budget = AUTO_BUDGET if pipeline == "auto" else float(pipeline)  # type: ignore[arg-type]
-        roots, _ = insert_registers(lw.net, roots, budget)
     return {c.name: c for c in estimate(lw.net, [r for refs in roots for r in refs])}
 
 

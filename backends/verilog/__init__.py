@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from hgqir.passes.netlist.lower import LOWERINGS, Lowering, check_supported
+from hgqir.passes.netlist import hardware
+from hgqir.passes.netlist.lower import LOWERINGS, check_supported
 from hgqir.passes.netlist.netlist import Netlist
-from hgqir.passes.netlist.pipeline import AUTO_BUDGET, pipeline
+from hgqir.passes.netlist.pipeline import AUTO_BUDGET
 
 from hgqir.errors import HgqirError
 from hgqir.ir import Graph
@@ -86,12 +87,7 @@ def emit(g: Graph, out_dir: Path, **options: Any) -> VerilogProject:
 
     opts = VerilogOptions.from_kwargs(options)
     g.verify()
-    lw = Lowering(g).run()
-    latency = 0
-    if opts.budget is not None:
-        outs, latency = pipeline(lw.net, [p.refs for p in lw.outputs], opts.budget)
-        for p, refs in zip(lw.outputs, outs, strict=True):
-            p.refs = refs
+    lw, latency = hardware(g, opts.pipeline)
     d = design(lw.net, lw.inputs, lw.outputs, safe(opts.top), latency)
     ports = {(p["tensor"], p["index"]): p["name"] for p in d.in_ports}
     for s in d.glue.stmts:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import lower_table  # noqa: F401  (registers the pooling and table lowerings)
 from .lower import LOWERINGS, Lowering, Port, check_supported
+from .narrow import narrow
 from .netlist import Netlist, Ref
 from .pipeline import AUTO_BUDGET, pipeline
 
@@ -22,4 +23,37 @@ def lower(g: object) -> Lowering:
     return Lowering(g).run()  # type: ignore[arg-type]
 
 
-__all__ = ["AUTO_BUDGET", "LOWERINGS", "Lowering", "Netlist", "Port", "Ref", "check_supported", "lower", "pipeline"]
+def hardware(g: object, pipeline_option: object = None) -> tuple[Lowering, int]:
+    """The netlist as the Verilog backend writes it: lowered, pipelined (None, ``"auto"`` or adder
+    levels per stage; the output ports' refs become the registered ones), narrowed to the bits
+    the outputs demand. Returns it and the latency in cycles."""
+    lw = lower(g)
+    latency = 0
+    if pipeline_option is not None:
+        budget = AUTO_BUDGET if pipeline_option == "auto" else float(pipeline_option)  # type: ignore[arg-type]
+        outs, latency = pipeline(lw.net, [p.refs for p in lw.outputs], budget)
+        for p, refs in zip(lw.outputs, outs, strict=True):
+            p.refs = refs
+    demands = []
+    for p in lw.outputs:
+        _, _, f = p.kif
+        for r, w, fj in zip(p.refs, p.widths, f, strict=True):
+            if w > 0 and r.node:
+                demands.append((r, w - (lw.net.exp(r) + int(fj))))
+    narrow(lw.net, demands)
+    return lw, latency
+
+
+__all__ = [
+    "AUTO_BUDGET",
+    "LOWERINGS",
+    "Lowering",
+    "Netlist",
+    "Port",
+    "Ref",
+    "check_supported",
+    "hardware",
+    "lower",
+    "narrow",
+    "pipeline",
+]

@@ -59,6 +59,8 @@ class Netlist:
     layers: list[Layer] = field(default_factory=list)
     current: int = -1
     """Layer that new nodes belong to (-1: the top module)."""
+    kept: list[int] | None = None
+    """Bits each node keeps after demanded-bits narrowing (:mod:`.narrow`); None: all of them."""
     _consts: dict[tuple[int, int], Ref] = field(default_factory=dict)
 
     KINDS = ("const", "input", "add", "neg", "shr", "wrap", "clip", "zclip", "relu", "max", "min", "mul", "rom", "reg")
@@ -140,7 +142,10 @@ class Netlist:
         return (-m if r.neg else m), self.exp(r)
 
     def width(self, node: int) -> int:
-        return width_of(self.lo[node], self.hi[node])
+        w = width_of(self.lo[node], self.hi[node])
+        if self.kept is not None and node < len(self.kept) and self.kept[node]:
+            return min(w, self.kept[node])
+        return w
 
     def signed(self, node: int) -> bool:
         return self.lo[node] < 0
