@@ -253,11 +253,16 @@ def test_rtl_imported_hgq2_model(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- synthesis (Yosys)
 @pytest.mark.slow
-def test_synthesis_counts_cells_per_layer_and_caches(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_synthesis_counts_cells_per_layer_and_caches(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One small design through Yosys (the first call also compiles the WebAssembly Yosys)."""
+    from hgqir.backends.verilog import synth as synth_module
     from hgqir.passes.hw_report import compare, load_synth
 
     from hgqir.cli import main
+
+    monkeypatch.setattr(synth_module, "CACHE", tmp_path / "cache")  # a fresh cache: really synthesize
 
     g, _ = op_graphs.tables()
     prj = hgqir.emit(g, "verilog", tmp_path / "p", pipeline=2)
