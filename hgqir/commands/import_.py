@@ -1,37 +1,54 @@
-"""``hgqir import MODEL -o OUT.hgq``: import a Keras or PyTorch model into the text form.
+"""``hgqir import MODEL -o OUT.hgq``: import a Keras, PyTorch or HGQ v1 model into the text form.
 
-Keras: a ``.keras`` (or ``.h5``) file. PyTorch: see ``hgqir.frontends.torch.load_for_cli``.
-Each frontend module offers ``load_for_cli(path, args) -> Graph``; the file kind decides.
+The file's extension picks the frontend (:data:`FORMATS`): Keras 3 ``.keras``; ``.h5`` is an
+HGQ v1 (Keras 2) file when it holds HGQ v1 layers, else a Keras model; anything else is a
+PyTorch model (see ``hgqir.frontends.torch.load_for_cli``). Each frontend module offers
+``load_for_cli(path, args) -> Graph``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+from pathlib import Path
 
-KERAS_SUFFIXES = (".keras", ".h5")
+FORMATS = {".keras": "keras", ".h5": "keras"}
+"""File extension -> frontend (``.h5`` files with HGQ v1 layers go to ``hgq1``); other files: torch."""
+FRONTENDS = {
+    "keras": "hgqir.frontends.keras",
+    "torch": "hgqir.frontends.torch",
+    "hgq1": "hgqir.frontends.hgq1",
+}
+"""Frontend name -> module with ``load_for_cli``."""
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import", help="import a Keras or PyTorch model into a .hgq graph")
-    p.add_argument("model", help="a .keras file, or a PyTorch model (see docs/cli.md)")
+    p = sub.add_parser("import", help="import a Keras, PyTorch or HGQ v1 model into a .hgq graph")
+    p.add_argument("model", help="a .keras file, an HGQ v1 .h5 file, or a PyTorch model (see docs/cli.md)")
     p.add_argument("-o", "--output", required=True, help="output .hgq file")
-    p.add_argument("--framework", choices=["auto", "keras", "torch"], default="auto")
+    p.add_argument("--framework", choices=["auto", *FRONTENDS], default="auto")
     p.add_argument("--input-shape", help="PyTorch: comma-separated example input shape without batch, e.g. 1,28,28")
-    p.add_argument("--calibration", help="a .npy file of calibration inputs (batch first)")
+    p.add_argument("--calibration", help="a .npy file of calibration inputs (batch first); needed for raw HGQ v1 files")
     p.set_defaults(func=run)
+
+
+def frontend_of(path: str) -> str:
+    """The frontend that reads ``path``, from its extension (and, for ``.h5``, its layers)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".h5":
+        from hgqir.frontends.hgq1 import is_hgq1_file
+
+        if is_hgq1_file(path):
+            return "hgq1"
+    return FORMATS.get(suffix, "torch")
 
 
 def run(args: argparse.Namespace) -> int:
     from hgqir.text import save
 
-    framework = args.framework
-    if framework == "auto":
-        framework = "keras" if str(args.model).endswith(KERAS_SUFFIXES) else "torch"
-    if framework == "keras":
-        from hgqir.frontends.keras import load_for_cli
-    else:
-        from hgqir.frontends.torch import load_for_cli
-    g = load_for_cli(args.model, args)
+    framework = frontend_of(args.model) if args.framework == "auto" else args.framework
+    module = importlib.import_module(FRONTENDS[framework])
+    g = module.load_for_cli(args.model, args)
     save(g, args.output)
     print(f"wrote {args.output}: {len(g.ops)} ops, inputs {[list(v.shape) for v in g.inputs]}")
     return 0
