@@ -173,6 +173,7 @@ def backend_tables() -> dict[str, tuple[BackendTable | None, str]]:
     sources = {
         "Vitis HLS": ("hgqir.backends.vitis.lowering", "hgqir.backends.vitis.lowering"),
         "hls4ml": ("hgqir.backends.hls4ml.convert", "hgqir.backends.hls4ml.registry"),
+        "Verilog": ("hgqir.backends.verilog", "hgqir.backends.verilog.lower"),
     }
     tables: dict[str, tuple[BackendTable | None, str]] = {}
     for name, (registering, holder) in sources.items():
@@ -265,7 +266,7 @@ def ops_page() -> str:
         "and which backends emit it. The interpreter (`Graph.run`) evaluates every op exactly. "
         "EBOPs: whether the op's rule counts bit operations (see [Concepts](../concepts.md#ebops)). "
         "Which Keras layers and PyTorch modules become which ops: [Keras](../keras.md), "
-        "[PyTorch](../torch.md); per-backend details: [Vitis HLS](../vitis.md), [hls4ml](../hls4ml.md).\n",
+        "[PyTorch](../torch.md); per-backend details: [Vitis HLS](../vitis.md), [hls4ml](../hls4ml.md), [Verilog](../verilog.md).\n",
         table(["op", "operands", "attributes", "interpreter", *names, "EBOPs"], rows),
         LEGEND,
         _unavailable_note(backends),

@@ -28,7 +28,7 @@ from . import lower_table  # noqa: F401  (registers the pooling and table loweri
 from .lower import LOWERINGS, Lowering, check_supported
 from .netlist import Netlist
 from .pipeline import AUTO_BUDGET, pipeline
-from .project import RtlsimResult, VerilogProject, golden_lines, run_testbench
+from .project import RtlsimResult, VerilogProject, golden_lines, rtlsim, run_testbench
 from .rtl import Design, design, safe
 from .sim import SimulatorError, Verilator
 
@@ -42,6 +42,7 @@ __all__ = [
     "VerilogProject",
     "check_supported",
     "emit",
+    "rtlsim",
     "run_testbench",
 ]
 
@@ -84,8 +85,6 @@ def emit(g: Graph, out_dir: Path, **options: Any) -> VerilogProject:
     """
     from hgqir.backends.vitis.testdata import as_inputs, random_inputs
 
-    from hgqir import __version__
-
     opts = VerilogOptions.from_kwargs(options)
     g.verify()
     lw = Lowering(g).run()
@@ -103,8 +102,17 @@ def emit(g: Graph, out_dir: Path, **options: Any) -> VerilogProject:
     xs = as_inputs(g, opts.tb_inputs) if opts.tb_inputs is not None else random_inputs(g, opts.tb_samples, opts.seed)
     ins, gold = golden_lines(lw.inputs, lw.outputs, g, xs)
     out = Path(out_dir)
-    sources = _write(out, g, d, ins, gold, __version__)
+    sources = _write(out, g, d, ins, gold, _version())
     return VerilogProject(g, out, d, lw.net, lw.inputs, lw.outputs, sources)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hgqir")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _write(out: Path, g: Graph, d: Design, ins: list[str], gold: list[str], version: str) -> list[Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,14 +85,9 @@ class VerilogProject(Project):
 
     def compile(self) -> VerilogProject:
         """Build the Verilator simulation of the testbench (reused while the sources are unchanged)."""
-        binary = self.out_dir / "obj_dir" / "Vtb"
-        stamp = self.out_dir / "obj_dir" / "hgqir.stamp"
-        digest = _digest(self.sources)
-        if binary.exists() and stamp.exists() and stamp.read_text() == digest:
-            self.binary = binary
-            return self
-        self.binary, self.build_seconds = build(self.out_dir, self.sources)
-        stamp.write_text(digest)
+        start = time.perf_counter()
+        self.binary = ensure_built(self.out_dir, self.sources)
+        self.build_seconds = time.perf_counter() - start
         return self
 
     def predict(self, x: Any, *more: Any) -> Any:
@@ -125,6 +121,32 @@ class VerilogProject(Project):
     def __repr__(self) -> str:
         state = "compiled" if self.binary is not None else "written"
         return f"VerilogProject({self.graph.name!r}, {str(self.out_dir)!r}, latency={self.latency}, {state})"
+
+
+def rtlsim(folder: str | Path) -> RtlsimResult:
+    """Build (when the sources changed) and run the testbench of a project folder on disk."""
+    folder = Path(folder)
+    listing = folder / "files.f"
+    if not listing.exists() or not (folder / "project.json").exists():
+        raise HgqirError(f"{folder} is not a Verilog project written by hgqir (no files.f / project.json)")
+    sources = [folder / line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    sources += [folder / "tb" / "tb.v", folder / "tb" / "main.cpp"]
+    missing = [str(s) for s in sources if not s.exists()]
+    if missing:
+        raise HgqirError(f"missing project files: {', '.join(missing)}")
+    return run_testbench(folder, ensure_built(folder, sources))
+
+
+def ensure_built(folder: Path, sources: list[Path]) -> Path:
+    """The simulator binary, rebuilt only when the sources' digest changed."""
+    binary = folder / "obj_dir" / "Vtb"
+    stamp = folder / "obj_dir" / "hgqir.stamp"
+    digest = _digest(sources)
+    if binary.exists() and stamp.exists() and stamp.read_text() == digest:
+        return binary
+    binary, _ = build(folder, sources)
+    stamp.write_text(digest)
+    return binary
 
 
 def run_testbench(folder: Path, binary: Path) -> RtlsimResult:

