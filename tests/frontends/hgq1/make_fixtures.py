@@ -41,11 +41,14 @@ from HGQ.layers import (  # noqa: E402
     HActivation,
     HAdd,
     HConv2D,
+    HConv2DBatchNorm,
     HDense,
     HDenseBatchNorm,
     HQuantize,
+    PAvgPool2D,
     PFlatten,
     PMaxPool2D,
+    PReshape,
 )
 from tensorflow import keras  # noqa: E402
 
@@ -105,7 +108,32 @@ def wide() -> keras.Model:
     return keras.Model(inp, out, name="wide")
 
 
-MODELS = {"mlp": (mlp, 64), "conv": (conv, 64), "bn_add": (bn_add, 64), "wide": (wide, 256)}
+def conv_bn() -> keras.Model:
+    inp = keras.Input((6, 6, 3))
+    h = HQuantize(beta=1e-6, name="inp_q")(inp)
+    h = HConv2DBatchNorm(4, 3, padding="same", activation="relu", beta=1e-6, name="convbn")(h)
+    h = PAvgPool2D(2, name="avg")(h)
+    h = PReshape((36,), name="flat")(h)
+    out = HDense(3, beta=1e-6, name="fc")(h)
+    return keras.Model(inp, out, name="conv_bn")
+
+
+def seq() -> keras.Model:
+    """A Sequential model (its file has no inbound-node lists)."""
+    return keras.Sequential(
+        [keras.Input((6,)), HQuantize(beta=1e-6), HDense(8, activation="relu", beta=1e-6), HDense(3, beta=1e-6)],
+        name="seq",
+    )
+
+
+MODELS = {
+    "mlp": (mlp, 64),
+    "conv": (conv, 64),
+    "bn_add": (bn_add, 64),
+    "wide": (wide, 256),
+    "conv_bn": (conv_bn, 64),
+    "seq": (seq, 64),
+}
 """name -> (builder, number of test samples)."""
 
 
@@ -172,8 +200,8 @@ def make(name: str, seed: int) -> None:
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     names = sys.argv[1:] or list(MODELS)
-    for n, name in enumerate(names):
-        make(name, seed=10 + n)
+    for name in names:
+        make(name, seed=10 + list(MODELS).index(name))
     return 0
 
 

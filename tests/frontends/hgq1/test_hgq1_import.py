@@ -24,7 +24,7 @@ pytest.importorskip("h5py")
 import h5py  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-MODELS = ["mlp", "conv", "bn_add", "wide"]
+MODELS = ["mlp", "conv", "bn_add", "wide", "conv_bn", "seq"]
 
 
 def data(name: str) -> dict[str, np.ndarray]:
@@ -73,12 +73,27 @@ def test_float32_differs_from_float64_only_on_the_wide_model() -> None:
     for name in MODELS:
         d = data(name)
         counts[name] = int(np.sum(d["y32"].astype(np.float64) != d["y64"]))
-    assert counts == {"mlp": 0, "conv": 0, "bn_add": 0, "wide": 12}
+    assert counts == {"mlp": 0, "conv": 0, "bn_add": 0, "wide": 12, "conv_bn": 0, "seq": 0}
     d = data("wide")
     g = hgqir.from_hgq1(FIXTURES / "wide_proxy.h5")
     diff = np.abs(g.run(d["x"].astype(np.float64)) - d["y32"])
     lsb = np.ldexp(1.0, -g.outputs[0].type.f)
     assert np.all((diff == 0) | (diff == lsb)), "float32 differs by exactly one LSB where it differs"
+
+
+def test_only_files_with_hgq1_layers_are_hgq1_files(tmp_path: Path) -> None:
+    from hgqir.frontends.hgq1 import is_hgq1_file
+
+    assert is_hgq1_file(FIXTURES / "seq.h5") and is_hgq1_file(FIXTURES / "conv_proxy.h5")
+
+    def plain(cfg: dict) -> None:
+        for spec in cfg["config"]["layers"]:
+            spec["class_name"] = spec["class_name"].replace("HGQ>FixedPointQuantizer", "Activation")
+
+    _edit_config(FIXTURES / "mlp_proxy.h5", tmp_path / "plain.h5", plain)
+    assert not is_hgq1_file(tmp_path / "plain.h5")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    assert not is_hgq1_file(tmp_path / "junk.h5")
 
 
 def test_raw_without_calibration_says_what_to_pass() -> None:
