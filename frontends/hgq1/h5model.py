@@ -147,6 +147,15 @@ def _sequential(cfg: dict[str, Any]) -> tuple[list[H5Layer], list[str], list[str
     return layers, [layers[0].name], [layers[-1].name]
 
 
+def _unbatched(name: str, shape: list[Any]) -> Shape:
+    if any(d is None for d in shape[1:]):
+        raise UnsupportedOpError(
+            f"model input {name!r} has shape {shape} with an unknown dimension besides the batch; "
+            "hgqir needs fixed shapes (build the HGQ v1 model with keras.Input(full_shape))"
+        )
+    return tuple(int(d) for d in shape[1:])
+
+
 def read_model(path: str | Path) -> H5Model:
     """The model stored in a Keras 2 HDF5 file at ``path`` (see the module docstring)."""
     h5py = _h5py()
@@ -163,5 +172,5 @@ def read_model(path: str | Path) -> H5Model:
                 layer.weights = _weights(group[layer.name])
         version = _text(f.attrs.get("keras_version", ""))
     by_name = {layer.name: layer for layer in layers}
-    shapes = {n: tuple(int(d) for d in by_name[n].config["batch_input_shape"][1:]) for n in ins}
+    shapes = {n: _unbatched(n, by_name[n].config["batch_input_shape"]) for n in ins}
     return H5Model(str(cfg.get("name", Path(path).stem)), _order(layers), ins, outs, shapes, version)
