@@ -173,7 +173,7 @@ def backend_tables() -> dict[str, tuple[BackendTable | None, str]]:
     sources = {
         "Vitis HLS": ("hgqir.backends.vitis.lowering", "hgqir.backends.vitis.lowering"),
         "hls4ml": ("hgqir.backends.hls4ml.convert", "hgqir.backends.hls4ml.registry"),
-        "Verilog": ("hgqir.backends.verilog", "hgqir.backends.verilog.lower"),
+        "Verilog": ("hgqir.backends.verilog", "hgqir.passes.netlist.lower"),
     }
     tables: dict[str, tuple[BackendTable | None, str]] = {}
     for name, (registering, holder) in sources.items():

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from hgqir.passes.netlist.lower import LOWERINGS, Lowering, check_supported
+from hgqir.passes.netlist.netlist import Netlist
+from hgqir.passes.netlist.pipeline import AUTO_BUDGET, pipeline
 
 from hgqir.errors import HgqirError
 from hgqir.ir import Graph
 
-from . import lower_table  # noqa: F401  (registers the pooling and table lowerings)
-from .lower import LOWERINGS, Lowering, check_supported
-from .netlist import Netlist
-from .pipeline import AUTO_BUDGET, pipeline
 from .project import RtlsimResult, VerilogProject, golden_lines, rtlsim, run_testbench
 from .rtl import Design, design, safe
 from .sim import SimulatorError, Verilator

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hgqir.passes.netlist.lower import Port
+from hgqir.passes.netlist.netlist import Netlist
 
 from hgqir.errors import HgqirError
 from hgqir.interp import prepare_inputs, run_exact
 from hgqir.ir import Graph
 
 from .. import Project
-from .lower import Port
-from .netlist import Netlist
 from .rtl import Design
 from .sim import build, simulate
 from .vectors import input_mantissas, pack, to_values, unpack

@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .lower import Port
-from .netlist import Netlist, Ref, width_of
-from .pipeline import live_nodes
+from hgqir.passes.netlist.lower import Port
+from hgqir.passes.netlist.netlist import Netlist, Ref, width_of
+from hgqir.passes.netlist.pipeline import live_nodes
 
 
 @dataclass

@@ -68,6 +68,8 @@ def build(folder: Path, sources: list[Path], jobs: int | None = None) -> tuple[P
         "fast",
         "--output-split",
         "20000",
+        "--output-split-cfuncs",
+        "5000",  # combinational designs otherwise become one huge eval function (5x slower to compile)
         "--top-module",
         "tb",
         "-Mdir",

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from hgqir.passes.netlist.lower import Port
+from hgqir.passes.netlist.netlist import Netlist, run
 
 from hgqir.fixed import OverflowMode, RoundMode
 from hgqir.interp import exact_from_float
-
-from .lower import Port
-from .netlist import Netlist, run
 
 
 def input_mantissas(port: Port, x: np.ndarray) -> np.ndarray:
@@ -59,37 +58,61 @@ def _fits(m: np.ndarray) -> bool:
 
 
 # ---------------------------------------------------------------------- hex lines
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _layout(ports: list[Port]) -> list[tuple[int, int, int, int, bool]]:
+    """``(port, element, bit offset, width, signed)`` of every live element, lowest bits first."""
+    out, at = [], 0
+    for n, p in enumerate(ports):
+        k, _, _ = p.kif
+        for j, w in enumerate(p.widths):
+            if w > 0:
+                out.append((n, j, at, w, bool(k[j])))
+                at += w
+    return out
+
+
 def pack(ports: list[Port], mantissas: list[np.ndarray]) -> list[str]:
     """One hex line per sample: every live element's bits, first element in the lowest bits."""
-    widths = [w for p in ports for w in p.widths if w > 0]
-    total = max(sum(widths), 1)
+    layout = _layout(ports)
+    total = max(sum(e[3] for e in layout), 1)
     digits = -(-total // 4)
     n = len(mantissas[0]) if mantissas else 0
-    lines = []
-    for s in range(n):
-        word, at = 0, 0
-        for p, m in zip(ports, mantissas, strict=True):
-            for j, w in enumerate(p.widths):
-                if w > 0:
-                    word |= (int(m[s, j]) & ((1 << w) - 1)) << at
-                    at += w
-        lines.append(format(word, f"0{digits}x"))
-    return lines
+    bits = np.zeros((n, digits * 4), dtype=np.uint8)  # LSB first
+    for p, j, at, w, _ in layout:
+        col = mantissas[p][:, j]
+        if w <= 62:
+            m = np.array([int(v) for v in col], dtype=np.int64) & ((1 << w) - 1)
+            bits[:, at : at + w] = (m[:, None] >> np.arange(w)) & 1
+        else:
+            for s, v in enumerate(col):
+                u = int(v) & ((1 << w) - 1)
+                bits[s, at : at + w] = [(u >> b) & 1 for b in range(w)]
+    nibbles = bits[:, ::-1].reshape(n, digits, 4) @ np.array([8, 4, 2, 1], dtype=np.uint8)
+    text = _HEX[nibbles]
+    return [row.tobytes().decode() for row in text]
 
 
 def unpack(ports: list[Port], lines: list[str]) -> list[np.ndarray]:
     """Inverse of :func:`pack` for output ports: signed mantissas ``[batch, size]`` per port."""
-    outs: list[Any] = [np.zeros((len(lines), len(p.refs)), dtype=object) for p in ports]
-    for s, line in enumerate(lines):
-        word = int(line, 16)
-        at = 0
-        for p, out in zip(ports, outs, strict=True):
-            k, _, _ = p.kif
-            for j, w in enumerate(p.widths):
-                if w > 0:
-                    m = (word >> at) & ((1 << w) - 1)
-                    if k[j] and m >> (w - 1):
-                        m -= 1 << w
-                    out[s, j] = m
-                    at += w
+    n = len(lines)
+    outs: list[Any] = [np.zeros((n, len(p.refs)), dtype=object) for p in ports]
+    layout = _layout(ports)
+    if not layout or not n:
+        return outs
+    raw = np.frombuffer("".join(lines).encode(), dtype=np.uint8).reshape(n, -1)
+    nib = np.where(raw >= ord("a"), raw - ord("a") + 10, raw - ord("0")).astype(np.uint8)
+    bits = ((nib[:, :, None] >> np.array([3, 2, 1, 0], dtype=np.uint8)) & 1).reshape(n, -1)[:, ::-1]
+    for p, j, at, w, signed in layout:
+        b = bits[:, at : at + w]
+        if w <= 62:
+            m = b.astype(np.int64) @ (np.int64(1) << np.arange(w, dtype=np.int64))
+            if signed:
+                m = m - (b[:, -1].astype(np.int64) << w)
+            outs[p][:, j] = m
+        else:
+            for s in range(n):
+                u = sum(int(x) << k for k, x in enumerate(b[s]))
+                outs[p][s, j] = u - (1 << w) if signed and b[s, -1] else u
     return outs

@@ -11,7 +11,7 @@ from hgqir import FixedType, Graph, OpKind, OverflowMode, RoundMode, Value
 from hgqir.ops import build_lut
 
 N = 400
-GRAPHS = ("elementwise", "quant_modes", "input_modes", "conv_pools", "tables")
+GRAPHS = ("elementwise", "quant_modes", "input_modes", "conv_pools", "tables", "edges")
 
 
 def elementwise() -> tuple[Graph, list[np.ndarray]]:
@@ -214,3 +214,25 @@ def wide() -> tuple[Graph, list[np.ndarray]]:
     big = wild_inputs(g, rng, N)
     big[0] = np.concatenate([big[0][: N // 2], rng.normal(size=(N - N // 2, 4)) * 1e14])
     return g, big
+
+
+def edges() -> tuple[Graph, list[np.ndarray]]:
+    """Widths at the edges: 1-bit signed and unsigned, negative i and f, zero-width elements."""
+    rng = np.random.default_rng(21)
+    g = Graph("edges")
+    t = FixedType((6,), [1, 0, 1, 0, 1, 0], [0, 0, -3, -2, 5, 4], [0, 1, 6, 5, -2, -4])
+    x = g.input("x", t, round="RND_CONV", overflow="SAT_SYM")
+    w = g.const_mantissa(
+        np.array([[-1, 0], [-1, -1], [0, -1], [-1, -1], [-1, 0], [0, -1]]), FixedType.uniform((6, 2), 1, 0, 0), name="w"
+    )
+    d = g.add(OpKind.DENSE, [x, w]).result
+    g.output(d, name="dense")
+    one_bit = FixedType((6,), [1, 0, 1, 0, 1, 0], [0, 0, 0, 1, 0, -1], [0, 1, 0, -1, 0, 1])
+    g.output(g.add(OpKind.QUANT, [x], {"round": "RND", "overflow": "SAT_SYM"}, [one_bit]).result, name="sat_sym_1bit")
+    g.output(g.add(OpKind.QUANT, [x], {"round": "TRN_ZERO", "overflow": "WRAP"}, [one_bit]).result, name="wrap_1bit")
+    g.output(g.add(OpKind.RELU, [g.add(OpKind.ADD, [x, x]).result]).result, name="relu")
+    g.output(
+        g.add(OpKind.QUANT, [x], {"round": "RND", "overflow": "SAT"}, [FixedType.zero((6,))]).result, name="pruned"
+    )
+    g.output(g.add(OpKind.GLOBAL_MAXPOOL, [g.add(OpKind.RESHAPE, [x], {"shape": (3, 2)}).result]).result, name="max")
+    return g, wild_inputs(g, rng, N)

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import op_graphs
 import pytest
-from hgqir.backends.verilog import cmvm
-from hgqir.backends.verilog.arith import floor_div, quant
-from hgqir.backends.verilog.lower import LOWERINGS, Lowering
-from hgqir.backends.verilog.netlist import Netlist, csd, run
 from hgqir.backends.verilog.vectors import run_netlist
+from hgqir.passes.netlist import cmvm
+from hgqir.passes.netlist.arith import floor_div, quant
+from hgqir.passes.netlist.lower import LOWERINGS, Lowering
+from hgqir.passes.netlist.netlist import Netlist, csd, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vitis_graphs import rand_const, rand_type, wild_inputs
@@ -240,3 +240,12 @@ def test_rtlsim_command_passes_and_catches_a_wrong_golden_vector(tmp_path: Path,
     golden.write_text("\n".join(lines) + "\n")
     assert main(["rtlsim", str(tmp_path / "p")]) == 1
     assert "FAIL, 200 samples, 1 mismatches" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_rtl_imported_hgq2_model(tmp_path: Path) -> None:
+    """An HGQ2 network (conv, pools, batchnorm, a function table, softmax) imported and pipelined."""
+    from test_vitis_frontends import hgq2_cnn
+
+    g = hgqir.from_keras(hgq2_cnn())
+    rtl_matches(g, [np.random.default_rng(1).normal(size=(300, 8, 8, 2)) * 6], tmp_path, pipeline="auto")

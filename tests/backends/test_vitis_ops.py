@@ -32,3 +32,7 @@ def test_conv_and_pools(tmp_path: Path) -> None:
 
 def test_tables(tmp_path: Path) -> None:
     check(*op_graphs.tables(), tmp_path, csim=True)
+
+
+def test_edge_widths(tmp_path: Path) -> None:
+    check(*op_graphs.edges(), tmp_path)
