@@ -104,11 +104,13 @@ def _fused(layer: H5Layer) -> tuple[np.ndarray, np.ndarray | None]:
         return kernel, bias
     cfg = layer.config
     eps = F32(cfg.get("epsilon", 1e-3))
-    scale = F32(1)
-    if cfg.get("scale", True):
+    # HGQ v1 does not save scale / center in the config: the weights it created tell
+    if "bn_gamma" in layer.weights:
         scale = layer.weight("bn_gamma").astype(F32) * (F32(1) / np.sqrt(layer.weight("moving_variance") + eps))
         kernel = (kernel * scale).astype(F32)
-    if cfg.get("center", True) and bias is not None:
+    else:  # HGQ v1 still folds gamma = 1, variance = 1 into the bias (its fused_bias)
+        scale = F32(1) / np.sqrt(F32(1) + eps)
+    if "bn_beta" in layer.weights and bias is not None:
         bias = (bias - layer.weight("moving_mean").astype(F32) * scale + layer.weight("bn_beta")).astype(F32)
     return kernel, bias
 

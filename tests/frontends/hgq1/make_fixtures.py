@@ -40,13 +40,16 @@ from HGQ import to_proxy_model, trace_minmax  # noqa: E402
 from HGQ.layers import (  # noqa: E402
     HActivation,
     HAdd,
+    HConv1D,
     HConv2D,
     HConv2DBatchNorm,
     HDense,
     HDenseBatchNorm,
     HQuantize,
     PAvgPool2D,
+    PConcatenate,
     PFlatten,
+    PMaxPool1D,
     PMaxPool2D,
     PReshape,
 )
@@ -126,6 +129,19 @@ def seq() -> keras.Model:
     )
 
 
+def mixed() -> keras.Model:
+    """Two branches from the input: a strided 'same' Conv1D with max pool, and a batchnorm dense
+    without learned scale (HGQ v1 still folds gamma = variance = 1); concatenated."""
+    inp = keras.Input((8, 3))
+    h = HQuantize(beta=1e-6, name="inp_q")(inp)
+    c = HConv1D(4, 3, padding="same", strides=2, beta=1e-6, name="conv")(h)
+    c = PFlatten(name="flat_c")(PMaxPool1D(2, name="pool")(c))
+    d = HDenseBatchNorm(6, scale=False, activation="relu", beta=1e-6, name="fcbn")(PFlatten(name="flat_d")(h))
+    h = HActivation("relu", beta=1e-6, name="act")(PConcatenate(name="cat")([c, d]))
+    out = HDense(3, use_bias=False, beta=1e-6, name="fc")(h)
+    return keras.Model(inp, out, name="mixed")
+
+
 MODELS = {
     "mlp": (mlp, 64),
     "conv": (conv, 64),
@@ -133,6 +149,7 @@ MODELS = {
     "wide": (wide, 256),
     "conv_bn": (conv_bn, 64),
     "seq": (seq, 64),
+    "mixed": (mixed, 64),
 }
 """name -> (builder, number of test samples)."""
 

@@ -24,7 +24,7 @@ pytest.importorskip("h5py")
 import h5py  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-MODELS = ["mlp", "conv", "bn_add", "wide", "conv_bn", "seq"]
+MODELS = ["mlp", "conv", "bn_add", "wide", "conv_bn", "seq", "mixed"]
 
 
 def data(name: str) -> dict[str, np.ndarray]:
@@ -73,7 +73,7 @@ def test_float32_differs_from_float64_only_on_the_wide_model() -> None:
     for name in MODELS:
         d = data(name)
         counts[name] = int(np.sum(d["y32"].astype(np.float64) != d["y64"]))
-    assert counts == {"mlp": 0, "conv": 0, "bn_add": 0, "wide": 12, "conv_bn": 0, "seq": 0}
+    assert counts == {"mlp": 0, "conv": 0, "bn_add": 0, "wide": 12, "conv_bn": 0, "seq": 0, "mixed": 0}
     d = data("wide")
     g = hgqir.from_hgq1(FIXTURES / "wide_proxy.h5")
     diff = np.abs(g.run(d["x"].astype(np.float64)) - d["y32"])
