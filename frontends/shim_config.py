@@ -182,6 +182,9 @@ class ShimConfig:
     ``qmod.set_epoch(epoch)``. None: ``beta`` stays constant."""
     bit_l1: float = 0.0
     """Weight of an L1 penalty on every learned bitwidth, added to the regularizer."""
+    resource: str = "ebops"
+    """What ``beta`` weighs: ``"ebops"``, or ``"lut"``: the LUTs the calibrated hardware cost model
+    predicts for EBOPs (``beta`` is then per LUT; see docs/verilog.md#cost-model)."""
     i_decay: float = 0.01
     """Per-step decay of the running integer bits of WRAP activation quantizers in training."""
     table_f: int = 8
@@ -207,6 +210,16 @@ class ShimConfig:
             default = self.activation if name == "output" else _DEFAULTS[name]
             object.__setattr__(self, name, QuantizerConfig.coerce(value, default))
         object.__setattr__(self, "overrides", {str(k): _override(v, self) for k, v in dict(self.overrides).items()})
+        if self.resource not in ("ebops", "lut"):
+            raise ValueError(f"resource must be 'ebops' or 'lut', got {self.resource!r}")
+
+    def resource_scale(self) -> float:
+        """Factor from EBOPs to the regularized resource (1 for EBOPs, LUTs per EBOP for ``lut``)."""
+        if self.resource == "ebops":
+            return 1.0
+        from hgqir.passes.netlist.cost import lut_per_ebop
+
+        return lut_per_ebop()
 
     @property
     def output_config(self) -> QuantizerConfig:

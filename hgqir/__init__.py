@@ -46,6 +46,7 @@ __all__ = [
     "emit",
     "from_hgq1",
     "from_keras",
+    "from_qonnx",
     "from_torch",
     "load",
     "load_keras",
@@ -55,6 +56,7 @@ __all__ = [
     "quantize_torch",
     "save",
     "summary",
+    "to_qonnx",
     "verify",
 ]
 
@@ -72,11 +74,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'hgqir' has no attribute {name!r}")
 
 
-def bops(g: Graph) -> Any:
-    """EBOPs per op and in total (``.total``); see :mod:`hgqir.passes.bops`."""
+def bops(g: Graph, **options: Any) -> Any:
+    """EBOPs per op and in total (``.total``) and the hardware estimate (``.lut``, ``.ff``, ``.dsp``);
+    options ``dsp_bits``, ``hardware``, ``pipeline``: see :mod:`hgqir.passes.bops`."""
     from .passes.bops import bops as _bops
 
-    return _bops(g)
+    return _bops(g, **options)
 
 
 def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:
@@ -122,6 +125,22 @@ def quantize_torch(module: Any, example_input: Any, beta: Any = None, **options:
     from .frontends.torch import quantize_torch as _impl
 
     return _impl(module, example_input, beta=beta, **options)
+
+
+def from_qonnx(model_or_path: Any) -> Graph:
+    """Import a QONNX model (e.g. a Brevitas export with fixed-point quantizers): a path, an
+    ``onnx.ModelProto`` or a qonnx ``ModelWrapper``. Needs ``pip install "hgqir[qonnx]"``."""
+    from .frontends.qonnx import from_qonnx as _impl
+
+    return _impl(model_or_path)
+
+
+def to_qonnx(g: Graph, path: Any = None, **options: Any) -> Any:
+    """Export a graph with per-tensor / per-channel types to QONNX; returns the ``onnx.ModelProto``
+    (also saved to ``path`` when given; ``batch_size=1`` by default)."""
+    from .frontends.qonnx import to_qonnx as _impl
+
+    return _impl(g, path, **options)
 
 
 def emit(g: Graph, backend: str, out_dir: Any, /, **options: Any) -> Any:

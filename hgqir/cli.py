@@ -8,7 +8,7 @@ import sys
 
 from .errors import HgqirError
 
-COMMANDS = ["show", "opt", "import_", "report", "emit", "csim", "rtlsim", "demo"]
+COMMANDS = ["show", "opt", "import_", "export", "report", "emit", "csim", "rtlsim", "synth", "demo"]
 """Modules of hgqir.commands; each defines ``add(subparsers)`` and registers its handler."""
 
 

@@ -6,9 +6,15 @@ batchnorm: ``width(x) * width(scale)`` per element; elementwise mul: ``width(a) 
 add/sub: ``max(width(a), width(b))`` per element; every other op: 0. Widths of pruned elements
 are 0. Rule of thumb for FPGA cost: EBOPs ~ LUT + 55 * DSP.
 
-The LUT/DSP estimate splits the products: a product whose two operands are both at least
-``dsp_bits`` wide is counted as one DSP block, every other product (and every adder) as its
-EBOPs in LUTs. ``LUT + 55 * DSP`` is then directly comparable with the EBOPs total.
+Hardware estimate (``.lut``, ``.ff``, ``.carry``, ``.dsp`` of rows and report): the calibrated
+cost model of :mod:`hgqir.passes.netlist.cost`, counted on the element netlist the Verilog
+backend writes (shift-add constant multiplications, exact widths, registers for ``pipeline``).
+Graphs the netlist cannot lower, or larger than ``NETLIST_LIMIT`` multiply-accumulate terms,
+fall back to the EBOPs split (``model == "ebops"``).
+
+The EBOPs split (``.ebops_lut``, ``.ebops_dsp``): a product whose two operands are both at
+least ``dsp_bits`` wide is counted as one DSP block, every other product (and every adder) as
+its EBOPs in LUTs. ``LUT + 55 * DSP`` is then directly comparable with the EBOPs total.
 
 >>> import hgqir
 >>> g = hgqir.loads('''hgqir 1 @m
@@ -37,11 +43,16 @@ from hgqir.ops import Trait
 from hgqir.ops.linear import contraction_bits, nonzero_bits
 
 from .base import Pass, register
+from .netlist.cost import LayerCost
 
 DSP_BITS = 10
 """Default: products whose operands are both at least this wide use a DSP block."""
 DSP_EBOPS = 55
 """EBOPs one DSP block stands for in the rule of thumb EBOPs ~ LUT + 55 * DSP."""
+
+
+NETLIST_LIMIT = 300_000
+"""Largest graph (non-zero weight x output position terms) the hardware estimate lowers."""
 
 
 @dataclass
@@ -50,10 +61,18 @@ class BopsRow:
     """Name of the op's (first) result."""
     kind: str
     ebops: float
+    ebops_lut: float = 0.0
+    """EBOPs of the products and adders left to logic (the rule-of-thumb split)."""
+    ebops_dsp: float = 0.0
+    """Products of two operands at least ``dsp_bits`` wide (the rule-of-thumb split)."""
     lut: float = 0.0
-    """Estimated LUTs: EBOPs of the products and adders left to logic."""
+    """Estimated LUTs of the op's hardware (the cost model; the EBOPs split when it is unavailable)."""
+    ff: float = 0.0
+    """Estimated flip-flops (pipeline registers)."""
+    carry: float = 0.0
+    """Estimated carry cells."""
     dsp: float = 0.0
-    """Estimated DSP blocks: one per product of two operands at least ``dsp_bits`` wide."""
+    """Estimated DSP blocks."""
 
 
 @dataclass
@@ -63,6 +82,8 @@ class BopsReport:
     rows: list[BopsRow] = field(default_factory=list)
     dsp_bits: int = DSP_BITS
     """The DSP threshold the estimate used."""
+    model: str = "ebops"
+    """Where ``lut`` / ``ff`` / ``dsp`` come from: ``netlist`` (the cost model) or ``ebops`` (the split)."""
 
     @property
     def total(self) -> float:
@@ -73,20 +94,43 @@ class BopsReport:
         return float(sum(r.lut for r in self.rows))
 
     @property
+    def ff(self) -> float:
+        return float(sum(r.ff for r in self.rows))
+
+    @property
+    def carry(self) -> float:
+        return float(sum(r.carry for r in self.rows))
+
+    @property
     def dsp(self) -> float:
         return float(sum(r.dsp for r in self.rows))
+
+    @property
+    def ebops_lut(self) -> float:
+        return float(sum(r.ebops_lut for r in self.rows))
+
+    @property
+    def ebops_dsp(self) -> float:
+        return float(sum(r.ebops_dsp for r in self.rows))
 
     def by_name(self) -> dict[str, float]:
         return {r.name: r.ebops for r in self.rows}
 
     def table(self) -> str:
         width = max([len(r.name) for r in self.rows] + [5])
-        lines = [f"{'op':<{width}}  {'kind':<14} {'EBOPs':>12} {'LUT~':>12} {'DSP~':>8}"]
-        lines += [f"{r.name:<{width}}  {r.kind:<14} {r.ebops:>12.0f} {r.lut:>12.0f} {r.dsp:>8.0f}" for r in self.rows]
-        lines.append(f"{'total':<{width}}  {'':<14} {self.total:>12.0f} {self.lut:>12.0f} {self.dsp:>8.0f}")
+        head = f"{'op':<{width}}  {'kind':<14} {'EBOPs':>12} {'LUT~':>10} {'FF~':>8} {'DSP~':>6}"
+        lines = [head]
+        lines += [
+            f"{r.name:<{width}}  {r.kind:<14} {r.ebops:>12.0f} {r.lut:>10.0f} {r.ff:>8.0f} {r.dsp:>6.0f}"
+            for r in self.rows
+        ]
         lines.append(
-            f"LUT + {DSP_EBOPS}*DSP = {self.lut + DSP_EBOPS * self.dsp:.0f} (rule of thumb: ~ EBOPs; "
-            f"DSP when both operands >= {self.dsp_bits} bits)"
+            f"{'total':<{width}}  {'':<14} {self.total:>12.0f} {self.lut:>10.0f} {self.ff:>8.0f} {self.dsp:>6.0f}"
+        )
+        source = "cost model on the element netlist" if self.model == "netlist" else "EBOPs split"
+        lines.append(
+            f"LUT~/FF~/DSP~: {source}. Rule of thumb: LUT + {DSP_EBOPS}*DSP = "
+            f"{self.ebops_lut + DSP_EBOPS * self.ebops_dsp:.0f} ~ EBOPs (DSP when both operands >= {self.dsp_bits} bits)"
         )
         return "\n".join(lines)
 
@@ -111,16 +155,58 @@ def dsp_split(op: Op, dsp_bits: int = DSP_BITS) -> tuple[float, float]:
     return 0.0, 0.0
 
 
-def bops(g: Graph, dsp_bits: int = DSP_BITS) -> BopsReport:
-    """EBOPs of every op of ``g`` with its current types, and the LUT/DSP estimate."""
-    report = BopsReport(dsp_bits=dsp_bits)
+def bops(g: Graph, dsp_bits: int = DSP_BITS, hardware: bool = True, pipeline: object = None) -> BopsReport:
+    """EBOPs of every op of ``g`` with its current types, and the LUT / FF / DSP estimate.
+
+    ``hardware``: estimate with the cost model on the element netlist (registers for
+    ``pipeline``: None, ``"auto"`` or adder levels per stage, as the Verilog backend's option).
+    """
+    hw = _hardware(g, pipeline) if hardware else None
+    report = BopsReport(dsp_bits=dsp_bits, model="netlist" if hw is not None else "ebops")
     for op in g.ops:
         cost = op.rule.bops(op)
-        if cost:
-            name = op.results[0].name if op.results else op.kind.value
-            on_dsp, dsps = dsp_split(op, dsp_bits)
-            report.rows.append(BopsRow(name, op.kind.value, float(cost), float(cost) - on_dsp, dsps))
+        name = op.results[0].name if op.results else op.kind.value
+        layer = hw.get(name) if hw is not None and op.results else None
+        if not cost and layer is None:
+            continue
+        on_dsp, dsps = dsp_split(op, dsp_bits)
+        row = BopsRow(name, op.kind.value, float(cost), float(cost) - on_dsp, dsps)
+        if hw is None:
+            row.lut, row.dsp = row.ebops_lut, row.ebops_dsp
+        elif layer is not None:
+            row.lut, row.ff, row.carry, row.dsp = layer.lut, layer.ff, layer.carry, layer.dsp
+        report.rows.append(row)
+    glue = hw.get("(top)") if hw is not None else None
+    if glue is not None:
+        report.rows.append(BopsRow("(top)", "registers", 0.0, lut=glue.lut, ff=glue.ff, carry=glue.carry))
     return report
+
+
+def _hardware(g: Graph, pipeline: object) -> dict[str, LayerCost] | None:
+    """Per-layer cost of the element netlist, or None when it cannot (or should not) be built."""
+    from hgqir.errors import HgqirError
+
+    from .netlist import lower
+    from .netlist import pipeline as insert_registers
+    from .netlist.cost import estimate
+    from .netlist.pipeline import AUTO_BUDGET
+
+    size = 0
+    for op in g.ops:
+        if Trait.CONTRACTS in op.rule.traits:
+            w = nonzero_bits(op.operands[1])
+            size += int(np.count_nonzero(w)) * int(np.prod(op.result.shape[:-1], dtype=np.int64))
+    if size > NETLIST_LIMIT:
+        return None
+    try:
+        lw = lower(g)
+    except HgqirError:
+        return None
+    roots = [p.refs for p in lw.outputs]
+    if pipeline is not None:
+        budget = AUTO_BUDGET if pipeline == "auto" else float(pipeline)  # type: ignore[arg-type]
+        roots, _ = insert_registers(lw.net, roots, budget)
+    return {c.name: c for c in estimate(lw.net, [r for refs in roots for r in refs])}
 
 
 @register
@@ -130,7 +216,9 @@ class Bops(Pass):
 
     name: ClassVar[str] = "bops"
     dsp_bits: int = DSP_BITS
-    """Products with both operands at least this wide count as DSP blocks in the estimate."""
+    """Products with both operands at least this wide count as DSP blocks in the EBOPs split."""
+    hardware: bool = True
+    """Estimate LUT / FF / DSP with the cost model on the element netlist (else the EBOPs split)."""
 
     def apply(self, g: Graph) -> BopsReport:
-        return bops(g, self.dsp_bits)
+        return bops(g, self.dsp_bits, self.hardware)

@@ -101,7 +101,7 @@ def emit(g: Graph, out_dir: Path, **options: Any) -> VerilogProject:
     xs = as_inputs(g, opts.tb_inputs) if opts.tb_inputs is not None else random_inputs(g, opts.tb_samples, opts.seed)
     ins, gold = golden_lines(lw.inputs, lw.outputs, g, xs)
     out = Path(out_dir)
-    sources = _write(out, g, d, ins, gold, _version())
+    sources = _write(out, g, d, ins, gold, _version(), opts.pipeline)
     return VerilogProject(g, out, d, lw.net, lw.inputs, lw.outputs, sources)
 
 
@@ -114,7 +114,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _write(out: Path, g: Graph, d: Design, ins: list[str], gold: list[str], version: str) -> list[Path]:
+def _write(out: Path, g: Graph, d: Design, ins: list[str], gold: list[str], version: str, pipeline: Any) -> list[Path]:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("hgqir.backends.verilog", "templates"),
         undefined=jinja2.StrictUndefined,
@@ -146,6 +146,7 @@ def _write(out: Path, g: Graph, d: Design, ins: list[str], gold: list[str], vers
         "top": d.top,
         "graph": g.name,
         "latency": d.latency,
+        "pipeline": pipeline,
         "samples": len(ins),
         "inputs": d.in_ports,
         "outputs": [{k: v for k, v in p.items() if k != "a"} for p in d.out_ports],

@@ -16,6 +16,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", "--pipeline", help="run this pass pipeline before reporting")
     p.add_argument("--explain", metavar="VALUE", help="why infer-bitwidth chose VALUE's width ('all': every value)")
     p.add_argument("--dsp-bits", type=int, default=None, help="DSP threshold of the LUT/DSP estimate (default 10)")
+    p.add_argument(
+        "--synth",
+        metavar="PROJECT|REPORT",
+        help="compare the LUT/FF estimate per layer with a Yosys report (a verilog project after `hgqir synth`)",
+    )
     p.set_defaults(func=run)
 
 
@@ -44,4 +49,16 @@ def run(args: argparse.Namespace) -> int:
                 return 1
     if args.png:
         print(f"wrote {plot(g, args.png)}")
+    if args.synth:
+        from pathlib import Path
+
+        from hgqir.passes.hw_report import compare, format_compare, load_synth, plot_compare
+
+        synth, pipeline = load_synth(args.synth)
+        rows = compare(g, synth, pipeline)
+        print()
+        print(format_compare(rows, synth))
+        if args.png:
+            out = Path(args.png)
+            print(f"wrote {plot_compare(rows, out.with_name(out.stem + '_synth.png'), f'@{g.name}')}")
     return 0

@@ -249,3 +249,37 @@ def test_rtl_imported_hgq2_model(tmp_path: Path) -> None:
 
     g = hgqir.from_keras(hgq2_cnn())
     rtl_matches(g, [np.random.default_rng(1).normal(size=(300, 8, 8, 2)) * 6], tmp_path, pipeline="auto")
+
+
+# ---------------------------------------------------------------------- synthesis (Yosys)
+@pytest.mark.slow
+def test_synthesis_counts_cells_per_layer_and_caches(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """One small design through Yosys (the first call also compiles the WebAssembly Yosys)."""
+    from hgqir.passes.hw_report import compare, load_synth
+
+    from hgqir.cli import main
+
+    g, _ = op_graphs.tables()
+    prj = hgqir.emit(g, "verilog", tmp_path / "p", pipeline=2)
+    rep = prj.synth(progress=False)
+    assert rep.lut > 0 and rep.ff > 0 and not rep.cached and rep.yosys.startswith("Yosys")
+    assert sum(c.lut for c in rep.per_layer.values()) == rep.lut
+    assert rep.ff >= sum(s["w"] for s in prj.design.glue.stmts if s["kind"] == "reg") // 2
+    again = prj.synth(progress=False)
+    assert again.cached and again.total == rep.total
+    assert main(["synth", str(tmp_path / "p"), "-q"]) == 0
+    assert "total" in capsys.readouterr().out
+    synth, pipeline = load_synth(tmp_path / "p")
+    assert pipeline == 2
+    rows = compare(g, synth, pipeline)
+    assert rows and all(r.lut >= 0 and r.est_lut >= 0 for r in rows)
+
+
+def test_missing_yosys_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from hgqir.backends.verilog.synth import SynthError, yosys_command
+
+    monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
+    with pytest.raises(SynthError, match="pip install"):
+        yosys_command()

@@ -154,3 +154,22 @@ def test_what_keras_cannot_honour_is_refused(options: dict, message: str) -> Non
     km, _ = _pair()
     with pytest.raises((ConfigError, hgqir.HgqirError), match=message):
         hgqir.quantize_keras(km, **options)
+
+
+def test_lut_resource_weighs_the_cost_models_luts() -> None:
+    """``resource="lut"``: both shims weigh beta times the calibrated LUTs per EBOP."""
+    from hgqir.passes.netlist.cost import lut_per_ebop
+
+    factor = lut_per_ebop()
+    assert 0 < factor != 1.0
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)).double()
+    x0 = torch.randn(16, 4, dtype=torch.float64)
+    plain = hgqir.quantize_torch(net, x0, config=hgqir.ShimConfig(beta=1e-3))
+    lut = hgqir.quantize_torch(net, x0, config=hgqir.ShimConfig(beta=1e-3, resource="lut"))
+    assert float(lut.regularization()) == pytest.approx(float(plain.regularization()) * factor, rel=1e-9)
+    assert float(lut.ebops()) == pytest.approx(float(plain.ebops()), rel=1e-12)
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3), L.Dense(2)])
+    shim = hgqir.quantize_keras(model, config=hgqir.ShimConfig(beta=1e-3, resource="lut"))
+    assert shim.resource_scale == factor and shim.get_config()["resource_scale"] == factor
+    with pytest.raises(ValueError, match="resource"):
+        hgqir.ShimConfig(resource="dsp")

@@ -31,12 +31,13 @@ def _graph() -> Graph:
 
 
 def test_hand_computed_ebops_and_split() -> None:
-    report = bops(_graph(), dsp_bits=10)
+    report = bops(_graph(), dsp_bits=10, hardware=False)
     rows = {r.name: r for r in report.rows}
     # fc: 12*10 + 12*3 + 4*12 (the 0-valued weight costs nothing)
     assert rows["fc"].ebops == 120 + 36 + 48
     # only 12x10 has both operands >= 10 bits: one DSP, its 120 EBOPs leave the LUT count
     assert (rows["fc"].dsp, rows["fc"].lut) == (1, 84)
+    assert (rows["fc"].ebops_dsp, rows["fc"].ebops_lut) == (1, 84)
     # batchnorm: width(x) * width(scale), zero scales free: 12*3
     assert rows["bn"].ebops == 36 and rows["bn"].dsp == 0
     assert report.total == sum(r.ebops for r in report.rows)
@@ -58,10 +59,22 @@ def test_split_adds_up(builder: str) -> None:
         report = bops(g, dsp_bits)
         assert report.total > 0
         for r in report.rows:
-            assert 0 <= r.lut <= r.ebops and r.dsp >= 0
+            assert 0 <= r.ebops_lut <= r.ebops and r.ebops_dsp >= 0
         if dsp_bits == 100:
-            assert report.dsp == 0 and report.lut == report.total
-    assert bops(g, 1).dsp >= bops(g, 5).dsp
+            assert report.ebops_dsp == 0 and report.ebops_lut == report.total
+    assert bops(g, 1).ebops_dsp >= bops(g, 5).ebops_dsp
+
+
+@pytest.mark.parametrize("builder", sorted(BUILDERS))
+def test_hardware_estimate_comes_from_the_netlist(builder: str) -> None:
+    g = BUILDERS[builder](np.random.default_rng(0))
+    report = bops(g)
+    assert report.model == "netlist" and report.lut > 0 and report.ff == 0
+    piped = bops(g, pipeline=1)
+    assert piped.ff > 0 and piped.lut == pytest.approx(report.lut, rel=0.01)
+    contracting = [r for r in report.rows if r.kind in ("dense", "conv1d", "conv2d")]
+    assert all(r.lut > 0 for r in contracting)
+    assert bops(g, hardware=False).model == "ebops"
 
 
 def test_bops_pass_option_round_trips() -> None:

@@ -229,6 +229,7 @@ def quantize_keras(model: Any, beta: float | None = None, **options: Any) -> Shi
         inputs=inputs if len(inputs) > 1 else inputs[0],
         outputs=outputs if len(outputs) > 1 else outputs[0],
         beta=config.shim.beta_at(0),
+        resource_scale=config.shim.resource_scale(),
         name=f"{model.name}_shim",
     )
     shim.beta_schedule = config.shim.beta_schedule

@@ -53,8 +53,10 @@ def _executing_eagerly() -> bool:
 class ShimModel(keras.Model):
     """Quantized twin of a Keras model; built by :func:`hgqir.quantize_keras`."""
 
-    def __init__(self, *args: Any, beta: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, beta: float = 0.0, resource_scale: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.resource_scale = float(resource_scale)
+        """EBOPs -> regularized resource (``ShimConfig(resource="lut")``: LUTs per EBOP)."""
         self.beta = self.add_weight(
             name="beta", shape=(), trainable=False, initializer=keras.initializers.Constant(float(beta))
         )
@@ -122,7 +124,7 @@ class ShimModel(keras.Model):
         if training:
             e = self._training_ebops()
             # Functional.add_loss is symbolic-only; the eager Layer version is what call() needs
-            keras.layers.Layer.add_loss(self, ops.cast(self.beta, e.dtype) * e)
+            keras.layers.Layer.add_loss(self, ops.cast(self.beta * self.resource_scale, e.dtype) * e)
             self.ebops_metric.update_state(e)
         return outputs
 
@@ -182,6 +184,7 @@ class ShimModel(keras.Model):
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
         cfg["beta"] = float(ops.convert_to_numpy(self.beta))
+        cfg["resource_scale"] = self.resource_scale
         return cfg
 
 

@@ -146,12 +146,13 @@ class QuantizedModule(nn.Module):
         return self.cost(1.0, 0.0)
 
     def regularization(self) -> Tensor:
-        """``beta * EBOPs`` plus ``bit_l1 * (sum of all bitwidths)``: add it to the task loss.
+        """``beta * EBOPs`` plus ``bit_l1 * (sum of all bitwidths)``: add it to the task loss (with
+        ``ShimConfig(resource="lut")``: ``beta`` times the LUTs the cost model predicts for the EBOPs).
 
         After an accelerated training forward this may be the value that forward already
         computed with the ranges it had just updated: the same value and gradient as computing
         it here, without a call of its own."""
-        return self._regularization(self.beta, float(self.config.bit_l1), False)
+        return self._regularization(self.beta * self.config.resource_scale(), float(self.config.bit_l1), False)
 
     def cost(self, scale: float, l1: float) -> Tensor:
         """``scale * EBOPs + l1 * sum(bits)``, computed now (differentiable)."""
