@@ -44,6 +44,7 @@ __all__ = [
     "bops",
     "dumps",
     "emit",
+    "from_hgq1",
     "from_keras",
     "from_qonnx",
     "from_torch",
@@ -86,6 +87,16 @@ def from_keras(model: Any, calibration: Any = None, **options: Any) -> Graph:
     from .frontends.keras import from_keras as _impl
 
     return _impl(model, calibration=calibration, **options)
+
+
+def from_hgq1(path: Any, calibration: Any = None, **options: Any) -> Graph:
+    """Import an HGQ v1 (Keras 2) ``.h5`` file: a proxy model exactly, a raw one with ``calibration``.
+
+    Reads the file with h5py; TensorFlow 2.15 and HGQ v1 are never imported.
+    """
+    from .frontends.hgq1 import from_hgq1 as _impl
+
+    return _impl(path, calibration=calibration, **options)
 
 
 def quantize_keras(model: Any, beta: Any = None, **options: Any) -> Any:

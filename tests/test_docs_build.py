@@ -52,7 +52,7 @@ def _html(site: Path, page: str) -> str:
 
 
 def test_build_is_strict_clean_and_has_every_page(site: Path) -> None:
-    for page in ("concepts", "cli", "keras", "torch", "passes", "vitis", "hls4ml", "internals"):
+    for page in ("concepts", "cli", "keras", "torch", "coming_from", "passes", "vitis", "hls4ml", "internals"):
         assert (site / page / "index.html").exists(), page
     assert (site / "index.html").exists()
     assert not list(site.rglob("*.py")), "the generator script must not be published"
