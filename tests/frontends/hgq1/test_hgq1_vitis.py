@@ -32,3 +32,16 @@ def test_raw_hgq1_conv_through_passes_and_vitis(tmp_path: Path) -> None:
     got = hgqir.emit(g, "vitis", tmp_path / "prj").compile().predict(x)
     bad = np.argwhere(got != want)
     assert not len(bad), f"{len(bad)} mismatches, first at {bad[0]}"
+
+
+def test_proxy_hgq1_mlp_through_hls4ml_and_rtl(tmp_path: Path) -> None:
+    """The proxy MLP (exact, no calibration) through hls4ml and the Verilog RTL, bit-exact."""
+    with np.load(FIXTURES / "mlp.npz") as d:
+        x, y64 = d["x"].astype(np.float64), d["y64"]
+    g = hgqir.from_hgq1(FIXTURES / "mlp_proxy.h5")
+    hgqir.PassManager.parse("infer-bitwidth,prune-zero-bits,dce").run(g)
+    assert np.array_equal(g.run(x), y64)
+    for backend, options in (("hls4ml", {}), ("verilog", {"pipeline": 2})):
+        got = hgqir.emit(g, backend, tmp_path / backend, **options).compile().predict(x)
+        bad = np.argwhere(got != y64)
+        assert not len(bad), f"{backend}: {len(bad)} mismatches, first at {bad[0]}"
