@@ -279,6 +279,50 @@ def rows_emit_hls4ml(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def rows_emit_verilog(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for name, tools in d["results"].items():
+        ours, ref = tools["hgqir"], tools.get("alkaid", {})
+        if "emit_s" not in ref:
+            continue
+        ours_t, ref_t = ours["emit_s"] + ours["build_s"], ref["emit_s"] + ref["build_s"]
+        rows.append(
+            Row(
+                f"{name} (HGQ2-trained), Verilog",
+                "emit + Verilator build; adders",
+                f"{ours_t:.1f} s; {ours['adders']:,} adders (+{ours['rounding_increments']} rounding), "
+                f"{exact_text(ours['exact'])}",
+                f"alkaid 0.8.2: {ref_t:.1f} s; {ref['adders']:,} adders",
+                "no slower, no more adders than alkaid (issue 16)",
+                verdict(ours_t <= ref_t and ours["adders"] <= ref["adders"] and ours["exact"]),
+            )
+        )
+    return rows
+
+
+def rows_synth(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for name, tools in d["results"].items():
+        ours, ref = tools["hgqir"], tools.get("alkaid", {})
+        rows.append(
+            Row(
+                f"{name} (HGQ2-trained), Yosys xcup",
+                "LUT (latency); cost-model error whole / layer median",
+                f"{ours['lut']:,} ({ours['latency']} cycles); {ours['estimate_error']:.1%} / "
+                f"{ours['median_layer_error']:.1%}",
+                f"alkaid 0.8.2: {ref['lut']:,} ({ref['latency']:.0f} cycles)" if "lut" in ref else "—",
+                "LUT <= alkaid; estimate within 10 % / 15 % (issue 17)",
+                verdict(
+                    "lut" in ref
+                    and ours["lut"] <= ref["lut"]
+                    and ours["estimate_error"] <= 0.10
+                    and ours["median_layer_error"] <= 0.15
+                ),
+            )
+        )
+    return rows
+
+
 BENCHMARKS = [
     Benchmark("interp", ("--samples", "20000", "--repeat", "3"), rows_interp),
     Benchmark("textio", ("--weights", "250000"), rows_textio),
@@ -287,6 +331,8 @@ BENCHMARKS = [
     Benchmark("train_torch", ("--epochs", "3", "--warmup", "1"), rows_train_torch),
     Benchmark("emit_vitis", ("--repeat", "1", "--models", "jet"), rows_emit_vitis),
     Benchmark("emit_hls4ml", ("--repeat", "2"), rows_emit_hls4ml),
+    Benchmark("emit_verilog", ("--models", "jet_mlp"), rows_emit_verilog),
+    Benchmark("synth", (), rows_synth),
 ]
 """Every benchmark, in the order they run (fast ones first)."""
 
