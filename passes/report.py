@@ -105,7 +105,7 @@ def format_table(rows: list[ReportRow]) -> str:
 
 
 def _layers(g: Graph) -> list[Op]:
-    costs = bops(g).by_name()
+    costs = bops(g, hardware=False).by_name()
     ops = [
         op
         for op in g.ops
@@ -149,12 +149,13 @@ def plot(g: Graph, path: str | Path) -> Path:
     flat = list(axes.reshape(-1))
     for ax, op in zip(flat, layers, strict=False):
         _histogram(ax, op)
-    costs = bops(g).by_name()
+    ebops = bops(g, hardware=False)  # the plot shows EBOPs only: no netlist needed
+    costs = ebops.by_name()
     ax = flat[len(layers)]
     names = [op.result.name for op in layers]
     ax.bar(range(len(names)), [costs.get(nm, 0.0) for nm in names])
     ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
-    ax.set_title(f"EBOPs per layer (total {bops(g).total:.0f})", fontsize=9)
+    ax.set_title(f"EBOPs per layer (total {ebops.total:.0f})", fontsize=9)
     for extra in flat[n:]:
         extra.axis("off")
     fig.suptitle(f"@{g.name}")
