@@ -17,7 +17,7 @@ import numpy as np
 from hgqir.errors import UnsupportedOpError
 from hgqir.fixed import FixedType, OverflowMode, RoundMode
 from hgqir.ir import Graph, Op, OpKind, Value
-from hgqir.ops import cast_needed
+from hgqir.ops import cast_needed, registrar
 
 from .gather import Gather, Scatter, gather, scatter
 from .options import VitisOptions
@@ -102,13 +102,7 @@ Lowerer = Callable[["Lowering", Op], None]
 LOWERINGS: dict[OpKind, Lowerer] = {}
 
 
-def lowers(*kinds: OpKind) -> Callable[[Lowerer], Lowerer]:
-    def register(fn: Lowerer) -> Lowerer:
-        for kind in kinds:
-            LOWERINGS[kind] = fn
-        return fn
-
-    return register
+lowers = registrar(LOWERINGS)
 
 
 class Lowering:

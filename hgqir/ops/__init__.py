@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import core, elementwise, linear, pool, shape, table  # noqa: F401  (registration)
-from .base import RULES, Attr, Cast, Interval, OpRule, Trait, cast_needed, interval_of
+from .base import RULES, Attr, Cast, Interval, OpRule, Trait, cast_needed, interval_of, registrar
 from .table import build_lut, make_table
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "cast_needed",
     "interval_of",
     "make_table",
+    "registrar",
 ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -195,6 +195,23 @@ def cast_needed(op: Op) -> list[bool]:
         return [False] * len(op.results)
     exact = rule.infer(op)
     return [not v.type.contains(t) for v, t in zip(op.results, exact, strict=True)]
+
+
+_F = TypeVar("_F")
+
+
+def registrar(table: dict[Any, _F]) -> Callable[..., Callable[[_F], _F]]:
+    """The ``@lowers(kind, ...)`` decorator of a backend's lowering table (one function per kind)."""
+
+    def lowers(*kinds: OpKind) -> Callable[[_F], _F]:
+        def register(fn: _F) -> _F:
+            for kind in kinds:
+                table[kind] = fn
+            return fn
+
+        return register
+
+    return lowers
 
 
 def register(rule: OpRule) -> OpRule:
