@@ -28,6 +28,7 @@ from hgqir.passes.netlist.pipeline import AUTO_BUDGET
 from hgqir.errors import HgqirError
 from hgqir.ir import Graph
 
+from ..testbench import testbench_inputs
 from .project import RtlsimResult, VerilogProject, golden_lines, rtlsim, run_testbench
 from .rtl import Design, design, safe
 from .sim import SimulatorError, Verilator
@@ -83,7 +84,6 @@ def emit(g: Graph, out_dir: Path, **options: Any) -> VerilogProject:
 
     Raises ``UnsupportedOpError`` naming every op the backend cannot build, before writing anything.
     """
-    from hgqir.backends.vitis.testdata import as_inputs, random_inputs
 
     opts = VerilogOptions.from_kwargs(options)
     g.verify()
@@ -94,7 +94,7 @@ def emit(g: Graph, out_dir: Path, **options: Any) -> VerilogProject:
         if s["kind"] == "input":
             pi, j = s["port"]
             s["src"] = ports[(lw.inputs[pi].name, j)]
-    xs = as_inputs(g, opts.tb_inputs) if opts.tb_inputs is not None else random_inputs(g, opts.tb_samples, opts.seed)
+    xs = testbench_inputs(g, opts.tb_inputs, opts.tb_samples, opts.seed)
     ins, gold = golden_lines(lw.inputs, lw.outputs, g, xs)
     out = Path(out_dir)
     sources = _write(out, g, d, ins, gold, _version(), opts.pipeline)

@@ -16,13 +16,14 @@ from typing import Any
 
 from hgqir.ir import Graph
 
+from ..testbench import testbench_inputs
 from . import lower_basic, lower_linear, lower_pool, lower_table  # noqa: F401  (register lowerings)
 from .build import CsimResult, Toolchain, run_csim
 from .lowering import LOWERINGS, Lowering
 from .options import VitisOptions
 from .project import VitisProject
 from .render import write_project
-from .testdata import as_inputs, golden, random_inputs, write
+from .testdata import golden, write
 
 __all__ = ["CsimResult", "LOWERINGS", "Toolchain", "VitisOptions", "VitisProject", "emit", "run_csim"]
 
@@ -41,9 +42,7 @@ def emit(g: Graph, out_dir: Path, **options: Any) -> VitisProject:
     lw = Lowering(g, opts).run()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = (
-        as_inputs(g, opts.tb_inputs) if opts.tb_inputs is not None else random_inputs(g, opts.tb_samples, opts.seed)
-    )
+    inputs = testbench_inputs(g, opts.tb_inputs, opts.tb_samples, opts.seed)
     n = write(out / "tb_data", inputs, golden(g, inputs, lw.outputs))
     write_project(lw, out, n)
     return VitisProject(g, out, opts, lw.inputs, lw.outputs, _stack_bytes(lw, opts))
