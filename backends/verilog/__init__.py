@@ -23,7 +23,6 @@ import jinja2
 from hgqir.passes.netlist import hardware
 from hgqir.passes.netlist.lower import LOWERINGS, check_supported
 from hgqir.passes.netlist.netlist import Netlist
-from hgqir.passes.netlist.pipeline import AUTO_BUDGET
 
 from hgqir.errors import HgqirError
 from hgqir.ir import Graph
@@ -71,12 +70,6 @@ class VerilogOptions:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", opts.top):
             raise HgqirError(f"verilog backend: top {opts.top!r} is not a Verilog identifier")
         return opts
-
-    @property
-    def budget(self) -> float | None:
-        if self.pipeline is None:
-            return None
-        return AUTO_BUDGET if self.pipeline == "auto" else float(self.pipeline)
 
 
 def emit(g: Graph, out_dir: Path, **options: Any) -> VerilogProject:

@@ -64,8 +64,6 @@ class Netlist:
     _consts: dict[tuple[int, int], Ref] = field(default_factory=dict)
 
     KINDS = ("const", "input", "add", "neg", "shr", "wrap", "clip", "zclip", "relu", "max", "min", "mul", "rom", "reg")
-    ADDERS = ("add", "neg")
-    """Kinds that are one carry chain each (``shr`` with rounding adds one more, see :meth:`adders`)."""
 
     def __len__(self) -> int:
         return len(self.kind)
