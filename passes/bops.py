@@ -184,7 +184,7 @@ def bops(g: Graph, dsp_bits: int = DSP_BITS, hardware: bool = True, pipeline: ob
 
 def _hardware(g: Graph, pipeline: object) -> dict[str, LayerCost] | None:
     """Per-layer cost of the element netlist, or None when it cannot (or should not) be built."""
-    from hgqir.errors import HgqirError
+    from hgqir.errors import UnsupportedOpError
 
     from .netlist import hardware
     from .netlist.cost import estimate
@@ -198,7 +198,7 @@ def _hardware(g: Graph, pipeline: object) -> dict[str, LayerCost] | None:
         return None
     try:
         lw, _ = hardware(g, pipeline)
-    except HgqirError:
+    except UnsupportedOpError:  # an op the netlist cannot lower: the EBOPs split instead
         return None
     roots = [p.refs for p in lw.outputs]
     return {c.name: c for c in estimate(lw.net, [r for refs in roots for r in refs])}

@@ -11,6 +11,8 @@ Verilog backend renders, and is what the hardware cost model (:mod:`.cost`) coun
 
 from __future__ import annotations
 
+from hgqir.errors import HgqirError
+
 from . import lower_table  # noqa: F401  (registers the pooling and table lowerings)
 from .lower import LOWERINGS, Lowering, Port, check_supported
 from .narrow import narrow
@@ -27,6 +29,9 @@ def hardware(g: object, pipeline_option: object = None) -> tuple[Lowering, int]:
     """The netlist as the Verilog backend writes it: lowered, pipelined (None, ``"auto"`` or adder
     levels per stage; the output ports' refs become the registered ones), narrowed to the bits
     the outputs demand. Returns it and the latency in cycles."""
+    p = pipeline_option
+    if not (p is None or p == "auto" or (isinstance(p, (int, float)) and not isinstance(p, bool) and p >= 1)):
+        raise HgqirError(f"pipeline must be None, 'auto' or a number of adder levels >= 1, got {p!r}")
     lw = lower(g)
     latency = 0
     if pipeline_option is not None:

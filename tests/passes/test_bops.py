@@ -75,6 +75,8 @@ def test_hardware_estimate_comes_from_the_netlist(builder: str) -> None:
     contracting = [r for r in report.rows if r.kind in ("dense", "conv1d", "conv2d")]
     assert all(r.lut > 0 for r in contracting)
     assert bops(g, hardware=False).model == "ebops"
+    with pytest.raises(hgqir.HgqirError, match="pipeline"):
+        bops(g, pipeline="fast")
 
 
 def test_bops_pass_option_round_trips() -> None:
