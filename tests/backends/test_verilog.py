@@ -288,3 +288,23 @@ def test_missing_yosys_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
     with pytest.raises(SynthError, match="pip install"):
         yosys_command()
+
+
+def test_synthesis_report_counts_every_instance() -> None:
+    """A module instantiated n times costs n times its cells (alkaid instantiates one parametrized
+    adder module per adder); per-layer rows are the top's children, own cells under ``(top)``."""
+    from hgqir.backends.verilog.synth import _report
+
+    stat = {
+        "modules": {
+            "\\top": {"num_cells_by_type": {"\\top_a": 1, "\\$paramod\\add": 2, "FDRE": 5}},
+            "\\top_a": {"num_cells_by_type": {"\\$paramod\\add": 3, "LUT6": 1}},
+            "\\$paramod\\add": {"num_cells_by_type": {"LUT2": 4, "CARRY8": 1}},
+        }
+    }
+    rep = _report(stat, "top", "xcup", True, 1.0, "Yosys test")
+    # top: 2 adders directly + layer a (3 adders + 1 LUT6): 5 * 4 LUT2 + 1 = 21 LUTs, 5 carries
+    assert (rep.lut, rep.carry, rep.ff) == (21, 5, 5)
+    assert rep.per_layer["a"].lut == 13 and rep.per_layer["a"].carry == 3
+    assert rep.per_layer["$paramod\\add"].lut == 8
+    assert rep.per_layer["(top)"].ff == 5 and rep.per_layer["(top)"].lut == 0
