@@ -21,6 +21,11 @@ def quant(net: Netlist, a: Ref, k: int, i: int, f: int, rmode: RoundMode, omode:
     if k + i + f <= 0 or a.node == 0:
         return ZERO
     r = -f - net.exp(a)
+    if r > 0 and rmode in (RoundMode.TRN, RoundMode.RND):
+        # RND adds 2**(r-1): bits below r-1 can neither carry nor survive, so drop them first
+        # (free wiring, and it moves through a relu: only the bits that survive are masked)
+        a = truncate(net, a, net.exp(a) + r - (rmode is RoundMode.RND))
+        r = -f - net.exp(a)
     if r > 0:
         p = net.plain(a)
         lo, hi = net.bounds(p)
@@ -60,11 +65,15 @@ def quant(net: Netlist, a: Ref, k: int, i: int, f: int, rmode: RoundMode, omode:
 
 
 def truncate(net: Netlist, a: Ref, e: int) -> Ref:
-    """``floor(a / 2**e) * 2**e``: drop the bits of ``a`` below exponent ``e`` (no logic)."""
+    """``floor(a / 2**e) * 2**e``: drop the bits of ``a`` below exponent ``e`` (no logic; a relu
+    is moved after the cut so that it masks only the bits that are kept)."""
     r = e - net.exp(a)
     if r <= 0 or a.node == 0:
         return a
     p = net.plain(a)
+    if net.kind[p.node] == "relu":  # floor(relu(x) / 2**r) = relu(floor(x / 2**r))
+        (x,) = net.args[p.node]
+        return net.relu(truncate(net, net.shifted(x, p.dp), e))
     lo, hi = net.bounds(p)
     return net.new("shr", (p._replace(dp=0),), (r, "TRN"), e, lo >> r, hi >> r)
 

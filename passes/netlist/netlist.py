@@ -229,7 +229,14 @@ class Netlist:
         return self.new("relu", (p._replace(dp=0),), (), self.e[p.node], 0, hi)._replace(dp=p.dp)
 
     def extreme(self, kind: str, a: Ref, b: Ref) -> Ref:
-        """``max`` / ``min`` of two refs (exact, exponents aligned)."""
+        """``max`` / ``min`` of two refs (exact, exponents aligned).
+
+        ``max(relu(x), relu(y)) = relu(max(x, y))`` (relu is monotonic): a max-pool after a relu
+        compares the values before it and needs one relu per window, not one per element.
+        """
+        if kind == "max" and not (a.neg or b.neg) and self.kind[a.node] == self.kind[b.node] == "relu":
+            (x,), (y,) = self.args[a.node], self.args[b.node]
+            return self.relu(self.extreme("max", self.shifted(x, a.dp), self.shifted(y, b.dp)))
         (al, ah), (bl, bh) = self.bounds(a), self.bounds(b)
         ea, eb = self.exp(a), self.exp(b)
         e = min(ea, eb)

@@ -136,6 +136,32 @@ def test_pruned_weights_and_inputs_build_no_logic() -> None:
     assert lw.net.kind.count("add") == 1  # 3*x0 = x0 + 2*x0; column 1 is 0 (only pruned inputs)
 
 
+def test_relu_masks_only_the_bits_its_quantizer_keeps_and_max_pools_before_it() -> None:
+    """relu -> RND/TRN quantizer: the relu moves after the cut (it masks the kept bits only);
+    relu -> max-pool: one relu per window (``max(relu(a), relu(b)) = relu(max(a, b))``)."""
+    g = Graph("relu_cut")
+    x = g.input("x", FixedType.uniform((4, 4, 2), 1, 5, 9))  # 15-bit signed inputs
+    r = g.add(OpKind.RELU, [x]).result
+    for mode in ("RND", "TRN"):
+        t = FixedType.uniform((4, 4, 2), 0, 3, 2)
+        g.output(g.add(OpKind.QUANT, [r], {"round": mode, "overflow": "WRAP"}, [t], name=f"q{mode}").result)
+    pool = g.add(OpKind.MAXPOOL2D, [r], {"pool": (2, 2), "stride": (2, 2), "pad": ((0, 0), (0, 0))}).result
+    g.output(pool, name="pool")
+    rng = np.random.default_rng(0)
+    xs = [np.round(rng.normal(size=(400, 4, 4, 2)) * 16 * 2**9) / 2**9]  # rounding ties included
+    lw = netlist_matches(g, xs)
+    from hgqir.passes.netlist.pipeline import live_nodes
+
+    net = lw.net
+    live = live_nodes(net, [r for p in lw.outputs for r in p.refs])
+    relus = [n for n in range(len(net)) if live[n] and net.kind[n] == "relu"]
+    widths = sorted(net.width(n) for n in relus)
+    # 32 relus for each quantizer on the bits above the cut (7 bits for TRN's f=2, 8 for RND's
+    # half bit; the relu of the whole input has 14), and 8 for the pool's windows
+    assert len(relus) == 32 + 32 + 8
+    assert widths[:64] == [7] * 32 + [8] * 32 and widths[64:] == [14] * 8
+
+
 # ---------------------------------------------------------------------- project and errors
 def test_unsupported_ops_are_all_named_before_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     g, _ = op_graphs.elementwise()
