@@ -15,7 +15,9 @@ squares; ``passes/netlist/cost_model.json`` gets the coefficients and the fit st
 the default pipeline, emitted with ``pipeline="auto"``; alkaid 0.8.2's Verilog of the same
 Keras models (``latency_cutoff=5``, binary adders) from ``benchmarks/emit_verilog.py``'s
 environment. Both go through the same Yosys script (``synth_xilinx -family xcup`` up to LUT
-mapping, then ``abc -luts``; hierarchy kept). The cost model's estimate (made before synthesis)
+mapping, then ``abc -luts``), twice: hierarchy kept (hgqir: one module per layer; alkaid: one
+module per pipeline stage with one module instance per adder, every instance counted) and
+flattened (one module each: what a vendor tool does by default). The cost model's estimate (made before synthesis)
 is compared with Yosys whole-design and per layer.
 
 Prints tables and writes ``benchmarks/results/synth.json``.
@@ -203,6 +205,8 @@ def run_models(out: Path, use_alkaid: bool) -> dict[str, Any]:
         prj = hgqir.emit(g, "verilog", out / f"{name}_hgqir", pipeline="auto")
         est = lowered_estimate(g, "auto")
         rep = prj.synth(progress=False)
+        flat = prj.synth(progress=False, flatten=True)
+        flat = prj.synth(progress=False, flatten=True)
         layers = {}
         for layer, counts in rep.per_layer.items():
             if layer in est and counts.lut:
@@ -218,6 +222,9 @@ def run_models(out: Path, use_alkaid: bool) -> dict[str, Any]:
                 "srl": rep.srl,
                 "latency": prj.latency,
                 "synth_s": rep.seconds,
+                "lut_flat": flat.lut,
+                "ff_flat": flat.ff,
+                "synth_flat_s": flat.seconds,
                 "ebops": hgqir.bops(g).total,
                 "estimate_lut": est_total,
                 "estimate_error": abs(est_total - rep.lut) / rep.lut,
@@ -229,6 +236,7 @@ def run_models(out: Path, use_alkaid: bool) -> dict[str, Any]:
             try:
                 info = alkaid_verilog(name, out / f"{name}_alkaid")
                 arep = synth(out / f"{name}_alkaid", progress=False)
+                aflat = synth(out / f"{name}_alkaid", progress=False, flatten=True)
                 r["alkaid"] = {
                     "lut": arep.lut,
                     "ff": arep.ff,
@@ -237,6 +245,9 @@ def run_models(out: Path, use_alkaid: bool) -> dict[str, Any]:
                     "srl": arep.srl,
                     "latency": info["latency"],
                     "synth_s": arep.seconds,
+                    "lut_flat": aflat.lut,
+                    "ff_flat": aflat.ff,
+                    "synth_flat_s": aflat.seconds,
                 }
             except Exception as e:  # report, do not hide
                 r["alkaid"] = {"error": f"{type(e).__name__}: {e}"[-1500:]}
@@ -255,7 +266,7 @@ def main() -> None:
         model = calibrate(out) if args.calibrate else None
         results = run_models(out, not args.no_alkaid)
     print()
-    head = f"{'model':<11} {'tool':<7} {'LUT':>7} {'FF':>6} {'CARRY':>6} {'DSP':>4} {'latency':>7} {'synth s':>8} {'est. LUT':>9} {'err':>6} {'layer med':>9}"
+    head = f"{'model':<11} {'tool':<7} {'LUT':>7} {'FF':>6} {'CARRY':>6} {'DSP':>4} {'LUT flat':>8} {'FF flat':>7} {'latency':>7} {'synth s':>8} {'est. LUT':>9} {'err':>6} {'layer med':>9}"
     print(head)
     print("-" * len(head))
     for name, tools in results.items():
@@ -269,7 +280,7 @@ def main() -> None:
                 else ""
             )
             print(
-                f"{name:<11} {tool:<7} {r['lut']:>7} {r['ff']:>6} {r['carry']:>6} {r['dsp']:>4} {r['latency']:>7} {r['synth_s']:8.1f} {est}"
+                f"{name:<11} {tool:<7} {r['lut']:>7} {r['ff']:>6} {r['carry']:>6} {r['dsp']:>4} {r['lut_flat']:>8} {r['ff_flat']:>7} {r['latency']:>7} {r['synth_s']:8.1f} {est}"
             )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"calibration": model, "results": results}, indent=1) + "\n")

@@ -41,6 +41,7 @@ def load_synth(path: str | Path) -> tuple[dict[str, Any], Any]:
         if meta.exists():
             pipeline = json.loads(meta.read_text()).get("pipeline")
         found = sorted((p / "synth").glob("report_*.json")) if (p / "synth").exists() else []
+        found.sort(key=lambda f: f.stem.endswith("_flat"))  # per-layer counts first
         if not found:
             raise HgqirError(f"no synthesis report in {p}/synth: run `hgqir synth {p}` first")
         p = found[0]

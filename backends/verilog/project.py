@@ -111,12 +111,13 @@ class VerilogProject(Project):
             results.append(y if batched else y[0])
         return results[0] if len(results) == 1 else results
 
-    def synth(self, family: str = "xcup", dsp: bool = True, progress: bool = True) -> Any:
+    def synth(self, family: str = "xcup", dsp: bool = True, progress: bool = True, flatten: bool = False) -> Any:
         """Synthesize with Yosys (``synth_xilinx``, classic ``abc`` LUT mapping): a SynthReport with
-        LUT, FF, CARRY, DSP, SRL and BRAM counts, whole and per layer; cached by design digest."""
+        LUT, FF, CARRY, DSP, SRL and BRAM counts, whole and per layer (``flatten=True``: one module,
+        whole design only); cached by design digest."""
         from .synth import synth
 
-        return synth(self.out_dir, family=family, dsp=dsp, progress=progress)
+        return synth(self.out_dir, family=family, dsp=dsp, progress=progress, flatten=flatten)
 
     def rtlsim(self) -> RtlsimResult:
         """Build if needed and run the self-checking testbench on the golden vectors in ``tb_data/``."""

@@ -2,10 +2,11 @@
 
 ``synth_xilinx`` runs up to its LUT mapping; LUTs are then mapped with the classic ``abc -luts``
 mapper (its default ``abc9`` ran for over 25 CPU minutes on a 10k-LUT design under the
-WebAssembly Yosys; ``abc`` takes well under a minute). The layer hierarchy is kept (no
-flattening), so every layer module gets its own counts; optimizations across layers are
-therefore not made. Reports are cached by a digest of the sources, the script and the Yosys
-version, so repeated calls are instant.
+WebAssembly Yosys; ``abc`` takes well under a minute). By default the layer hierarchy is kept,
+so every layer module gets its own counts, and no optimization crosses a layer boundary;
+``flatten=True`` synthesizes the design as one module (what a vendor tool does by default: the
+whole-design count is lower, and there are no per-layer counts). Reports are cached by a digest
+of the sources, the script and the Yosys version, so repeated calls are instant.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class SynthReport:
     seconds: float = 0.0
     yosys: str = ""
     cached: bool = False
+    flattened: bool = False
 
     @property
     def lut(self) -> int:
@@ -134,10 +136,10 @@ def yosys_command() -> list[str]:
     raise SynthError(f"Yosys is not installed; install it with: {INSTALL}")
 
 
-def script(top: str, files: list[str], family: str, dsp: bool) -> str:
+def script(top: str, files: list[str], family: str, dsp: bool, flatten: bool = False) -> str:
     """The Yosys script (synth_xilinx up to LUT mapping, then the classic abc LUT mapper)."""
     reads = "\n".join(f"read_verilog {f}" for f in files)
-    nodsp = "" if dsp else " -nodsp"
+    nodsp = ("" if dsp else " -nodsp") + (" -flatten" if flatten else "")
     lut_width = 6
     return f"""{reads}
 synth_xilinx -family {family} -top {top} -noiopad -noclkbuf{nodsp} -run :map_luts
@@ -154,8 +156,12 @@ tee -q -o synth/stat.json stat -json -tech xilinx -top {top}
 """
 
 
-def synth(folder: str | Path, family: str = "xcup", dsp: bool = True, progress: bool = True) -> SynthReport:
-    """Synthesize the project in ``folder`` (written by the verilog backend); cached by design digest."""
+def synth(
+    folder: str | Path, family: str = "xcup", dsp: bool = True, progress: bool = True, flatten: bool = False
+) -> SynthReport:
+    """Synthesize the project in ``folder`` (written by the verilog backend); cached by design digest.
+
+    ``flatten``: one module (counts for the whole design only; cross-layer optimizations made)."""
     folder = Path(folder)
     if family not in FAMILIES:
         raise SynthError(f"unknown family {family!r}; valid: {', '.join(FAMILIES)}")
@@ -166,13 +172,13 @@ def synth(folder: str | Path, family: str = "xcup", dsp: bool = True, progress: 
     files = [ln.strip() for ln in (folder / "files.f").read_text().splitlines() if ln.strip()]
     cmd = yosys_command()
     version = _version(cmd)
-    text = script(meta["top"], files, family, dsp)
+    text = script(meta["top"], files, family, dsp, flatten)
     h = hashlib.sha256(text.encode() + version.encode() + REPORT_FORMAT.encode())
     for f in files:
         h.update((folder / f).read_bytes())
     key = h.hexdigest()[:32]
     (folder / "synth").mkdir(exist_ok=True)
-    report_path = folder / "synth" / f"report_{family}{'' if dsp else '_nodsp'}.json"
+    report_path = folder / "synth" / f"report_{family}{'' if dsp else '_nodsp'}{'_flat' if flatten else ''}.json"
     cached = CACHE / f"{key}.json"
     if cached.exists():
         rep = SynthReport.from_json(json.loads(cached.read_text()))
@@ -185,6 +191,7 @@ def synth(folder: str | Path, family: str = "xcup", dsp: bool = True, progress: 
     seconds = time.perf_counter() - start
     stat = json.loads((folder / "synth" / "stat.json").read_text())
     rep = _report(stat, meta["top"], family, dsp, seconds, version)
+    rep.flattened = flatten
     report_path.write_text(json.dumps(rep.to_json(), indent=1) + "\n")
     CACHE.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(rep.to_json()) + "\n")
