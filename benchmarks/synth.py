@@ -42,6 +42,9 @@ from hgqir import FixedType, Graph, OpKind
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "synth.json"
+FIXED = {"relu": 1.0}
+"""Coefficients not fitted: a relu bit is one LUT (alone, or merged with the rounding increment
+that reads it); the training designs have too few relus in each situation to fit them."""
 sys.path.insert(0, str(HERE))
 
 
@@ -138,7 +141,15 @@ def calibrate(out: Path) -> dict[str, Any]:
     from scipy.optimize import nnls
 
     a, y = np.array(rows), np.array(targets, dtype=float)
-    coef, _ = nnls(a, y)
+    # FIXED coefficients are not fitted; rows weighted by 1/sqrt(LUTs), between an absolute fit
+    # (only the big layers count) and a relative one
+    fixed_at = [FEATURES.index(k) for k in FIXED]
+    fixed = a[:, fixed_at] @ np.array(list(FIXED.values()))
+    fit = [k for k in range(len(FEATURES)) if k not in fixed_at]
+    scale = 1 / np.sqrt(np.maximum(y, 1))
+    sub, _ = nnls(a[:, fit] * scale[:, None], (y - fixed) * scale)
+    coef = np.zeros(len(FEATURES))
+    coef[fit], coef[fixed_at] = sub, list(FIXED.values())
     pred = a @ coef
     err = np.abs(pred - y) / np.maximum(y, 1)
     model = {

@@ -18,15 +18,17 @@ from .netlist import Netlist, Ref
 from .pipeline import live_nodes
 
 MODEL_FILE = Path(__file__).with_name("cost_model.json")
-FEATURES = ("chain", "const_chain", "round", "sat", "maxmin", "relu", "rom", "mul", "node")
+FEATURES = ("chain", "sext", "zext", "const_chain", "round", "sat", "maxmin", "relu", "rom", "mul", "node")
 """Feature names (see :func:`features`)."""
 DEFAULT_COEF = {
     "chain": 1.0,
+    "sext": 1.0,
+    "zext": 0.1,
     "const_chain": 1.0,
     "round": 0.2,
     "sat": 0.3,
     "maxmin": 0.6,
-    "relu": 0.8,
+    "relu": 1.0,
     "rom": 1.0,
     "mul": 1.0,
     "node": 0.0,
@@ -61,18 +63,29 @@ def lut_per_ebop() -> float:
     return DEFAULT_LUT_PER_EBOP
 
 
-def _chain(net: Netlist, n: int) -> tuple[str, int]:
-    """Carry-chain feature of one node: ``(feature name, bits)``."""
+def _chain(net: Netlist, n: int) -> dict[str, int]:
+    """Carry-chain features of one node (bits that go through a carry chain).
+
+    An adder's bits below its operands' larger shift are wires; above it, ``chain`` counts the
+    bits where both operands have bits, ``sext`` / ``zext`` the bits above the narrower operand
+    when it is sign- / zero-extended (a zero-extended operand leaves only the carry to propagate).
+    """
     kind, p, args = net.kind[n], net.param[n], net.args[n]
     w = net.width(n)
     if kind == "add":
-        const = any(net.kind[a.node] == "const" for a in args)
-        return ("const_chain" if const else "chain"), max(w - max(p[0], p[1]), 1)
+        low = max(p[0], p[1])
+        if any(net.kind[a.node] == "const" for a in args):
+            return {"const_chain": max(w - low, 1)}
+        tops = [s + net.width(a.node) for s, a in zip(p[:2], args, strict=True)]
+        narrow = args[tops.index(min(tops))].node
+        both = min(max(min(tops), low + 1), w) - low
+        rest = max(w - low - both, 0)
+        return {"chain": max(both, 1), "sext" if net.signed(narrow) else "zext": rest}
     if kind == "neg":
-        return "chain", w
+        return {"chain": w}
     if kind == "shr" and p[1] != "TRN":
-        return "round", w + 1
-    return "", 0
+        return {"round": w + 1}
+    return {}
 
 
 def features(net: Netlist, n: int, dsp: bool) -> dict[str, float]:
@@ -80,10 +93,10 @@ def features(net: Netlist, n: int, dsp: bool) -> dict[str, float]:
     kind = net.kind[n]
     w = net.width(n)
     out: dict[str, float] = {}
-    name, bits = _chain(net, n)
-    if name:
-        out[name] = bits
-        out["carry"] = -(-bits // 4)
+    chain = _chain(net, n)
+    if chain:
+        out.update(chain)
+        out["carry"] = -(-sum(chain.values()) // 4)
     elif kind in ("clip", "zclip"):
         src = net.args[n][0].node
         t = max(net.width(src) + net.param[n][0], w) + 1
