@@ -3,7 +3,10 @@
 Synthetic: every weight has its own 8-bit type, every activation passes a per-element 8-bit
 quantizer (SAT). Real: the HGQ2-trained jet MLP of ``fixtures/models.py`` (RND/WRAP
 activations, as HGQ2 trains by default), imported with ``hgqir.from_keras``, on its test data,
-and the HGQ2-trained digits CNN beside Keras' own float32 ``predict`` of the same model.
+beside hls4ml's C simulation of the same graph (our hls4ml backend, compiled once; goal: the
+interpreter 100x faster), and the HGQ2-trained digits CNN beside Keras' own float32 ``predict``
+of the same model (goal: within 3x), and the same for a digits CNN trained with hgqir's own
+Keras shim (trained here, 8 epochs).
 Prints a table and writes ``benchmarks/results/interp.json``::
 
     python benchmarks/interp.py [--samples 100000] [--repeat 7]
@@ -17,6 +20,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,8 +115,38 @@ def jet_rows(samples: int, repeat: int) -> dict[str, dict[str, float]]:
     rows = {
         "HGQ2 jet MLP: Graph.run": measure(g, x, repeat),
         "HGQ2 jet MLP: int64": measure(g, x[: samples // 10], 2, {"float_bits": 0}),
+        "HGQ2 jet MLP: hls4ml C sim": hls4ml_row(g, x[: max(samples // 10, 1000)], repeat),
     }
     return rows | cnn_rows(max(samples // 5, 1000), repeat)
+
+
+def hls4ml_row(g: Any, x: np.ndarray, repeat: int) -> dict[str, float]:
+    """hls4ml's C simulation of the same graph (our hls4ml backend, compiled once, then
+    ``predict``), checked bit for bit against the interpreter."""
+    import tempfile
+
+    from hgqir.backends.hls4ml import to_hls_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        m = to_hls_model(g, Path(tmp) / "prj")
+        m.compile()
+        xc = np.ascontiguousarray(x)
+        y = np.asarray(m.predict(xc[:2000])).reshape(g.run(xc[:2000]).shape)
+        if not np.array_equal(y, g.run(xc[:2000])):
+            raise SystemExit("hls4ml's C simulation differs from the interpreter")
+        walls = []
+        for _ in range(max(repeat // 2, 1)):
+            t0 = time.perf_counter()
+            m.predict(xc)
+            walls.append(time.perf_counter() - t0)
+    n = len(x)
+    return {
+        "best_s": min(walls),
+        "median_s": float(np.median(walls)),
+        "cpu_s": float("nan"),
+        "samples_per_s": n / min(walls),
+        "median_samples_per_s": n / float(np.median(walls)),
+    }
 
 
 def cnn_rows(samples: int, repeat: int) -> dict[str, dict[str, float]]:
@@ -127,21 +161,58 @@ def cnn_rows(samples: int, repeat: int) -> dict[str, dict[str, float]]:
     x = np.resize(x, (samples, *x.shape[1:]))
     if not check_exact(g, x[:2000]):
         raise SystemExit("the digits CNN's fast path differs from the int64 path")
-    x32 = x.astype(np.float32)
+    keras_row = keras_predict_row(model, x.astype(np.float32), repeat)
+    return {
+        "HGQ2 digits CNN: Graph.run": measure(g, x, repeat),
+        "HGQ2 digits CNN: Keras predict": keras_row,
+    } | shim_cnn_rows(x, repeat)
+
+
+def keras_predict_row(model: Any, x32: np.ndarray, repeat: int) -> dict[str, float]:
     model.predict(x32[:100], verbose=0)
     walls = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         model.predict(x32, batch_size=1024, verbose=0)
         walls.append(time.perf_counter() - t0)
-    keras_row = {
+    n = len(x32)
+    return {
         "best_s": min(walls),
         "median_s": float(np.median(walls)),
         "cpu_s": float("nan"),
-        "samples_per_s": samples / min(walls),
-        "median_samples_per_s": samples / float(np.median(walls)),
+        "samples_per_s": n / min(walls),
+        "median_samples_per_s": n / float(np.median(walls)),
     }
-    return {"HGQ2 digits CNN: Graph.run": measure(g, x, repeat), "HGQ2 digits CNN: Keras predict": keras_row}
+
+
+def shim_cnn_rows(x: np.ndarray, repeat: int) -> dict[str, dict[str, float]]:
+    """A digits CNN trained with hgqir's own Keras shim (learned bitwidths, 8 epochs), imported:
+    ``Graph.run`` beside Keras ``predict`` of the trained shim model (float32)."""
+    import keras
+    from fixtures.models import digits_data
+    from train_keras import cnn_float
+
+    import hgqir
+
+    xtr, ytr, _, _ = digits_data()
+    keras.utils.set_random_seed(0)
+    shim = hgqir.quantize_keras(cnn_float(), beta=1e-5)
+    shim.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    shim.fit(xtr, ytr, epochs=8, batch_size=64, verbose=0)
+    g = hgqir.from_keras(shim, calibration=xtr)
+    if not check_exact(g, x[:2000]):
+        raise SystemExit("the shim CNN's fast path differs from the int64 path")
+    return {
+        "shim digits CNN: Graph.run": measure(g, x, repeat),
+        "shim digits CNN: Keras predict": keras_predict_row(shim, x.astype(np.float32), repeat),
+    }
+
+
+def ratio(rows: dict[str, dict[str, float]], a: str, b: str) -> float | None:
+    """Throughput of row ``a`` over row ``b`` (best runs), None when either is missing."""
+    if a not in rows or b not in rows:
+        return None
+    return rows[a]["samples_per_s"] / rows[b]["samples_per_s"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -171,6 +242,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "paths": rows,
         "exact_vs_int64": check_exact(g, x[:20_000]),
         "jet_mlp_hgq2": real.get("HGQ2 jet MLP: Graph.run"),
+        "jet_mlp_hls4ml_csim": real.get("HGQ2 jet MLP: hls4ml C sim"),
+        "jet_mlp_vs_hls4ml": ratio(real, "HGQ2 jet MLP: Graph.run", "HGQ2 jet MLP: hls4ml C sim"),
+        "digits_cnn_vs_keras": ratio(real, "HGQ2 digits CNN: Graph.run", "HGQ2 digits CNN: Keras predict"),
+        "shim_cnn_vs_keras": ratio(real, "shim digits CNN: Graph.run", "shim digits CNN: Keras predict"),
         "digits_cnn_hgq2": real.get("HGQ2 digits CNN: Graph.run"),
         "digits_cnn_keras_predict": real.get("HGQ2 digits CNN: Keras predict"),
         "goal_samples_per_s": GOAL,
@@ -181,12 +256,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "numpy": np.__version__,
     }
     print(f"network {result['network']}, {args.samples} samples, best of {args.repeat}")
-    print(f"{'path':<28}{'best s':>9}{'median s':>10}{'cpu s':>8}{'samples/s':>13}{'median/s':>13}")
+    print(f"{'path':<32}{'best s':>9}{'median s':>10}{'cpu s':>8}{'samples/s':>13}{'median/s':>13}")
     for name, r in rows.items():
         print(
-            f"{name:<28}{r['best_s']:>9.4f}{r['median_s']:>10.4f}{r['cpu_s']:>8.3f}"
+            f"{name:<32}{r['best_s']:>9.4f}{r['median_s']:>10.4f}{r['cpu_s']:>8.3f}"
             f"{r['samples_per_s']:>13,.0f}{r['median_samples_per_s']:>13,.0f}"
         )
+    if result["jet_mlp_vs_hls4ml"]:
+        print(f"jet MLP: Graph.run / hls4ml C sim = {result['jet_mlp_vs_hls4ml']:.0f}x (goal 100x)")
+    for key, name in (("digits_cnn_vs_keras", "HGQ2 digits CNN"), ("shim_cnn_vs_keras", "shim digits CNN")):
+        if result[key]:
+            print(f"{name}: Graph.run / Keras predict = {result[key]:.2f}x (goal >= 1/3)")
     print(
         f"goal {GOAL:,} samples/s: {'met' if result['meets_goal'] else 'NOT met'}; "
         f"bit-identical to the int64 path: {result['exact_vs_int64']}"
