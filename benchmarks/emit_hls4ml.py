@@ -8,6 +8,10 @@ HGQ2's ``trace_minmax`` calibration of the WRAP activation quantizers.
 * **HGQ2**: ``hls4ml.converters.convert_from_keras_model`` on the Keras model (hls4ml's HGQ2
   support, including its bit-exact precision inference).
 
+A second model, MNIST-convnet-sized (28x28x1, conv 32 / conv 64 3x3, max pools, dense 10), is
+converted and compiled by each tool in its own process: write + g++ time and g++'s peak memory
+(goal: under 120 s and 2 GiB, and no slower than HGQ2's own conversion).
+
 Both conversions stop at the ``ModelGraph`` (nothing written); each is timed ``--repeat``
 times after a warm-up and the median is reported. The Keras → IR import (once, cold) is
 reported separately. ``compile()`` (write + g++) is timed once each. Both projects'
@@ -112,6 +116,74 @@ def ir_graph(model: Any) -> tuple[Graph, str]:
         return hand_graph(model), f"hand-built (hgqir.from_keras failed: {type(e).__name__}: {str(e)[:120]})"
 
 
+def hgq2_conv_model(seed: int = 0) -> Any:
+    """An MNIST-convnet-sized HGQ2 model (28x28x1, conv 32 / conv 64 3x3 relu, 2x2 max pools,
+    dense 10), HGQ2's default quantizers, calibrated with ``trace_minmax`` on random images."""
+    import keras
+    from hgq.layers import QConv2D, QDense
+    from hgq.utils import trace_minmax
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.layers.Input((28, 28, 1)),
+            QConv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            QConv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            QDense(10),
+        ]
+    )
+    trace_minmax(model, np.random.default_rng(seed).random((512, 28, 28, 1)).astype("float32"))
+    return model
+
+
+def conv_worker(tool: str, out_dir: Path) -> dict[str, Any]:
+    """One tool's conversion + compile of the conv model, in this (fresh) process, so that the
+    peak memory of its g++ is this process's children's peak."""
+    import resource
+
+    from hgqir.backends.hls4ml import to_hls_model
+
+    model = hgq2_conv_model()
+    g = hgqir.from_keras(model)
+    start = time.perf_counter()
+    hls = to_hls_model(g, out_dir / "hgqir") if tool == "hgqir" else hgq2_convert(model, out_dir / "hgq2")
+    convert_s = time.perf_counter() - start
+    compile_s = compile_seconds(hls)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    x = np.random.default_rng(1).random((200, 28, 28, 1))
+    want = g.run(x)
+    got = np.asarray(hls.predict(np.ascontiguousarray(x))).reshape(want.shape)
+    return {
+        "convert_s": round(convert_s, 3),
+        "compile_s": round(compile_s, 1),
+        "compile_peak_mib": round(peak),
+        "bit_exact_vs_interpreter": bool(np.array_equal(got, want)),
+    }
+
+
+def run_conv(tmp: Path) -> dict[str, Any]:
+    """Both tools' conv-model compile, each in its own process (see :func:`conv_worker`)."""
+    import subprocess
+    import sys
+
+    out: dict[str, Any] = {
+        "model": "HGQ2 MNIST-sized convnet: 28x28x1, QConv2D 32 / 64 (3x3, relu), 2x2 max pools, QDense 10"
+    }
+    for tool in ("hgqir", "hgq2"):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--conv-worker", tool, "--out", str(tmp / f"conv_{tool}")],
+            capture_output=True,
+            text=True,
+        )
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        out[tool] = json.loads(line[-1]) if line else {"error": (proc.stdout + proc.stderr)[-1500:]}
+        print(f"  conv model, {tool}: {out[tool]}", flush=True)
+    return out
+
+
 # ---------------------------------------------------------------- timing
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     """Median wall-clock seconds of ``fn`` over ``repeat`` runs (after one warm-up), and a result."""
@@ -167,6 +239,7 @@ def run(repeat: int) -> dict[str, Any]:
             "hgqir": bool(np.array_equal(ours_y, want)),
             "hgq2": bool(np.array_equal(hgq2_y, want)),
         },
+        "conv": run_conv(tmp),
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
@@ -183,13 +256,31 @@ def table(r: dict[str, Any]) -> str:
     ]
     lines = [f"{a:<15} {b:>22} {c:>24}" for a, b, c in rows]
     lines.append(f"{r['model']}; IR: {r['ir_source']}; conversion speedup x{r['convert_speedup']}")
+    conv = r.get("conv", {})
+    if conv:
+        lines.append("")
+        lines.append(conv["model"])
+        for tool in ("hgqir", "hgq2"):
+            c = conv[tool]
+            if "error" in c:
+                lines.append(f"  {tool}: failed: {c['error'][-300:]}")
+            else:
+                lines.append(
+                    f"  {tool:<6} convert {c['convert_s']:.2f} s, compile {c['compile_s']:.1f} s, "
+                    f"g++ peak {c['compile_peak_mib']:,} MiB, == g.run(x): {c['bit_exact_vs_interpreter']}"
+                )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--conv-worker", choices=["hgqir", "hgq2"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.conv_worker:
+        print(json.dumps(conv_worker(args.conv_worker, Path(args.out))))
+        return
     result = run(args.repeat)
     print(table(result))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

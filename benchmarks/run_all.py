@@ -108,7 +108,7 @@ def rows_interp(d: dict[str, Any]) -> list[Row]:
     ours = f"{rate(d['samples_per_s'])} (median {rate(d['median_samples_per_s'])})"
     if int64:
         ours += f"; forced int64 path {rate(int64)}, results identical: {d.get('exact_vs_int64')}"
-    return [
+    rows = [
         Row(
             f"{d['network']} dense, {d['weight_bits']}-bit per-element weights and activations, "
             f"{d['samples']:,} samples",
@@ -119,6 +119,34 @@ def rows_interp(d: dict[str, Any]) -> list[Row]:
             verdict(d["samples_per_s"] >= goal),
         )
     ]
+    jet, csim = d.get("jet_mlp_hgq2"), d.get("jet_mlp_hls4ml_csim")
+    if jet and csim:
+        ratio = jet["samples_per_s"] / csim["samples_per_s"]
+        rows.append(
+            Row(
+                "HGQ2-trained jet MLP (RND/WRAP activations)",
+                "interpreter throughput vs hls4ml C simulation",
+                f"{rate(jet['samples_per_s'])} = {ratio:,.0f}x",
+                f"hls4ml C simulation (our hls4ml backend) {rate(csim['samples_per_s'])}",
+                "≥ 1,000,000/s and ≥ 100x hls4ml (issue 18)",
+                verdict(jet["samples_per_s"] >= goal and ratio >= 100),
+            )
+        )
+    for key, name in (("HGQ2 digits CNN", "HGQ2-trained digits CNN"), ("shim digits CNN", "shim-trained digits CNN")):
+        run, kp = paths.get(f"{key}: Graph.run"), paths.get(f"{key}: Keras predict")
+        if run and kp:
+            ratio = run["samples_per_s"] / kp["samples_per_s"]
+            rows.append(
+                Row(
+                    name,
+                    "interpreter throughput vs Keras float32 predict",
+                    f"{rate(run['samples_per_s'])} = {ratio:.2f}x",
+                    f"Keras predict {rate(kp['samples_per_s'])}",
+                    "within 3x of Keras (issue 18)",
+                    verdict(ratio >= 1 / 3),
+                )
+            )
+    return rows
 
 
 def rows_textio(d: dict[str, Any]) -> list[Row]:
@@ -259,7 +287,7 @@ def rows_emit_vitis(d: dict[str, Any]) -> list[Row]:
 
 def rows_emit_hls4ml(d: dict[str, Any]) -> list[Row]:
     conv, comp, exact = d["convert_seconds"], d["compile_seconds"], d["bit_exact_vs_interpreter"]
-    return [
+    rows = [
         Row(
             f"{d['model']} (IR from {d.get('ir_source', '?')})",
             "conversion to an hls4ml ModelGraph",
@@ -277,6 +305,29 @@ def rows_emit_hls4ml(d: dict[str, Any]) -> list[Row]:
             verdict(bool(exact["hgqir"])),
         ),
     ]
+    cnn = d.get("conv", {})
+    ours, ref = cnn.get("hgqir", {}), cnn.get("hgq2", {})
+    if "compile_s" in ours:
+        secs = ours["convert_s"] + ours["compile_s"]
+        ref_secs = ref["convert_s"] + ref["compile_s"] if "compile_s" in ref else None
+        rows.append(
+            Row(
+                cnn["model"],
+                "convert + compile(), g++ peak memory, predictions",
+                f"{secs:.1f} s, {ours['compile_peak_mib']:,} MiB, {exact_text(ours['bit_exact_vs_interpreter'])}",
+                f"HGQ2's own conversion: {ref_secs:.1f} s, {ref['compile_peak_mib']:,} MiB"
+                if ref_secs is not None
+                else f"HGQ2's own conversion failed: {ref.get('error', '?')[-120:]}",
+                "< 120 s and < 2 GiB, no slower than HGQ2's conversion (issue 18)",
+                verdict(
+                    secs < 120
+                    and ours["compile_peak_mib"] < 2048
+                    and ours["bit_exact_vs_interpreter"]
+                    and (ref_secs is None or secs <= ref_secs)
+                ),
+            )
+        )
+    return rows
 
 
 def rows_emit_verilog(d: dict[str, Any]) -> list[Row]:
@@ -304,17 +355,21 @@ def rows_synth(d: dict[str, Any]) -> list[Row]:
     rows = []
     for name, tools in d["results"].items():
         ours, ref = tools["hgqir"], tools.get("alkaid", {})
+        flat = f"; flattened {ours['lut_flat']:,}" if "lut_flat" in ours else ""
+        ref_flat = f"; flattened {ref['lut_flat']:,}" if "lut_flat" in ref else ""
         rows.append(
             Row(
                 f"{name} (HGQ2-trained), Yosys xcup",
-                "LUT (latency); cost-model error whole / layer median",
-                f"{ours['lut']:,} ({ours['latency']} cycles); {ours['estimate_error']:.1%} / "
+                "LUT by layer (latency); flattened LUT; cost-model error whole / layer median",
+                f"{ours['lut']:,} ({ours['latency']} cycles){flat}; {ours['estimate_error']:.1%} / "
                 f"{ours['median_layer_error']:.1%}",
-                f"alkaid 0.8.2: {ref['lut']:,} ({ref['latency']:.0f} cycles)" if "lut" in ref else "—",
-                "LUT <= alkaid; estimate within 10 % / 15 % (issue 17)",
+                f"alkaid 0.8.2: {ref['lut']:,} ({ref['latency']:.0f} cycles){ref_flat}" if "lut" in ref else "—",
+                "LUT <= alkaid at equal or lower latency; estimate within 10 % / 15 % (issue 17)",
                 verdict(
                     "lut" in ref
                     and ours["lut"] <= ref["lut"]
+                    and ours.get("lut_flat", 0) <= ref.get("lut_flat", 0)
+                    and ours["latency"] <= ref["latency"]
                     and ours["estimate_error"] <= 0.10
                     and ours["median_layer_error"] <= 0.15
                 ),

@@ -20,6 +20,7 @@ from hgqir.text import op_line
 from . import lower_basic, lower_linear, lower_pool, lower_softmax, lower_table  # noqa: F401  (registration)
 from .builder import LayerList, LayerRecord
 from .options import Hls4mlOptions
+from .quantizer_code import group_quantizers
 from .registry import LOWERINGS
 
 REMOVABLE = {"Reshape"}
@@ -89,6 +90,7 @@ def build_model(g: Graph, out_dir: Path, options: Hls4mlOptions) -> Any:
     config = hls_config(b, out_dir, options)
     model = ModelGraph.from_layer_list(config, b.layers, inputs=b.inputs, outputs=b.outputs)
     check_precisions(model, b)
+    group_quantizers(model)
     return model
 
 

@@ -299,3 +299,26 @@ def test_every_mode_of_inputs_and_quantizers_is_exact(modes: tuple[Any, Graph]) 
     rng = np.random.default_rng(4)
     xs = [probe(rng, v.type, 30) for v in g.inputs]
     assert_exact(prj, g, xs)
+
+
+def test_per_element_quantizers_are_grouped_by_type(modes: tuple[Any, Graph]) -> None:
+    """Each per-element quantizer is one loop per distinct type (g++ compiles conv-sized ones an
+    order of magnitude faster than one statement per element); the casts are the same, so the
+    exactness test above covers them."""
+    prj, _ = modes
+    code = (Path(prj.out_dir) / "firmware" / "nnet_utils" / "nnet_code_gen.h").read_text()
+    assert "out[0] =" not in code  # no per-element statements left
+    q = code[code.index("void q_q1(") :]
+    q = q[: q.index("\n}\n")]
+    assert q.count("for (int j = 0;") == 5  # PER_ELEMENT: five elements of five distinct types
+
+
+def test_grouped_quantizer_source() -> None:
+    from hgqir.backends.hls4ml.quantizer_code import grouped_source
+
+    kbi = tuple(np.array(a).reshape(1, 2, 3) for a in ([1, 1, 0, 1, 0, 1], [4, 4, 3, 0, 3, 4], [2, 2, 1, 0, 1, 2]))
+    src = grouped_source("q", (2, 3), kbi, "RND", "WRAP")
+    assert "static const int idx0[1] = {3};" in src and "out[idx0[j]] = 0;" in src  # the zero-width element
+    assert "static const int idx1[2] = {2,4};" in src and "ap_ufixed<3,1,AP_RND,AP_WRAP>(inp[idx1[j]])" in src
+    assert "static const int idx2[3] = {0,1,5};" in src and "ap_fixed<4,2,AP_RND,AP_WRAP>" in src
+    assert src.endswith("}\n")
