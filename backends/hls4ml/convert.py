@@ -6,6 +6,8 @@
 3. ``ModelGraph.from_layer_list`` runs hls4ml's flows.
 4. The converted model is checked: every requested precision must have survived hls4ml's
    optimizer passes, otherwise the model would silently stop being bit-exact.
+5. Generated code g++ is slow on is replaced by equivalent compact code: per-element
+   quantizers (:mod:`.quantizer_code`) and convolution im2col (:mod:`.im2col_code`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hgqir.text import op_line
 
 from . import lower_basic, lower_linear, lower_pool, lower_softmax, lower_table  # noqa: F401  (registration)
 from .builder import LayerList, LayerRecord
+from .im2col_code import compact_im2col
 from .options import Hls4mlOptions
 from .quantizer_code import group_quantizers
 from .registry import LOWERINGS
@@ -91,6 +94,7 @@ def build_model(g: Graph, out_dir: Path, options: Hls4mlOptions) -> Any:
     model = ModelGraph.from_layer_list(config, b.layers, inputs=b.inputs, outputs=b.outputs)
     check_precisions(model, b)
     group_quantizers(model)
+    compact_im2col(model)
     return model
 
 
