@@ -88,6 +88,22 @@ def measure(g: Graph, x: np.ndarray, repeat: int, limits: dict[str, int] | None 
     }
 
 
+def measure_one_thread(g: Graph, x: np.ndarray, repeat: int) -> dict[str, float]:
+    """:func:`measure` with one worker thread, so the row blocks run one after the other (BLAS
+    is single-threaded inside blocks anyway): what the worker threads gain on this machine."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hgqir import interp
+
+    pool = interp._pool
+    with ThreadPoolExecutor(max_workers=1) as single:
+        interp._pool = lambda: single  # type: ignore[assignment]
+        try:
+            return measure(g, x, repeat)
+        finally:
+            interp._pool = pool  # type: ignore[assignment]
+
+
 def check_exact(g: Graph, x: np.ndarray) -> bool:
     """The fused float path against forced int64 mantissas (no float64 arithmetic at all)."""
     with mantissa_paths(float_bits=0):
@@ -114,6 +130,7 @@ def jet_rows(samples: int, repeat: int) -> dict[str, dict[str, float]]:
         raise SystemExit("the jet MLP's fast path differs from the int64 path")
     rows = {
         "HGQ2 jet MLP: Graph.run": measure(g, x, repeat),
+        "HGQ2 jet MLP: one thread": measure_one_thread(g, x, repeat),
         "HGQ2 jet MLP: int64": measure(g, x[: samples // 10], 2, {"float_bits": 0}),
         "HGQ2 jet MLP: hls4ml C sim": hls4ml_row(g, x[: max(samples // 10, 1000)], repeat),
     }
@@ -244,6 +261,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "jet_mlp_hgq2": real.get("HGQ2 jet MLP: Graph.run"),
         "jet_mlp_hls4ml_csim": real.get("HGQ2 jet MLP: hls4ml C sim"),
         "jet_mlp_vs_hls4ml": ratio(real, "HGQ2 jet MLP: Graph.run", "HGQ2 jet MLP: hls4ml C sim"),
+        "jet_mlp_threads_gain": ratio(real, "HGQ2 jet MLP: Graph.run", "HGQ2 jet MLP: one thread"),
         "digits_cnn_vs_keras": ratio(real, "HGQ2 digits CNN: Graph.run", "HGQ2 digits CNN: Keras predict"),
         "shim_cnn_vs_keras": ratio(real, "shim digits CNN: Graph.run", "shim digits CNN: Keras predict"),
         "digits_cnn_hgq2": real.get("HGQ2 digits CNN: Graph.run"),
@@ -264,6 +282,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         )
     if result["jet_mlp_vs_hls4ml"]:
         print(f"jet MLP: Graph.run / hls4ml C sim = {result['jet_mlp_vs_hls4ml']:.0f}x (goal 100x)")
+    if result["jet_mlp_threads_gain"]:
+        print(f"jet MLP: worker threads / one thread = {result['jet_mlp_threads_gain']:.2f}x")
     for key, name in (("digits_cnn_vs_keras", "HGQ2 digits CNN"), ("shim_cnn_vs_keras", "shim digits CNN")):
         if result[key]:
             print(f"{name}: Graph.run / Keras predict = {result[key]:.2f}x (goal >= 1/3)")
