@@ -39,10 +39,10 @@ def _template() -> jinja2.Template:
 def window_sources(
     in_shape: tuple[int, int, int], kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int, int, int]
 ) -> np.ndarray:
-    """``[out_pixels, kh * kw * c]``: the flat input index each window element reads, -1 in padding.
+    """The flat input index each window element reads (-1 in the padding), one row per output pixel.
 
-    ``in_shape`` is ``(h, w, c)`` (1D: ``h = 1``), ``pad`` is ``(top, bottom, left, right)``;
-    pixels are in row-major output order, window elements in ``(kh, kw, c)`` order, as in
+    ``in_shape`` is ``(h, w, c)`` (1D: one row), ``pad`` is ``(top, bottom, left, right)``.
+    Pixels are in row-major output order, window elements in ``(kh, kw, c)`` order, as in
     hls4ml's buffer.
     """
     (h, w, c), (kh, kw), (sh, sw), (pt, pb, pl, pr) = in_shape, kernel, stride, pad
