@@ -1,4 +1,4 @@
-"""Tables for sigmoid, tanh, the smooth activations and softmax, shared by the shims (eval mode) and the importer.
+"""Tables for sigmoid, tanh, the smooth activations and softmax, shared by the shims and the importer.
 
 Both sides call the same functions with the same types, so they read the same bit-true
 entries: the shim's eval-mode output equals the IR's ``lut`` / ``softmax`` ops exactly.
@@ -18,7 +18,8 @@ from hgqir.fixed import FixedType
 from hgqir.ops import make_table
 from hgqir.ops.table import MAX_TABLE_BITS
 
-from .smooth import SMOOTH_NUMPY, UNBOUNDED_I, UNSIGNED, torch_fn
+from ..activations import SMOOTH_NUMPY, out_kif
+from .smooth import torch_fn
 
 KIF = tuple[int, int, int]
 
@@ -39,14 +40,14 @@ def lut_out_kif(func: str, f: int) -> KIF:
     """Output type of a table of ``func`` with ``f`` fractional bits, RND then SAT.
 
     sigmoid and hard_sigmoid saturate at 1 (``(0, 0, f)``), tanh at ±1 (``(1, 0, f)``); the
-    unbounded functions (:data:`~hgqir.frontends.torch.smooth.SMOOTH_NUMPY`) get
-    :data:`~hgqir.frontends.torch.smooth.UNBOUNDED_I` integer bits.
+    unbounded functions (:data:`~hgqir.frontends.activations.SMOOTH_NUMPY`) get
+    :data:`~hgqir.frontends.activations.UNBOUNDED_I` integer bits.
     """
     if func in ("sigmoid", "hard_sigmoid"):
         return (0, 0, f)
     if func == "tanh":
         return (1, 0, f)
-    return (int(func not in UNSIGNED), UNBOUNDED_I, f)
+    return out_kif(func, f)
 
 
 def _check_width(what: str, kif: KIF, max_bits: int) -> None:

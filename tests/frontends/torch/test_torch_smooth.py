@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hgqir.frontends.torch.smooth import SMOOTH_NUMPY, torch_fn
+from hgqir.frontends.activations import SMOOTH_NUMPY
+from hgqir.frontends.torch.smooth import torch_fn
 from hgqir.frontends.torch.tables import lut_out_kif
 from hgqir.frontends.torch.testing import check_bit_exact
 from torch import nn
