@@ -58,6 +58,14 @@ def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
     return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
 
 
+def _relu6(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, 0.0, 6.0)
+
+
+def _hard_tanh(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, -1.0, 1.0)
+
+
 SMOOTH_NUMPY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "elu": _elu,
     "selu": _selu,
@@ -68,11 +76,14 @@ SMOOTH_NUMPY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "mish": _mish,
     "hard_swish": _hard_swish,
     "hard_sigmoid": _hard_sigmoid,
+    "relu6": _relu6,
+    "hard_tanh": _hard_tanh,
 }
 """Table function name -> float64 reference (PyTorch's definitions; ``hard_sigmoid`` is
-``relu6(x + 3) / 6``)."""
+``relu6(x + 3) / 6``). ``relu6`` and ``hard_tanh`` are piecewise linear; as tables they are
+exact too (a dedicated shift-and-clip op would be cheaper in hardware)."""
 
-UNSIGNED = frozenset({"softplus", "hard_sigmoid"})
+UNSIGNED = frozenset({"softplus", "hard_sigmoid", "relu6"})
 """Functions whose outputs are never negative (their tables are unsigned)."""
 
 

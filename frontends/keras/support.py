@@ -24,6 +24,8 @@ KERAS_SMOOTH = {
     "mish": "mish",
     "hard_silu": "hard_swish",
     "hard_sigmoid": "hard_sigmoid",
+    "relu6": "relu6",
+    "hard_tanh": "hard_tanh",
 }
 """Keras activation name -> table function of :mod:`hgqir.frontends.activations` (Keras 3's
 definitions: ``gelu`` is the erf form, ``swish`` / ``hard_swish`` serialise as ``silu`` /

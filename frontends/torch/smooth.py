@@ -17,6 +17,8 @@ _TORCH_NAMES = {
     "mish": ("mish", {}),
     "hard_swish": ("hardswish", {}),
     "hard_sigmoid": ("hardsigmoid", {}),
+    "relu6": ("relu6", {}),
+    "hard_tanh": ("hardtanh", {}),
 }
 
 

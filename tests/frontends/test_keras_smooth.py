@@ -20,7 +20,9 @@ def _float64() -> Iterator[None]:
     yield from float64_scope()
 
 
-@pytest.mark.parametrize("act", ["elu", "selu", "swish", "gelu", "softplus", "mish", "hard_swish", "hard_sigmoid"])
+@pytest.mark.parametrize(
+    "act", ["elu", "selu", "swish", "gelu", "softplus", "mish", "hard_swish", "hard_sigmoid", "relu6", "hard_tanh"]
+)
 def test_activation_layer_is_exact(act: str) -> None:
     model = single(L.Activation(act), (5,), lambda x: L.Dense(5)(x))
     _, g = check_shim(model, data((5,)))

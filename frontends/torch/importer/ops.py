@@ -46,6 +46,8 @@ _TABLE_MODULES = {
     nn.Mish: "mish",
     nn.Hardswish: "hard_swish",
     nn.Hardsigmoid: "hard_sigmoid",
+    nn.ReLU6: "relu6",
+    nn.Hardtanh: "hard_tanh",
 }
 """Smooth activation modules imported as exact tables (``lut``; see ``frontends/torch/smooth.py``)."""
 _TABLE_FUNCTIONS = {
@@ -58,6 +60,8 @@ _TABLE_FUNCTIONS = {
     F.mish: "mish",
     F.hardswish: "hard_swish",
     F.hardsigmoid: "hard_sigmoid",
+    F.relu6: "relu6",
+    F.hardtanh: "hard_tanh",
 }
 _RESHAPES = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "view_as", "reshape_as"}
 _IDENTITY_METHODS = {"contiguous", "clone", "detach"}
@@ -156,8 +160,17 @@ def _module(m: nn.Module, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> 
     return f"layer type {type(m).__name__} is not supported"
 
 
+_TABLE_PARAMS = ("alpha", "beta", "approximate", "threshold", "min_val", "max_val")
+
+
 def _table_params(
-    func: str, alpha: float = 1.0, beta: float = 1.0, approximate: str = "none", threshold: float = 20.0
+    func: str,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    approximate: str = "none",
+    threshold: float = 20.0,
+    min_val: float = -1.0,
+    max_val: float = 1.0,
 ) -> Result:
     """The table function for ``func`` with its parameters, or why they are not supported."""
     if func == "softplus" and float(threshold) != 20.0:
@@ -166,6 +179,8 @@ def _table_params(
         return f"ELU with alpha={alpha}; only alpha=1 is supported"
     if func == "softplus" and float(beta) != 1.0:
         return f"Softplus with beta={beta}; only beta=1 is supported"
+    if func == "hard_tanh" and (float(min_val), float(max_val)) != (-1.0, 1.0):
+        return f"Hardtanh({min_val}, {max_val}); only the default range [-1, 1] is supported"
     if func == "gelu" and approximate == "tanh":
         func = "gelu_tanh"
     return ("table", [], None, {"func": func})
@@ -173,18 +188,16 @@ def _table_params(
 
 def _table_module(m: nn.Module, x: Any) -> Result:
     func = _TABLE_MODULES[type(m)]
-    params = {
-        a: getattr(m, a) for a in ("alpha", "beta", "approximate", "threshold") if hasattr(m, a) and func != "selu"
-    }
+    params = {a: getattr(m, a) for a in _TABLE_PARAMS if hasattr(m, a) and func != "selu"}
     r = _table_params(func, **params)
     return r if isinstance(r, str) or r is None else ("table", [x], m, r[3])
 
 
 def _table_function(t: Any, args: Any, kwargs: Any) -> Result:
     func = _TABLE_FUNCTIONS[t]
-    names = {"elu": ["alpha"], "softplus": ["beta", "threshold"]}.get(func, [])
+    names = {"elu": ["alpha"], "softplus": ["beta", "threshold"], "hard_tanh": ["min_val", "max_val"]}.get(func, [])
     params = {n: args[1 + j] for j, n in enumerate(names) if len(args) > 1 + j}
-    params.update({n: kwargs[n] for n in ("alpha", "beta", "approximate", "threshold") if n in kwargs})
+    params.update({n: kwargs[n] for n in _TABLE_PARAMS if n in kwargs})
     r = _table_params(func, **params)
     return r if isinstance(r, str) or r is None else ("table", [args[0]], None, r[3])
 

@@ -41,6 +41,8 @@ ACTIVATIONS = {
     "mish": nn.Mish(),
     "hardswish": nn.Hardswish(),
     "hardsigmoid_function": Fn(F.hardsigmoid),
+    "relu6": nn.ReLU6(),
+    "hardtanh_function": Fn(F.hardtanh),
 }
 
 
@@ -89,6 +91,7 @@ def test_plain_import_follows_the_float_model() -> None:
         (nn.ELU(alpha=0.5), "ELU with alpha=0.5"),
         (nn.Softplus(beta=2.0), "Softplus with beta=2.0"),
         (Fn(lambda x: F.softplus(x, 1.0, 5.0)), "threshold=5.0"),
+        (nn.Hardtanh(-2.0, 2.0), "Hardtanh"),
     ],
 )
 def test_unsupported_parameters_are_refused(act: nn.Module, why: str) -> None:
