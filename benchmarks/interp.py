@@ -134,19 +134,7 @@ def hls4ml_row(g: Any, x: np.ndarray, repeat: int) -> dict[str, float]:
         y = np.asarray(m.predict(xc[:2000])).reshape(g.run(xc[:2000]).shape)
         if not np.array_equal(y, g.run(xc[:2000])):
             raise SystemExit("hls4ml's C simulation differs from the interpreter")
-        walls = []
-        for _ in range(max(repeat // 2, 1)):
-            t0 = time.perf_counter()
-            m.predict(xc)
-            walls.append(time.perf_counter() - t0)
-    n = len(x)
-    return {
-        "best_s": min(walls),
-        "median_s": float(np.median(walls)),
-        "cpu_s": float("nan"),
-        "samples_per_s": n / min(walls),
-        "median_samples_per_s": n / float(np.median(walls)),
-    }
+        return timed_row(lambda: m.predict(xc), len(xc), max(repeat // 2, 1))
 
 
 def cnn_rows(samples: int, repeat: int) -> dict[str, dict[str, float]]:
@@ -170,12 +158,16 @@ def cnn_rows(samples: int, repeat: int) -> dict[str, dict[str, float]]:
 
 def keras_predict_row(model: Any, x32: np.ndarray, repeat: int) -> dict[str, float]:
     model.predict(x32[:100], verbose=0)
+    return timed_row(lambda: model.predict(x32, batch_size=1024, verbose=0), len(x32), repeat)
+
+
+def timed_row(fn: Any, n: int, repeat: int) -> dict[str, float]:
+    """Best and median wall time of ``fn()`` (``n`` samples) over ``repeat`` runs."""
     walls = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        model.predict(x32, batch_size=1024, verbose=0)
+        fn()
         walls.append(time.perf_counter() - t0)
-    n = len(x32)
     return {
         "best_s": min(walls),
         "median_s": float(np.median(walls)),
