@@ -14,6 +14,13 @@ guard-wrap  0 / 0 wrapped, acc = float      0 / 0 wrapped                447,822
 exact-sat   0.16 % / 90.6 % off > 1/8       0 / 0 off > 1/8              414,750
 ==========  ==============================  ===========================  ==========
 
+The trained shims calibrate the same way: ``ShimModel.calibrate(x, margin_bits=1)`` (Keras)
+and ``calibrate(qmod, x, margin_bits=1)`` (PyTorch; both what ``from_keras`` / ``from_torch``
+run for ``calibration=x``) widen every recorded WRAP range by ``2**margin_bits`` before the
+integer bits are taken from it; ``margin_bits=0`` gives the tightest types. (The PyTorch shim's
+own start-of-training calibration in ``quantize_torch`` uses no margin: it only seeds the
+learned bits.)
+
 The guard bit costs 8 % more EBOPs on the MLP and keeps its accuracy equal to the float
 model's (0.7067 vs 0.7068); saturating instead costs nothing but leaves large errors when many
 features exceed the range at once. WRAP without the guard bit stays available and exact

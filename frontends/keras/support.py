@@ -15,7 +15,24 @@ from .graph import KNode
 
 L = keras.layers
 
-ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid", "softmax")
+KERAS_SMOOTH = {
+    "elu": "elu",
+    "selu": "selu",
+    "silu": "silu",
+    "gelu": "gelu",
+    "softplus": "softplus",
+    "mish": "mish",
+    "hard_silu": "hard_swish",
+    "hard_sigmoid": "hard_sigmoid",
+    "relu6": "relu6",
+    "hard_tanh": "hard_tanh",
+}
+"""Keras activation name -> table function of :mod:`hgqir.frontends.activations` (Keras 3's
+definitions: ``gelu`` is the erf form, ``swish`` / ``hard_swish`` serialise as ``silu`` /
+``hard_silu``)."""
+TABLES = ("tanh", "sigmoid", *KERAS_SMOOTH, "softmax")
+"""Activations that become tables (``lut``, ``softmax``) over their quantized input."""
+ACTIVATIONS = ("relu", "linear", *TABLES)
 """Activation functions a float model may use (fused or as a layer)."""
 
 RESHAPERS = (L.Flatten, L.Reshape, L.Permute)
@@ -54,7 +71,7 @@ def quantizes_input(layer: Any) -> bool:
     cls = type(layer)
     if cls in (*AFFINE, L.BatchNormalization, *MERGES, *AVGPOOLS):
         return True
-    return cls in (L.Activation, L.Softmax) and layer_activation(layer) in ("tanh", "sigmoid", "softmax")
+    return cls in (L.Activation, L.Softmax) and layer_activation(layer) in TABLES
 
 
 def layer_activation(layer: Any) -> str | None:

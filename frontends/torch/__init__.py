@@ -76,7 +76,7 @@ def quantize_torch(module: Any, example_input: Any, beta: float | None = None, *
     dtype = next((p.dtype for p in source.parameters()), torch.float32)
     qmod.to(dtype)
     qmod.train(module.training)
-    calibrate(qmod, example_input)
+    calibrate(qmod, example_input, margin_bits=0)  # starting points for training: the tightest
     init_integer_bits(qmod)
     return qmod
 

@@ -1,4 +1,4 @@
-"""Tables for sigmoid, tanh and softmax, shared by the shims (eval mode) and the importer.
+"""Tables for sigmoid, tanh, the smooth activations and softmax, shared by the shims and the importer.
 
 Both sides call the same functions with the same types, so they read the same bit-true
 entries: the shim's eval-mode output equals the IR's ``lut`` / ``softmax`` ops exactly.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from hgqir.fixed import FixedType
 from hgqir.ops import make_table
 from hgqir.ops.table import MAX_TABLE_BITS
 
+from ..activations import SMOOTH_NUMPY, out_kif
+from .smooth import torch_fn
+
 KIF = tuple[int, int, int]
 
 
@@ -24,13 +28,26 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": _sigmoid, "tanh": np.tanh}
+FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": _sigmoid, "tanh": np.tanh, **SMOOTH_NUMPY}
 """float64 reference of every table function (numpy; the table entries come from these)."""
+
+TORCH_FUNCTIONS: dict[str, Callable[[Any], Any]] = {"sigmoid": torch_fn("sigmoid"), "tanh": torch_fn("tanh")}
+TORCH_FUNCTIONS.update({name: torch_fn(name) for name in SMOOTH_NUMPY})
+"""The same functions on torch tensors (the shims' training-mode forward)."""
 
 
 def lut_out_kif(func: str, f: int) -> KIF:
-    """Output type of a sigmoid or tanh table with ``f`` fractional bits (saturating at 1)."""
-    return (0, 0, f) if func == "sigmoid" else (1, 0, f)
+    """Output type of a table of ``func`` with ``f`` fractional bits, RND then SAT.
+
+    sigmoid and hard_sigmoid saturate at 1 (``(0, 0, f)``), tanh at ±1 (``(1, 0, f)``); the
+    unbounded functions (:data:`~hgqir.frontends.activations.SMOOTH_NUMPY`) get
+    :data:`~hgqir.frontends.activations.UNBOUNDED_I` integer bits.
+    """
+    if func in ("sigmoid", "hard_sigmoid"):
+        return (0, 0, f)
+    if func == "tanh":
+        return (1, 0, f)
+    return out_kif(func, f)
 
 
 def _check_width(what: str, kif: KIF, max_bits: int) -> None:

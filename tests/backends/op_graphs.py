@@ -5,6 +5,7 @@ saturation and rounding ties all occur."""
 from __future__ import annotations
 
 import numpy as np
+from hgqir.frontends.activations import SMOOTH_NUMPY
 from vitis_graphs import exp_tables, rand_const, rand_type, wild_inputs
 
 from hgqir import FixedType, Graph, OpKind, OverflowMode, RoundMode, Value
@@ -97,6 +98,9 @@ def tables() -> tuple[Graph, list[np.ndarray]]:
     x = g.input("x", rand_type(rng, (6,), bits=(2, 7), i_range=(0, 3), pruned=0.1), overflow="SAT")
     g.output(build_lut(g, x, np.tanh, (1, 0, 6), func="tanh"), name="tanh")
     g.output(build_lut(g, x, lambda v: 1 / (1 + np.exp(-v)), (0, 0, 5), round="TRN", name="sig"), name="sig")
+    # unbounded smooth activations (signed outputs beyond 1, saturating at 2**3)
+    g.output(build_lut(g, x, SMOOTH_NUMPY["elu"], (1, 3, 6), func="elu", name="elu"), name="elu")
+    g.output(build_lut(g, x, SMOOTH_NUMPY["gelu"], (1, 3, 5), func="gelu", name="gelu"), name="gelu")
     s = g.input("s", rand_type(rng, (2, 5), bits=(3, 6), i_range=(1, 3)))
     et, it, inv_kif = exp_tables(g, s.type.union()[2])
     g.output(g.add(OpKind.SOFTMAX, [s, et, it], {"inv_in": inv_kif}).result, name="softmax")

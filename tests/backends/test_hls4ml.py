@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hgqir.frontends.activations import SMOOTH_NUMPY
 
 import hgqir
 from hgqir import FixedType, Graph, OpKind, Value
@@ -114,6 +115,7 @@ def mlp_graph() -> Graph:
     g.output(softmax(g, logits, exp_len=40, inv_in=(0, 3, 4)), name="probs")
     g.output(h, name="hidden")
     g.output(constant_arithmetic(g, rng, t), name="affine")
+    g.output(build_lut(g, bn, SMOOTH_NUMPY["elu"], (1, 3, 5), func="elu", name="elu"), name="elu")
     return g
 
 
@@ -139,8 +141,8 @@ def test_mlp_with_tables_is_exact(mlp: tuple[Any, Graph]) -> None:
 def test_mlp_single_sample_layout(mlp: tuple[Any, Graph]) -> None:
     prj, g = mlp
     x = np.linspace(-3, 3, 6)
-    probs, hidden, affine = prj.predict(x)
-    assert probs.shape == (5,) and hidden.shape == (8,) and affine.shape == (8,)
+    probs, hidden, affine, elu = prj.predict(x)
+    assert probs.shape == (5,) and hidden.shape == (8,) and affine.shape == (8,) and elu.shape == (8,)
     assert_exact(prj, g, x)
 
 

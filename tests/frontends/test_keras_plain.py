@@ -95,3 +95,30 @@ def test_new_data_never_wraps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plain, "POLICY", plain.CalibrationPolicy(margin_bits=0))
     exact = _import(model, cal)
     assert np.abs(exact.run(*beyond) - (beyond[0] + beyond[1])).max() > 0.5  # wrapped
+
+
+def _wraps(g: hgqir.Graph, xs: list[np.ndarray]) -> bool:
+    """Whether any WRAP quantizer or input of ``g`` wraps on ``xs`` (saturating changes the result)."""
+    sat = hgqir.loads(hgqir.dumps(g))
+    for op in sat.ops:
+        if op.kind in (hgqir.OpKind.QUANT, hgqir.OpKind.INPUT) and op.attrs["overflow"] is hgqir.OverflowMode.WRAP:
+            op.attrs["overflow"] = hgqir.OverflowMode.SAT
+    return not np.array_equal(sat.run(*xs), g.run(*xs))
+
+
+def test_shim_calibration_keeps_a_guard_bit() -> None:
+    """A trained shim's WRAP quantizers calibrate with one guard integer bit too: inputs 5 % above
+    the calibration maximum never wrap; with ``margin_bits=0`` they do."""
+    rng = np.random.default_rng(1)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((16,)), L.Dense(12, activation="relu"), L.Dense(4)])
+    cal = rng.uniform(0, 1, (1000, 16))
+    beyond = cal.max(axis=0) * (1 + 0.05 * rng.uniform(0, 1, (1000, 16)))
+    qmodel = hgqir.quantize_keras(model)
+    g = hgqir.from_keras(qmodel, calibration=cal)
+    assert not _wraps(g, [cal]) and not _wraps(g, [beyond])
+    qmodel.calibrate(cal, margin_bits=0)
+    tight = hgqir.from_keras(qmodel)
+    assert not _wraps(tight, [cal]) and _wraps(tight, [beyond])
+    live = ~tight.inputs[0].type.zero_mask
+    assert np.array_equal(g.inputs[0].type.i[live], tight.inputs[0].type.i[live] + 1)

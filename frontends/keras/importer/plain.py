@@ -31,7 +31,7 @@ from ...calibration import GUARD_BITS
 from ..graph import KGraph, KNode
 from ..shim.merge import pool_counts
 from ..shim.tables import TABLE_FUNCTIONS, lut_table, softmax_tables
-from ..support import L, layer_activation
+from ..support import TABLES, L, layer_activation
 from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, quantized_avgpool, window_attrs
 from .shim_ir import conv_attrs, to_numpy
 
@@ -139,7 +139,7 @@ class PlainEmitter(Emitter):
         act = layer_activation(layer)
         if act == "relu":
             return self.add(OpKind.RELU, [y], f"{layer.name}_relu")
-        if act in ("tanh", "sigmoid", "softmax"):
+        if act in TABLES:
             return self.table(act, y, f"{layer.name}_{act}")
         return y
 
@@ -201,7 +201,7 @@ def _avgpool(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
 
 def _activation(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
     act = layer_activation(node.layer)
-    if act in ("tanh", "sigmoid", "softmax"):
+    if act in TABLES:
         return [em.table(act, xs[0], node.name)]
     return PLAIN_CONVERTERS[type(node.layer)](em, node, xs)
 

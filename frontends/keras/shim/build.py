@@ -18,7 +18,7 @@ import numpy as np
 from hgqir.errors import HgqirError
 
 from ..graph import KGraph, KNode, check_supported, walk
-from ..support import carries_type, float_reason, is_identity, is_mover, layer_activation, quantizes_input
+from ..support import TABLES, carries_type, float_reason, is_identity, is_mover, layer_activation, quantizes_input
 from .layers import QBatchNorm, QConv1D, QConv2D, QDense
 from .merge import QAvgPool, QMerge, QOutput
 from .model import ShimModel
@@ -116,7 +116,7 @@ class _Builder:
         if cls in (L.AveragePooling1D, L.AveragePooling2D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D):
             return [self.avgpool(node, xs[0])]
         act = layer_activation(layer)
-        if cls in (L.Activation, L.Softmax) and act in ("tanh", "sigmoid", "softmax"):
+        if cls in (L.Activation, L.Softmax) and act in TABLES:
             return [self.table(act, node.inputs[0], xs[0], layer.name)]
         return [self.clone(layer)(*xs) if len(xs) == 1 else self.clone(layer)(list(xs))]
 

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ...calibration import GUARD_BITS
 from . import accel
 from .quant import Quantizer
 
@@ -150,13 +151,18 @@ class ShimModel(keras.Model):
         self.refresh_tables()
         return super().test_on_batch(*args, **kwargs)
 
-    def calibrate(self, data: Any, batch_size: int = 1024) -> None:
+    def calibrate(self, data: Any, batch_size: int = 1024, margin_bits: int = GUARD_BITS) -> None:
         """Set ``i`` (and ``k`` where unsigned is allowed) of every WRAP quantizer from ``data``.
 
         Runs the model in inference mode with WRAP quantizers rounding but not wrapping and
-        records the range each one sees; afterwards no calibration sample wraps anywhere.
+        records the range each one sees; afterwards no calibration sample wraps anywhere, and
+        with ``margin_bits`` guard integer bits (default one, as plain imports: see
+        ``frontends/calibration.py``) nor does new data up to ``2**margin_bits`` times the
+        calibration range. ``margin_bits=0`` gives the tightest types.
         Table layers use their float function meanwhile; tables are rebuilt at the end.
         """
+        if margin_bits < 0:
+            raise ValueError(f"margin_bits must be >= 0, got {margin_bits}")
         arrays = [np.asarray(a) for a in (data if isinstance(data, (list, tuple)) else [data])]
         quantizers = [q for q in self.quantizers() if q.wraps]
         for q in quantizers:
@@ -169,7 +175,7 @@ class ShimModel(keras.Model):
         finally:
             self._calibrating = False
             for q in quantizers:
-                q.finish_trace()
+                q.finish_trace(margin_bits)
         self.refresh_tables()
 
     def fit(self, *args: Any, **kwargs: Any) -> Any:

@@ -218,14 +218,16 @@ class Quantizer(keras.layers.Layer):
         self._trace.update(arr.min(axis=axes).reshape(pshape), arr.max(axis=axes).reshape(pshape))
         return xr
 
-    def finish_trace(self) -> None:
-        """Set ``k`` (when ``signed`` is None) and ``i`` of a WRAP quantizer from the traced range."""
+    def finish_trace(self, margin_bits: int = 0) -> None:
+        """Set ``k`` (when ``signed`` is None) and ``i`` of a WRAP quantizer from the traced range,
+        widened by ``2**margin_bits`` (integer bits above what the traced values need)."""
         trace, self._trace = self._trace, None
         if trace is None or trace.lo is None or not self.wraps:
             return
         k = (trace.lo < 0).astype(np.float64) if self.signed is None else np.full(trace.lo.shape, self.k0)
         f = round_param(np.asarray(self.f))
-        t = FixedType.covering(np.where(k > 0, np.minimum(trace.lo, -(2.0**-f)), 0.0), trace.hi, f)
+        lo, hi = trace.lo * 2.0**margin_bits, trace.hi * 2.0**margin_bits
+        t = FixedType.covering(np.where(k > 0, np.minimum(lo, -(2.0**-f)), 0.0), hi, f)
         # an element that stayed 0 is pruned: covering gives it width 0 with f = 0, so its
         # integer bits must cancel this quantizer's own f (k is 0 there)
         i = np.where(t.width <= 0, -f, t.i)

@@ -23,6 +23,8 @@ from hgqir.fixed import OverflowMode, RoundMode
 from hgqir.ops import make_table
 from hgqir.quantize import quantize
 
+from ...activations import SMOOTH_NUMPY, out_kif
+from ..support import KERAS_SMOOTH
 from .layers import make_quantizer
 from .qmath import exp2, quantize_exact, quantize_train
 from .quant import Quantizer
@@ -34,9 +36,17 @@ def _sigmoid_np(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _gelu(x: Any) -> Any:
+    return keras.activations.gelu(x, approximate=False)
+
+
 TABLE_FUNCTIONS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[Any], Any], KIF]] = {
     "tanh": (np.tanh, ops.tanh, (1, 0, 8)),
     "sigmoid": (_sigmoid_np, ops.sigmoid, (0, 0, 8)),
+    **{
+        name: (SMOOTH_NUMPY[func], _gelu if name == "gelu" else getattr(keras.activations, name), out_kif(func, 8))
+        for name, func in KERAS_SMOOTH.items()
+    },
 }
 """name -> (numpy function for tables, Keras function for training, default output k, i, f)."""
 
@@ -105,7 +115,7 @@ class _TableLayer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hgqir")
 class QTable(_TableLayer):
-    """A unary function (``tanh``, ``sigmoid``) of a quantized input, as the IR ``lut`` op."""
+    """A unary function (``tanh``, ``sigmoid``, ``elu``, ...) of a quantized input, as the IR ``lut`` op."""
 
     def __init__(
         self, func: str, out_kif: Any = None, round: str = "RND", overflow: str = "SAT", **kwargs: Any

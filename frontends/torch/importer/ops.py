@@ -37,6 +37,32 @@ _BINARY = {
 }
 _METHOD_BINARY = {"add": "add", "add_": "add", "sub": "sub", "sub_": "sub", "mul": "mul", "mul_": "mul"}
 _METHOD_UNARY = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+_TABLE_MODULES = {
+    nn.ELU: "elu",
+    nn.SELU: "selu",
+    nn.Softplus: "softplus",
+    nn.SiLU: "silu",
+    nn.GELU: "gelu",
+    nn.Mish: "mish",
+    nn.Hardswish: "hard_swish",
+    nn.Hardsigmoid: "hard_sigmoid",
+    nn.ReLU6: "relu6",
+    nn.Hardtanh: "hard_tanh",
+}
+"""Smooth activation modules imported as exact tables (``lut``; see ``frontends/torch/smooth.py``)."""
+_TABLE_FUNCTIONS = {
+    F.elu: "elu",
+    F.selu: "selu",
+    torch.selu: "selu",
+    F.softplus: "softplus",
+    F.silu: "silu",
+    F.gelu: "gelu",
+    F.mish: "mish",
+    F.hardswish: "hard_swish",
+    F.hardsigmoid: "hard_sigmoid",
+    F.relu6: "relu6",
+    F.hardtanh: "hard_tanh",
+}
 _RESHAPES = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "view_as", "reshape_as"}
 _IDENTITY_METHODS = {"contiguous", "clone", "detach"}
 
@@ -111,6 +137,8 @@ def _module(m: nn.Module, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> 
     for cls, kind in simple.items():
         if type(m) is cls:
             return (kind, [x], m, {})
+    if type(m) in _TABLE_MODULES:
+        return _table_module(m, x)
     if isinstance(m, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)):
         return ("dropout", [x], m, {})
     if isinstance(m, nn.Softmax):
@@ -130,6 +158,48 @@ def _module(m: nn.Module, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> 
         kind = "global_avgpool" if "Avg" in type(m).__name__ else "global_maxpool"
         return (kind, [x], m, {})
     return f"layer type {type(m).__name__} is not supported"
+
+
+_TABLE_PARAMS = ("alpha", "beta", "approximate", "threshold", "min_val", "max_val")
+
+
+def _table_params(
+    func: str,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    approximate: str = "none",
+    threshold: float = 20.0,
+    min_val: float = -1.0,
+    max_val: float = 1.0,
+) -> Result:
+    """The table function for ``func`` with its parameters, or why they are not supported."""
+    if func == "softplus" and float(threshold) != 20.0:
+        return f"Softplus with threshold={threshold}; only the default threshold=20 is supported"
+    if func == "elu" and float(alpha) != 1.0:
+        return f"ELU with alpha={alpha}; only alpha=1 is supported"
+    if func == "softplus" and float(beta) != 1.0:
+        return f"Softplus with beta={beta}; only beta=1 is supported"
+    if func == "hard_tanh" and (float(min_val), float(max_val)) != (-1.0, 1.0):
+        return f"Hardtanh({min_val}, {max_val}); only the default range [-1, 1] is supported"
+    if func == "gelu" and approximate == "tanh":
+        func = "gelu_tanh"
+    return ("table", [], None, {"func": func})
+
+
+def _table_module(m: nn.Module, x: Any) -> Result:
+    func = _TABLE_MODULES[type(m)]
+    params = {a: getattr(m, a) for a in _TABLE_PARAMS if hasattr(m, a) and func != "selu"}
+    r = _table_params(func, **params)
+    return r if isinstance(r, str) or r is None else ("table", [x], m, r[3])
+
+
+def _table_function(t: Any, args: Any, kwargs: Any) -> Result:
+    func = _TABLE_FUNCTIONS[t]
+    names = {"elu": ["alpha"], "softplus": ["beta", "threshold"], "hard_tanh": ["min_val", "max_val"]}.get(func, [])
+    params = {n: args[1 + j] for j, n in enumerate(names) if len(args) > 1 + j}
+    params.update({n: kwargs[n] for n in _TABLE_PARAMS if n in kwargs})
+    r = _table_params(func, **params)
+    return r if isinstance(r, str) or r is None else ("table", [args[0]], None, r[3])
 
 
 def _pair(v: Any, n: int) -> tuple[int, ...]:
@@ -193,6 +263,8 @@ def _function(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
         return ("sigmoid", [args[0]], None, {})
     if t in _TANH:
         return ("tanh", [args[0]], None, {})
+    if t in _TABLE_FUNCTIONS:
+        return _table_function(t, args, kwargs)
     if t in _SOFTMAX:
         return _softmax(node, args[0], args[1] if len(args) > 1 else kwargs.get("dim"), shapes)
     if t in _FLATTEN:

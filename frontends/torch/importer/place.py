@@ -22,7 +22,7 @@ from .trace import Step, Traced, module_path_of
 
 OPERANDS_QUANTIZED = frozenset({"linear", "conv", "batchnorm", "add", "sub", "mul"})
 """Step kinds whose tensor operands are quantized (one shared quantizer per tensor)."""
-TABLES = frozenset({"sigmoid", "tanh", "softmax"})
+TABLES = frozenset({"sigmoid", "tanh", "table", "softmax"})
 """Step kinds that quantize their own input (their tables are indexed by it)."""
 POOL_MEANS = frozenset({"avgpool", "global_avgpool"})
 """Step kinds whose result is truncated into its own quantizer's type."""
@@ -167,6 +167,10 @@ class Placer:
 
     def _do_tanh(self, s: Step) -> None:
         self._table(s, "lut", func="tanh", out_f=int(self.cfg.table_f), table_bits=int(self.cfg.table_bits))
+
+    def _do_table(self, s: Step) -> None:
+        func = s.attrs["func"]
+        self._table(s, "lut", func=func, out_f=int(self.cfg.table_f), table_bits=int(self.cfg.table_bits))
 
     def _do_softmax(self, s: Step) -> None:
         cfg = self.cfg

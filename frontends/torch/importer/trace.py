@@ -35,7 +35,7 @@ class Step:
 
     node: fx.Node
     kind: str
-    """linear, conv, batchnorm, relu, sigmoid, tanh, softmax, maxpool, avgpool, global_avgpool,
+    """linear, conv, batchnorm, relu, sigmoid, tanh, table (``attrs["func"]``), softmax, maxpool, avgpool, global_avgpool,
     global_maxpool, reshape, permute, cat, add, sub, mul, identity, dropout, input, output."""
     inputs: list[Any]
     """Operands: fx nodes for tensors, Python numbers for scalar constants."""

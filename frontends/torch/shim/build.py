@@ -265,6 +265,9 @@ class _Builder:
     def _do_tanh(self, s: Step) -> None:
         self._lut(s, "tanh")
 
+    def _do_table(self, s: Step) -> None:
+        self._lut(s, s.attrs["func"])
+
     def _lut(self, s: Step, func: str) -> None:
         cfg = self.cfg
         table = {"out_f": int(cfg.table_f), "table_bits": int(cfg.table_bits)}

@@ -2,8 +2,11 @@
 
 WRAP quantizers take their integer bits from these ranges (``k`` = any negative value seen,
 ``i`` = the fewest integer bits that hold the range), so after calibration the shim, and the
-graph imported from it, cover the calibration data without overflow. Calibration runs in
-float64 (exact) and returns the module to its dtype and mode.
+graph imported from it, cover the calibration data without overflow. The recorded ranges are
+widened by ``2**margin_bits`` (default: one guard integer bit, as plain imports, see
+``frontends/calibration.py``), so new data up to twice the calibration range does not wrap
+either; ``margin_bits=0`` gives the tightest types. Calibration runs in float64 (exact) and
+returns the module to its dtype and mode.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ...calibration import GUARD_BITS
 from .quant import group_ki, needed_ki
 from .quantizers import ActQuantizer
 
@@ -39,11 +43,17 @@ def _dtype_device(qmod: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
 
 
 @torch.no_grad()
-def calibrate(qmod: QuantizedModule, data: Any, batch_size: int = 1024) -> QuantizedModule:
+def calibrate(
+    qmod: QuantizedModule, data: Any, batch_size: int = 1024, margin_bits: int = GUARD_BITS
+) -> QuantizedModule:
     """Reset and record the value range of every activation quantizer on ``data`` (in place).
 
     ``data``: a batched tensor or array, or a tuple of them for several model inputs.
+    ``margin_bits``: integer bits above what the data need (the ranges are scaled by
+    ``2**margin_bits``; quantized range ends stay on their grids).
     """
+    if margin_bits < 0:
+        raise ValueError(f"margin_bits must be >= 0, got {margin_bits}")
     acts = [m for m in qmod.modules() if isinstance(m, ActQuantizer)]
     was_training = qmod.training
     dtype, device = _dtype_device(qmod)
@@ -60,6 +70,9 @@ def calibrate(qmod: QuantizedModule, data: Any, batch_size: int = 1024) -> Quant
             m.calibrating = False
         qmod.to(dtype)
         qmod.train(was_training)
+    if margin_bits:
+        qmod.bank.vmax.mul_(2.0**margin_bits)
+        qmod.bank.vmin.mul_(2.0**margin_bits)
     return qmod
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from hgqir.fixed import OverflowMode, RoundMode
 
 from ..options import QuantizerConfig
-from ..tables import FUNCTIONS, SoftmaxTables, lut_out_kif, lut_table, softmax_tables, union_kif
+from ..tables import FUNCTIONS, TORCH_FUNCTIONS, SoftmaxTables, lut_out_kif, lut_table, softmax_tables, union_kif
 from .quant import (
     ClipQuant,
     ExactQuant,
@@ -112,7 +112,7 @@ class ActQuantizer(nn.Module):
 
 
 class TableQuantizer(ActQuantizer):
-    """Quantizer followed by a sigmoid or tanh table (the IR's ``quant`` + ``lut``)."""
+    """Quantizer followed by a function table (sigmoid, tanh, elu, ...) (the IR's ``quant`` + ``lut``)."""
 
     def __init__(
         self, group: tuple[int, ...], config: QuantizerConfig, spec: str, func: str, out_f: int, table_bits: int
@@ -130,7 +130,7 @@ class TableQuantizer(ActQuantizer):
         q = super().forward(x, f, vmax, vmin, i)
         k, ii, ff = (float(v) for v in lut_out_kif(self.func, self.out_f))
         if self.training:
-            y = torch.sigmoid(q) if self.func == "sigmoid" else torch.tanh(q)
+            y = TORCH_FUNCTIONS[self.func](q)
             yq = quantize_exact(
                 y.detach(), *(torch.tensor(v, dtype=y.dtype) for v in (k, ii, ff)), RoundMode.RND, OverflowMode.SAT
             )

@@ -82,7 +82,7 @@ def test_data_dependent_root_is_reported() -> None:
 
 def test_quantize_torch_raises_the_same_error() -> None:
     with pytest.raises(UnsupportedOpError):
-        hgqir.quantize_torch(nn.Sequential(nn.Linear(4, 4), nn.GELU()), torch.randn(4, 4))
+        hgqir.quantize_torch(nn.Sequential(nn.Linear(4, 4), nn.Softshrink()), torch.randn(4, 4))
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,8 @@ def test_quantize_torch_raises_the_same_error() -> None:
         (nn.AvgPool2d(2, divisor_override=3), (2, 4, 4), "divisor_override"),
         (nn.AdaptiveAvgPool2d(2), (2, 4, 4), "output size 1"),
         (nn.Flatten(0), (3,), "batch axis"),
-        (nn.GELU(), (3,), "GELU"),
+        (nn.Softshrink(), (3,), "Softshrink"),
+        (nn.ELU(alpha=0.5), (3,), "alpha=0.5"),
         (nn.BatchNorm1d(3, track_running_stats=False), (3,), "running statistics"),
     ],
 )

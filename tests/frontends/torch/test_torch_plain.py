@@ -58,19 +58,27 @@ def _prepare(make: object, shape: tuple[int, ...]) -> tuple[nn.Module, torch.Ten
 @pytest.mark.parametrize(("make", "shape"), MODELS)
 @pytest.mark.parametrize("options", [{}, {"weight": {"f": 3, "granularity": "channel"}, "activation": {"f": 4}}])
 def test_plain_import_equals_calibrated_fresh_shim(make: object, shape: tuple[int, ...], options: dict) -> None:
-    """The same quantizers as a calibrated shim, plus the plain-import guard bit on every live
-    activation element (hgqir.frontends.calibration): the same values on the calibration data."""
+    """The same quantizers as a calibrated shim, with the same guard bit on every live activation
+    element (hgqir.frontends.calibration; the shim's calibration keeps it too); without the
+    margin the shim's types are one integer bit tighter."""
+    from hgqir.frontends.torch.importer.convert import to_graph
+    from hgqir.frontends.torch.shim.calibrate import calibrate
+
     net, x = _prepare(make, shape)
     with pytest.warns(PlainImportWarning, match="plain float module"):
         g = hgqir.from_torch(net, x[:16], calibration=x, **options)
-    shim = hgqir.from_torch(hgqir.quantize_torch(net, x[:16], **options), x, calibration=x)
-    assert np.array_equal(g.run(x.numpy().astype(np.float64)), shim.run(x.numpy().astype(np.float64)))
-    acts = [(a, b) for a, b in zip(g.ops, shim.ops, strict=True) if a.kind.value in ("input", "quant")]
+    qmod = hgqir.quantize_torch(net, x[:16], **options)
+    shim = hgqir.from_torch(qmod, x, calibration=x)
+    tight = to_graph(calibrate(qmod, x, margin_bits=0), "tight")
+    xd = x.numpy().astype(np.float64)
+    assert np.array_equal(g.run(xd), shim.run(xd)) and np.array_equal(g.run(xd), tight.run(xd))
+    acts = [(a, b, c) for a, b, c in zip(g.ops, shim.ops, tight.ops, strict=True) if a.kind.value in ("input", "quant")]
     assert acts and all(a.kind is b.kind for a, b in zip(g.ops, shim.ops, strict=True))
-    for a, b in acts:
-        ta, tb = a.result.type, b.result.type
-        live = ~tb.zero_mask
-        assert np.array_equal(ta.i, np.where(live, tb.i + GUARD_BITS, tb.i)) and np.array_equal(ta.f, tb.f)
+    for a, b, c in acts:
+        ta, tb, tc = a.result.type, b.result.type, c.result.type
+        live = ~tc.zero_mask
+        assert np.array_equal(ta.i, tb.i) and np.array_equal(ta.f, tb.f)
+        assert np.array_equal(tb.i, np.where(live, tc.i + GUARD_BITS, tc.i))
 
 
 def test_plain_import_builds_no_shim(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,3 +129,31 @@ def test_plain_import_never_wraps_on_new_data() -> None:
     for a, b in (fresh, beyond):
         err = np.abs(g.run(a.numpy(), b.numpy()) - (a + b).numpy())
         assert err.max() <= bound  # nothing wrapped
+
+
+def test_shim_calibration_keeps_a_guard_bit() -> None:
+    """A shim's WRAP quantizers calibrate with one guard integer bit: inputs 5 % above the
+    calibration maximum never wrap; calibrated with ``margin_bits=0`` they do."""
+    from hgqir.frontends.torch.importer.convert import to_graph
+    from hgqir.frontends.torch.shim.calibrate import calibrate
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 4))
+    rng = np.random.default_rng(1)
+    cal = torch.from_numpy(rng.uniform(0, 1, (1000, 16)).astype(np.float32))
+    beyond = cal.numpy().max(axis=0) * (1 + 0.05 * rng.uniform(0, 1, (1000, 16)))
+    qmod = hgqir.quantize_torch(net, cal[:16])
+    g = hgqir.from_torch(qmod, cal[:16], calibration=cal)
+
+    def wraps(graph: hgqir.Graph, x: np.ndarray) -> bool:
+        sat = hgqir.loads(hgqir.dumps(graph))
+        for op in sat.ops:
+            if op.kind in (hgqir.OpKind.QUANT, hgqir.OpKind.INPUT) and op.attrs["overflow"] is hgqir.OverflowMode.WRAP:
+                op.attrs["overflow"] = hgqir.OverflowMode.SAT
+        return not np.array_equal(sat.run(x), graph.run(x))
+
+    assert not wraps(g, cal.numpy().astype(np.float64)) and not wraps(g, beyond)
+    tight = to_graph(calibrate(qmod, cal, margin_bits=0), "tight")
+    assert not wraps(tight, cal.numpy().astype(np.float64)) and wraps(tight, beyond)
+    with pytest.raises(ValueError, match="margin_bits"):
+        calibrate(qmod, cal, margin_bits=-1)
