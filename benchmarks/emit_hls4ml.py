@@ -22,7 +22,7 @@ The IR graph comes from ``hgqir.from_keras`` when it imports HGQ2 models; otherw
 built by hand from the model's quantizers and quantized weights (``hand_graph``), and the
 report says so.
 
-    python benchmarks/emit_hls4ml.py [--repeat 5]
+    python benchmarks/emit_hls4ml.py [--repeat 5] [--conv-timeout 1500]
 
 Prints a table and writes ``benchmarks/results/emit_hls4ml.json``.
 """
@@ -215,8 +215,14 @@ def conv_worker(tool: str, out_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_conv(tmp: Path) -> dict[str, Any]:
-    """Both tools' conv-model compile, each in its own process (see :func:`conv_worker`)."""
+def run_conv(tmp: Path, timeout: float) -> dict[str, Any]:
+    """Both tools' conv-model compile, each in its own process (see :func:`conv_worker`).
+
+    A worker still running after ``timeout`` seconds is stopped with its compilers, and the
+    row says so (HGQ2's route has not finished a compile of this model here in 20 minutes).
+    """
+    import os
+    import signal
     import subprocess
     import sys
 
@@ -224,13 +230,19 @@ def run_conv(tmp: Path) -> dict[str, Any]:
         "model": "HGQ2 MNIST-sized convnet: 28x28x1, QConv2D 32 / 64 (3x3, relu), 2x2 max pools, QDense 10"
     }
     for tool in ("hgqir", "hgq2"):
-        proc = subprocess.run(
-            [sys.executable, __file__, "--conv-worker", tool, "--out", str(tmp / f"conv_{tool}")],
-            capture_output=True,
-            text=True,
-        )
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        out[tool] = json.loads(line[-1]) if line else {"error": (proc.stdout + proc.stderr)[-1500:]}
+        cmd = [sys.executable, __file__, "--conv-worker", tool, "--out", str(tmp / f"conv_{tool}")]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        with CompilerPeak() as watch:  # the workers' compilers are this process' descendants too
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                out[tool] = {"timeout_s": timeout, "compile_peak_mib_so_far": round(watch.peak_kib / 1024)}
+                print(f"  conv model, {tool}: not finished after {timeout:.0f} s", flush=True)
+                continue
+        line = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+        out[tool] = json.loads(line[-1]) if line else {"error": (stdout + stderr)[-1500:]}
         print(f"  conv model, {tool}: {out[tool]}", flush=True)
     return out
 
@@ -262,7 +274,7 @@ def compile_seconds(hls_model: Any) -> float:
     return time.perf_counter() - start
 
 
-def run(repeat: int) -> dict[str, Any]:
+def run(repeat: int, conv_timeout: float) -> dict[str, Any]:
     from hgqir.backends.hls4ml import to_hls_model
 
     model = hgq2_model()
@@ -290,7 +302,7 @@ def run(repeat: int) -> dict[str, Any]:
             "hgqir": bool(np.array_equal(ours_y, want)),
             "hgq2": bool(np.array_equal(hgq2_y, want)),
         },
-        "conv": run_conv(tmp),
+        "conv": run_conv(tmp, conv_timeout),
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
@@ -313,7 +325,12 @@ def table(r: dict[str, Any]) -> str:
         lines.append(conv["model"])
         for tool in ("hgqir", "hgq2"):
             c = conv[tool]
-            if "error" in c:
+            if "timeout_s" in c:
+                lines.append(
+                    f"  {tool}: not finished after {c['timeout_s']:.0f} s "
+                    f"(compiler peak so far {c['compile_peak_mib_so_far']:,} MiB)"
+                )
+            elif "error" in c:
                 lines.append(f"  {tool}: failed: {c['error'][-300:]}")
             else:
                 lines.append(
@@ -326,13 +343,16 @@ def table(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--conv-timeout", type=float, default=1500.0, help="seconds before a conv-model compile is stopped"
+    )
     parser.add_argument("--conv-worker", choices=["hgqir", "hgq2"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.conv_worker:
         print(json.dumps(conv_worker(args.conv_worker, Path(args.out))))
         return
-    result = run(args.repeat)
+    result = run(args.repeat, args.conv_timeout)
     print(table(result))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
