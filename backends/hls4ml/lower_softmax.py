@@ -15,6 +15,9 @@ step                     hls4ml layers                               held in
 ``r = inv[s]``           UnaryLUT over ``s``                         inverse table's type
 ``y = e * r``            pointwise Conv1D (spread r) + Merge         the result type
 =======================  ==========================================  ===============================
+
+log_softmax (``log``): the second table holds ``log(s)``, and ``y = (x - m) - r`` with two
+``Merge`` subtractions (``x - m`` held in ``(1, k + i, f)``, exact).
 """
 
 from __future__ import annotations
@@ -90,9 +93,8 @@ def lower_softmax(b: LayerList, op: Op) -> None:
     if src.shape != (rows, n):
         src = b.reshape(src, (rows, n), f"{v.name}_rows")
     d_kif = (0, kif[0] + kif[1], kif[2])
-    d = b.add(
-        "Merge", f"{v.name}_diff", [_row_max(b, src, v.name), src], {"op": "subtract"}, {"result": to_precision(d_kif)}
-    )
+    top = _row_max(b, src, v.name)
+    d = b.add("Merge", f"{v.name}_diff", [top, src], {"op": "subtract"}, {"result": to_precision(d_kif)})
     exp = table_values(exp_table)
     exp = exp[np.minimum(np.arange(1 << width(d_kif)), exp.size - 1)]  # the IR clamps d at the table end
     e = unary_lut(
@@ -106,7 +108,16 @@ def lower_softmax(b: LayerList, op: Op) -> None:
     )
     spread = _pointwise(b, r, n, r.kif, r.kif, f"{v.name}_invrow")
     out_kif, prec = b.result_precision(v)
-    y = Holder(b.add("Merge", v.name, [e, spread], {"op": "multiply"}, prec), out_kif, src.shape)
+    if op.attrs["log"]:  # log_softmax: (x - max) - log(s), both exact in their precisions
+        xm_kif = (1, kif[0] + kif[1], kif[2])
+        xm = Holder(
+            b.add("Merge", f"{v.name}_xm", [src, top], {"op": "subtract"}, {"result": to_precision(xm_kif)}),
+            xm_kif,
+            src.shape,
+        )
+        y = Holder(b.add("Merge", v.name, [xm, spread], {"op": "subtract"}, prec), out_kif, src.shape)
+    else:
+        y = Holder(b.add("Merge", v.name, [e, spread], {"op": "multiply"}, prec), out_kif, src.shape)
     if y.shape != v.shape:
         y = b.reshape(y, v.shape, f"{v.name}_out")
     b.finish(op, y.layer, y.kif)

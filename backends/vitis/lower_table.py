@@ -2,7 +2,7 @@
 
 ``lut``: the input's mantissa at its type's union LSB indexes the table. ``softmax``: per row,
 ``e = exp_table[min(max - x, n - 1)]``, the sum quantized TRN/SAT into ``inv_in`` indexes the
-inverse table, ``y = e * r``. Tables are integer mantissas at their type's finest scale.
+inverse table, ``y = e * r`` (log_softmax: ``y = -(max - x) - log_table[s]``). Tables are integer mantissas at their type's finest scale.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ class Softmax:
     inv_type: CType
     sum_width: int
     sum_scale: int
+    log: bool = False
+    """log_softmax: ``acc = -(d << d_shift) - (log_table[q] << r_shift)``."""
+    d_shift: int = 0
+    r_shift: int = 0
 
     @property
     def weight(self) -> int:
@@ -96,6 +100,12 @@ def lower_softmax(lw: Lowering, op: Op) -> None:
         sum_width=exp.width + math.ceil(math.log2(max(length, 2))) + 1,
         sum_scale=e_scale,
     )
+    if op.attrs["log"]:
+        scale = max(kif[2], r_scale)
+        body.log, body.d_shift, body.r_shift = True, scale - kif[2], scale - r_scale
+        width = max(acc_bits(exact_type(op), scale), g.width + 1 + body.d_shift, inv.width + body.r_shift) + 1
+        lw.layer(op, "softmax", [g], "acc", width, scale, body)
+        return
     scale = e_scale + r_scale
     width = max(acc_bits(exact_type(op), scale), exp.width + inv.width)
     lw.layer(op, "softmax", [g], "acc", width, scale, body)

@@ -81,13 +81,14 @@ class SoftmaxTables:
 
 
 def softmax_tables(
-    in_kif: KIF, n: int, exp_f: int, inv_f: int, sum_f: int, max_bits: int = MAX_TABLE_BITS
+    in_kif: KIF, n: int, exp_f: int, inv_f: int, sum_f: int, max_bits: int = MAX_TABLE_BITS, log: bool = False
 ) -> SoftmaxTables:
     """Tables for a softmax over ``n`` elements whose input has the union type ``in_kif``.
 
     ``exp[d] = exp(-d * 2**-f)`` for every difference ``d`` (in LSBs) until the entries
     underflow; the exp sum lies in ``[1, n]`` and is truncated to ``sum_f`` fractional bits
-    before the reciprocal table.
+    before the reciprocal table. With ``log`` (log_softmax) the second table holds ``log(s)``
+    with ``inv_f`` fractional bits instead (unsigned: the sum is at least ``exp(0) = 1``).
     """
     k, i, f = in_kif
     width = max(k + i + f, 0)
@@ -101,6 +102,12 @@ def softmax_tables(
     inv_in = (0, sum_i, sum_f)
     _check_width("softmax reciprocal", inv_in, max_bits)
     floor = 2.0**-sum_f
+    if log:
+        log_i = max(1, math.ceil(math.log2(math.log(n + 1.0) + 1.0)))
+        inv_data, inv_type = make_table(
+            lambda s: np.log(np.maximum(s, 1.0)), inv_in, (0, log_i, inv_f), round="RND", overflow="SAT"
+        )
+        return SoftmaxTables(exp_data, exp_type, inv_data, inv_type, inv_in, f)
     inv_data, inv_type = make_table(
         lambda s: 1.0 / np.maximum(s, floor), inv_in, (0, 1, inv_f), round="RND", overflow="SAT"
     )

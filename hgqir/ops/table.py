@@ -9,6 +9,8 @@ lowest mantissa; ``y = table[m - lo]`` where ``m`` is the mantissa of ``x`` at `
 ``softmax(x, exp_table, inv_table)`` along the last axis, with ``x``'s union LSB ``2**-f``:
 ``d = max(x) - x`` in LSBs; ``e = exp_table[min(d, len-1)]``; ``s = sum(e)`` quantized with
 TRN/SAT into ``inv_in``; ``r = inv_table[mantissa(s) - lo(inv_in)]``; ``y = e * r``.
+With ``log = true`` (log_softmax) the second table holds ``log(s)`` instead of ``1/s`` and
+``y = -d * 2**-f - r``: ``x - max(x)`` exactly, minus the table's logarithm of the sum.
 """
 
 from __future__ import annotations
@@ -163,15 +165,22 @@ def _sm_shapes(op: Op) -> list[Shape]:
 def _sm_infer(op: Op) -> list[FixedType]:
     ei, ri = interval_of(op.operands[1]), interval_of(op.operands[2])
     ek, ef = op.operands[1].type.union(), op.operands[2].type.union()
-    cands = [a * b for a in (ei.lo.min(), ei.hi.max()) for b in (ri.lo.min(), ri.hi.max())]
     shape = op.operands[0].shape
+    if op.attrs.get("log", False):
+        xk, xi, xf = op.operands[0].type.union()
+        span = (xk + 1) * 2.0**xi if xk + xi + xf > 0 else 0.0  # max(x) - x < (hi - lo) of the union type
+        lo = np.full(shape, -span - float(ri.hi.max()))
+        hi = np.full(shape, -float(ri.lo.min()))
+        return [Interval(lo, hi, np.full(shape, max(xf, ef[2]))).to_type()]
+    cands = [a * b for a in (ei.lo.min(), ei.hi.max()) for b in (ri.lo.min(), ri.hi.max())]
     lo, hi = np.full(shape, min(cands)), np.full(shape, max(cands))
     return [Interval(lo, hi, np.full(shape, ek[2] + ef[2])).to_type()]
 
 
 def _sm_eval(op: Op, args: list[Exact]) -> list[Exact]:
     x, et, it = args
-    xm = index_mantissas(x, op.operands[0].type.union()[2])
+    fx = op.operands[0].type.union()[2]
+    xm = index_mantissas(x, fx)
     d = xm.max(axis=-1, keepdims=True) - xm
     e = et.m[np.minimum(d, et.m.shape[0] - 1)]
     etype = op.operands[1].type
@@ -184,6 +193,13 @@ def _sm_eval(op: Op, args: list[Exact]) -> list[Exact]:
     lo = -k * (1 << max(i + f, 0))
     idx = convert(sq, np.int64) // (1 << (sscale - f) if sscale > f else 1) - lo
     r = it.m[idx]
+    if op.attrs.get("log", False):
+        scale = max(fx, it.scale)
+        xk, xi, _ = op.operands[0].type.union()
+        rt = op.operands[2].type
+        bits = max(xk + xi + 1 + scale, int((rt.k + rt.i).max()) + scale) + 2
+        dtype = mantissa_dtype(bits)
+        return [Exact(-Exact(d, fx).rescaled(scale, dtype) - Exact(r, it.scale).rescaled(scale, dtype), scale)]
     dtype = mantissa_dtype(s_bits + int(op.operands[2].type.i.max()) + it.scale + 2)
     return [Exact(convert(e, dtype) * convert(r, dtype), et.scale + it.scale)]
 
@@ -193,7 +209,7 @@ register(
         OpKind.SOFTMAX,
         (3, 3),
         1,
-        {"inv_in": Attr("kif", required=True)},
+        {"inv_in": Attr("kif", required=True), "log": Attr("bool", False)},
         shapes=_sm_shapes,
         infer=_sm_infer,
         eval=_sm_eval,
@@ -201,6 +217,6 @@ register(
         traits=Trait.READS_TABLE,
         operand_names=("x", "exp_table", "inv_table"),
         data_operands=1,
-        doc="Table softmax over the last axis (see module docstring for the exact recipe).",
+        doc="Table softmax (log_softmax with `log`) over the last axis (module docstring: the exact recipe).",
     )
 )

@@ -103,5 +103,8 @@ def _softmax(lw: Lowering, op: Op) -> None:
         es = [lookup(lw, d, fu, 0, etable, ee, clamp=True) for d in ds]
         s = quant(net, net.total(es), k, i, f, RoundMode.TRN, OverflowMode.SAT)
         r = lookup(lw, s, f, base, itable, ie)
-        out[n] = refs_array([net.mul(e, r) for e in es])
+        if op.attrs["log"]:  # log_softmax: (x - max) - log(s)
+            out[n] = refs_array([net.add(net.add(v, top, sub=True), r, sub=True) for v in row])
+        else:
+            out[n] = refs_array([net.mul(e, r) for e in es])
     lw.define(op, out.reshape(op.result.shape))

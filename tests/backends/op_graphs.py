@@ -9,7 +9,7 @@ from hgqir.frontends.activations import SMOOTH_NUMPY
 from vitis_graphs import exp_tables, rand_const, rand_type, wild_inputs
 
 from hgqir import FixedType, Graph, OpKind, OverflowMode, RoundMode, Value
-from hgqir.ops import build_lut
+from hgqir.ops import build_lut, make_table
 
 N = 400
 GRAPHS = ("elementwise", "quant_modes", "input_modes", "conv_pools", "tables", "edges")
@@ -104,6 +104,9 @@ def tables() -> tuple[Graph, list[np.ndarray]]:
     s = g.input("s", rand_type(rng, (2, 5), bits=(3, 6), i_range=(1, 3)))
     et, it, inv_kif = exp_tables(g, s.type.union()[2])
     g.output(g.add(OpKind.SOFTMAX, [s, et, it], {"inv_in": inv_kif}).result, name="softmax")
+    log_m, log_t = make_table(lambda v: np.log(np.maximum(v, 1.0)), inv_kif, (0, 2, 5))
+    lt = g.const_mantissa(log_m, log_t, name="log")
+    g.output(g.add(OpKind.SOFTMAX, [s, et, lt], {"inv_in": inv_kif, "log": True}).result, name="log_softmax")
     return g, wild_inputs(g, rng, N)
 
 

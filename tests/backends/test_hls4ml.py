@@ -77,13 +77,17 @@ def emitted(tmp_path_factory: pytest.TempPathFactory, build: Callable[[], Graph]
 
 
 # ---------------------------------------------------------------- graph 1: dense path and tables
-def softmax(g: Graph, x: Value, exp_len: int, inv_in: tuple[int, int, int]) -> Value:
+def softmax(g: Graph, x: Value, exp_len: int, inv_in: tuple[int, int, int], log: bool = False) -> Value:
     f = x.type.union()[2]
+    name = "log_softmax" if log else "softmax"
     exp, et = make_table(lambda d: np.exp(-d * 2.0**-f), (0, 12, 0), (0, 1, 7))
-    exp_table = g.const_mantissa(exp[:exp_len], FixedType.uniform((exp_len,), 0, 1, 7), name="exp_table")
-    inv, it = make_table(lambda s: 1 / np.maximum(s, 2.0 ** -inv_in[2]), inv_in, (0, 3, 6))
-    inv_table = g.const_mantissa(inv, it, name="inv_table")
-    return g.add(OpKind.SOFTMAX, [x, exp_table, inv_table], {"inv_in": inv_in}, name="softmax").result
+    exp_table = g.const_mantissa(exp[:exp_len], FixedType.uniform((exp_len,), 0, 1, 7), name=f"{name}_exp")
+    if log:
+        inv, it = make_table(lambda s: np.log(np.maximum(s, 1.0)), inv_in, (0, 2, 6))
+    else:
+        inv, it = make_table(lambda s: 1 / np.maximum(s, 2.0 ** -inv_in[2]), inv_in, (0, 3, 6))
+    inv_table = g.const_mantissa(inv, it, name=f"{name}_inv")
+    return g.add(OpKind.SOFTMAX, [x, exp_table, inv_table], {"inv_in": inv_in, "log": log}, name=name).result
 
 
 def mlp_graph() -> Graph:
@@ -113,6 +117,7 @@ def mlp_graph() -> Graph:
     w2 = const(g, rng, random_type(rng, (8, 5), (0, 1), (1, 3)), "w2")
     logits = g.add(OpKind.DENSE, [prod, w2], types=[FixedType.uniform((5,), 1, 2, 3)], name="fc2").result
     g.output(softmax(g, logits, exp_len=40, inv_in=(0, 3, 4)), name="probs")
+    g.output(softmax(g, logits, exp_len=40, inv_in=(0, 3, 4), log=True), name="log_probs")
     g.output(h, name="hidden")
     g.output(constant_arithmetic(g, rng, t), name="affine")
     g.output(build_lut(g, bn, SMOOTH_NUMPY["elu"], (1, 3, 5), func="elu", name="elu"), name="elu")
@@ -141,8 +146,10 @@ def test_mlp_with_tables_is_exact(mlp: tuple[Any, Graph]) -> None:
 def test_mlp_single_sample_layout(mlp: tuple[Any, Graph]) -> None:
     prj, g = mlp
     x = np.linspace(-3, 3, 6)
-    probs, hidden, affine, elu = prj.predict(x)
-    assert probs.shape == (5,) and hidden.shape == (8,) and affine.shape == (8,) and elu.shape == (8,)
+    probs, log_probs, hidden, affine, elu = prj.predict(x)
+    assert (
+        probs.shape == log_probs.shape == (5,) and hidden.shape == (8,) and affine.shape == (8,) and elu.shape == (8,)
+    )
     assert_exact(prj, g, x)
 
 
