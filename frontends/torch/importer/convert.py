@@ -155,10 +155,11 @@ class Converter:
         q = self._quant(self.get(rec.inputs[0], perm), rec, perm, f"{name}_q")
         a = rec.attrs
         kif = union_kif(q.type.k, q.type.i, q.type.f)
-        t = softmax_tables(kif, rec.shape[axis], a["exp_f"], a["inv_f"], a["sum_f"], a["table_bits"])
+        log = bool(a.get("log", False))
+        t = softmax_tables(kif, rec.shape[axis], a["exp_f"], a["inv_f"], a["sum_f"], a["table_bits"], log=log)
         e = self.g.const_mantissa(t.exp_data, t.exp_type, name=f"{name}_exp")
-        r = self.g.const_mantissa(t.inv_data, t.inv_type, name=f"{name}_inv")
-        out = self.g.add(OpKind.SOFTMAX, [q, e, r], {"inv_in": t.inv_in}, name=name).result
+        r = self.g.const_mantissa(t.inv_data, t.inv_type, name=f"{name}_{'log' if log else 'inv'}")
+        out = self.g.add(OpKind.SOFTMAX, [q, e, r], {"inv_in": t.inv_in, "log": log}, name=name).result
         self._set(name, out, perm)
 
     def _do_maxpool(self, name: str, rec: Rec) -> None:

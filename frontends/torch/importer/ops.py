@@ -22,6 +22,7 @@ _RELU = {F.relu, torch.relu}
 _SIGMOID = {torch.sigmoid, F.sigmoid}
 _TANH = {torch.tanh, F.tanh}
 _SOFTMAX = {F.softmax, torch.softmax}
+_LOG_SOFTMAX = {F.log_softmax, torch.log_softmax}
 _FLATTEN = {torch.flatten}
 _CAT = {torch.cat, torch.concat, torch.concatenate}
 _BINARY = {
@@ -143,6 +144,8 @@ def _module(m: nn.Module, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> 
         return ("dropout", [x], m, {})
     if isinstance(m, nn.Softmax):
         return _softmax(node, x, m.dim, shapes)
+    if isinstance(m, nn.LogSoftmax):
+        return _softmax(node, x, m.dim, shapes, log=True)
     if isinstance(m, nn.Unflatten):
         return _reshape_checked("Unflatten", x, node, shapes)
     if isinstance(m, nn.Flatten):
@@ -310,13 +313,14 @@ def _adaptive_function(t: Any, args: Any, kwargs: Any) -> Result:
     return (_ADAPTIVE_FUNCTIONS[t], [args[0]], None, {})
 
 
-def _softmax(node: fx.Node, x: Any, dim: Any, shapes: dict[str, tuple[int, ...]]) -> Result:
+def _softmax(node: fx.Node, x: Any, dim: Any, shapes: dict[str, tuple[int, ...]], log: bool = False) -> Result:
+    what = "log_softmax" if log else "softmax"
     if dim is None:
-        return "softmax without an explicit dim"
+        return f"{what} without an explicit dim"
     axis = _axis(int(dim), x, shapes)
     if axis is None:
-        return "softmax over the batch axis"
-    return ("softmax", [x], None, {"axis": axis})
+        return f"{what} over the batch axis"
+    return ("softmax", [x], None, {"axis": axis, "log": log})
 
 
 # ---------------------------------------------------------------- functions and methods
@@ -331,8 +335,9 @@ def _function(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
         return ("tanh", [args[0]], None, {})
     if t in _TABLE_FUNCTIONS:
         return _table_function(t, args, kwargs)
-    if t in _SOFTMAX:
-        return _softmax(node, args[0], args[1] if len(args) > 1 else kwargs.get("dim"), shapes)
+    if t in _SOFTMAX or t in _LOG_SOFTMAX:
+        dim = args[1] if len(args) > 1 else kwargs.get("dim")
+        return _softmax(node, args[0], dim, shapes, log=t in _LOG_SOFTMAX)
     if t in _POOL_FUNCTIONS:
         return _pool_function(t, args, kwargs)
     if t in _ADAPTIVE_FUNCTIONS:
@@ -368,8 +373,9 @@ def _method(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
         return (_METHOD_UNARY[name], [args[0]], None, {})
     if name in _METHOD_BINARY:
         return _binary(_METHOD_BINARY[name], node, args, kwargs, shapes)
-    if name == "softmax":
-        return _softmax(node, args[0], args[1] if len(args) > 1 else kwargs.get("dim"), shapes)
+    if name in ("softmax", "log_softmax"):
+        dim = args[1] if len(args) > 1 else kwargs.get("dim")
+        return _softmax(node, args[0], dim, shapes, log=name == "log_softmax")
     if name in _RESHAPES:
         return _reshape_checked(f"Tensor.{name}", args[0], node, shapes)
     if name in _IDENTITY_METHODS:

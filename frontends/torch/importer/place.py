@@ -175,7 +175,8 @@ class Placer:
     def _do_softmax(self, s: Step) -> None:
         cfg = self.cfg
         sizes = {"exp_f": cfg.softmax_exp_f, "inv_f": cfg.softmax_inv_f, "sum_f": cfg.softmax_sum_f}
-        self._table(s, "softmax", axis=s.attrs["axis"], table_bits=int(cfg.table_bits), **sizes)
+        log = bool(s.attrs.get("log", False))
+        self._table(s, "softmax", axis=s.attrs["axis"], log=log, table_bits=int(cfg.table_bits), **sizes)
 
     def _pool_mean(self, s: Step, kind: str, **attrs: Any) -> None:
         spec = self.spec("act", self.t.shapes[s.node.name], self.layer_cfg(s.node).activation)

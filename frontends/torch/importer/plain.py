@@ -187,7 +187,8 @@ class _Calibrator(fx.Interpreter):
             y = torch.from_numpy(FUNCTIONS[func](ops[0].numpy()))
             return quantize_exact(y, k, i, f, RoundMode.RND, OverflowMode.SAT)
         if kind == "softmax":
-            return torch.softmax(ops[0], dim=rec.attrs["axis"] + 1)
+            fn = torch.log_softmax if rec.attrs.get("log", False) else torch.softmax
+            return fn(ops[0], dim=rec.attrs["axis"] + 1)
         if kind in ("add", "sub", "mul"):
             fn = {"add": torch.add, "sub": torch.sub, "mul": torch.mul}[kind]
             return fn(ops[0], ops[1])

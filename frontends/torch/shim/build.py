@@ -284,6 +284,7 @@ class _Builder:
             "inv_f": int(cfg.softmax_inv_f),
             "sum_f": int(cfg.softmax_sum_f),
             "table_bits": int(cfg.table_bits),
+            "log": bool(s.attrs.get("log", False)),
         }
 
         def make(g: tuple[int, ...], config: QuantizerConfig) -> SoftmaxQuantizer:

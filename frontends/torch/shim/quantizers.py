@@ -154,7 +154,7 @@ class TableQuantizer(ActQuantizer):
 
 
 class SoftmaxQuantizer(ActQuantizer):
-    """Quantizer followed by the IR's table softmax along ``axis`` (unbatched)."""
+    """Quantizer followed by the IR's table softmax (``log``: log_softmax) along ``axis`` (unbatched)."""
 
     def __init__(
         self,
@@ -166,8 +166,10 @@ class SoftmaxQuantizer(ActQuantizer):
         inv_f: int,
         sum_f: int,
         table_bits: int,
+        log: bool = False,
     ) -> None:
         super().__init__(group, config, spec)
+        self.log = bool(log)
         self.axis = int(axis)
         self.exp_f, self.inv_f, self.sum_f = int(exp_f), int(inv_f), int(sum_f)
         self.table_bits = int(table_bits)
@@ -176,7 +178,7 @@ class SoftmaxQuantizer(ActQuantizer):
     def _cached(self, in_kif: Any, n: int, dtype: torch.dtype, device: Any) -> tuple[SoftmaxTables, Tensor, Tensor]:
         key = (in_kif, n, dtype, device)
         if key not in self._tables:
-            t = softmax_tables(in_kif, n, self.exp_f, self.inv_f, self.sum_f, self.table_bits)
+            t = softmax_tables(in_kif, n, self.exp_f, self.inv_f, self.sum_f, self.table_bits, log=self.log)
             to = lambda d, ty: torch.from_numpy(np.ldexp(d.astype(np.float64), -ty.f)).to(dtype=dtype, device=device)  # noqa: E731
             self._tables[key] = (t, to(t.exp_data, t.exp_type), to(t.inv_data, t.inv_type))
         return self._tables[key]
@@ -185,7 +187,7 @@ class SoftmaxQuantizer(ActQuantizer):
         q = super().forward(x, f, vmax, vmin, i)
         dim = self.axis + 1
         if self.training or self.calibrating:
-            return F.softmax(q, dim=dim)
+            return F.log_softmax(q, dim=dim) if self.log else F.softmax(q, dim=dim)
         n = q.shape[dim]
         t, exp_t, inv_t = self._cached(union_kif(*self.kif(f, vmax, vmin, i)), n, q.dtype, q.device)
         m = q.detach() * 2.0**t.in_f
@@ -195,6 +197,8 @@ class SoftmaxQuantizer(ActQuantizer):
         _, si, sf = t.inv_in
         top = 2 ** (si + sf) - 1
         idx = torch.floor(s * 2.0**sf).clamp(0, top).to(torch.int64)
+        if self.log:  # (x - max) - log(s): exact in float64 (both on the grid, few bits)
+            return (m - m.amax(dim=dim, keepdim=True)) * 2.0**-t.in_f - inv_t[idx]
         return e * inv_t[idx]
 
 
