@@ -45,6 +45,7 @@ class OpKind(enum.Enum):
     RESHAPE = "reshape"
     TRANSPOSE = "transpose"
     RELU = "relu"
+    PRELU = "prelu"
     MAXPOOL1D = "maxpool1d"
     MAXPOOL2D = "maxpool2d"
     AVGPOOL1D = "avgpool1d"

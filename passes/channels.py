@@ -5,7 +5,7 @@ Channels-last ops such as relu, quant, batchnorm, pooling or an elementwise add 
 and dropping a channel means dropping it from every value of the group at once. A group is
 fed by *sources* (dense/conv whose output columns can go; graph inputs when ``keep-io=false``)
 and read by *sinks* (dense/conv whose weight rows can go). Per-channel constants of the
-member ops (batchnorm scale, a bias added with ``add``) are *params*, sliced alongside. Any
+member ops (batchnorm scale, prelu alphas, a bias added with ``add``) are *params*, sliced alongside. Any
 other use (softmax, a reshape that moves the channel axis, a graph output when the I/O must
 stay) *freezes* the group: its channels stay.
 """
@@ -77,7 +77,7 @@ def _channelwise(op: Op, gs: _Groups) -> None:
     for n, v in enumerate(op.operands):
         if op.kind is OpKind.LUT and n == 1:
             continue  # the table
-        if is_const(v) and (op.kind is OpKind.BATCHNORM or n in shared):
+        if is_const(v) and (op.kind in (OpKind.BATCHNORM, OpKind.PRELU) or n in shared):
             if v.shape and v.shape[-1] == size and size > 1:
                 gs.note(res).params.append((op, n))
             continue  # broadcast constants stay as they are

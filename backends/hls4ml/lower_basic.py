@@ -91,6 +91,50 @@ def lower_relu(b: LayerList, op: Op) -> None:
     b.finish(op, name, kif)
 
 
+def _prelu_check(op: Op) -> str | None:
+    x, alpha = op.operands
+    if is_const(x):
+        return "the input is a constant; fold it before emitting"
+    if not is_const(alpha):
+        return "alpha must be a constant"
+    return None
+
+
+@lowering(OpKind.PRELU, check=_prelu_check)
+def lower_prelu(b: LayerList, op: Op) -> None:
+    """``relu(x) + alpha * (x - relu(x))``: ReLU, Merge subtract, BatchNormalization (per-element
+    scale alpha), Merge add. Every intermediate value fits the result's union type (``relu(x)``
+    and ``alpha * min(x, 0)`` are values of the result or 0) except ``min(x, 0)``, held in x's."""
+    x, alpha = op.operands
+    v = op.result
+    src = b.holder(x)
+    n_in = int(np.prod(v.shape))
+    out_kif, prec = b.result_precision(v)
+    x_kif = src.kif
+    r_kif = (0, x_kif[1], x_kif[2])
+    relu = b.add(
+        "Activation", f"{v.name}_pos", [src], {"activation": "relu", "n_in": n_in}, {"result": to_precision(r_kif)}
+    )
+    pos = Holder(relu, r_kif, v.shape)
+    neg_name = b.add("Merge", f"{v.name}_negx", [src, pos], {"op": "subtract"}, {"result": to_precision(x_kif)})
+    neg = Holder(neg_name, x_kif, v.shape)
+    scale = np.broadcast_to(const_exact(alpha).values(), v.shape).astype(np.float64)
+    attrs = {
+        "n_in": n_in,
+        "n_filt": -1,
+        "scale_data": scale.reshape(-1),
+        "bias_data": np.zeros(n_in),
+    }
+    bn_prec = {
+        "result": to_precision(out_kif),
+        "scale": to_precision(values_kif(scale)),
+        "bias": to_precision((0, 1, 0)),
+    }
+    scaled = Holder(b.add("BatchNormalization", f"{v.name}_neg", [neg], attrs, bn_prec), out_kif, v.shape)
+    name = b.add("Merge", v.name, [pos, scaled], {"op": "add"}, prec)
+    b.finish(op, name, out_kif)
+
+
 def _tiles(small: tuple[int, ...], big: tuple[int, ...]) -> bool:
     """hls4ml's Merge broadcasts by ``data[i % size]``: ``small`` must be a suffix of ``big``."""
     core = list(small)

@@ -14,10 +14,11 @@ from .refs import Refs
 
 @dataclass
 class Binary:
-    """Body of add, sub and mul: ``acc[e] = a[e] op b[e]``."""
+    """Body of add, sub and mul: ``acc[e] = a[e] op b[e]``; prelu: ``a[e] < 0 ? a[e] * b[e] : a[e] << shift``."""
 
     op: str
-    """``add``, ``sub`` or ``mul`` (the template picks the operator)."""
+    """``add``, ``sub``, ``mul`` or ``prelu`` (the template picks the operator)."""
+    shift: int = 0
 
 
 @lowers(OpKind.INPUT)
@@ -87,6 +88,17 @@ def lower_relu(lw: Lowering, op: Op) -> None:
 
 def broadcast(refs: Refs, shape: tuple[int, ...]) -> Refs:
     return refs.map(lambda a: np.broadcast_to(a, shape))
+
+
+@lowers(OpKind.PRELU)
+def lower_prelu(lw: Lowering, op: Op) -> None:
+    shape = op.result.shape
+    x, alpha = (broadcast(lw.refs(v), shape) for v in op.operands)
+    sa = max(alpha.finest(), 0)  # alpha at an LSB of at most 1: the positive branch shifts by sa
+    gx, ga = lw.gather(x, "x0"), lw.gather(alpha, "x1", sa)
+    scale = gx.scale + sa
+    width = max(acc_bits(exact_type(op), scale), gx.width + ga.width, gx.width + sa + 1)
+    lw.layer(op, "binary", [gx, ga], "acc", width, scale, Binary("prelu", sa), mults=int(np.prod(shape)))
 
 
 @lowers(OpKind.ADD, OpKind.SUB, OpKind.MUL)

@@ -1,4 +1,4 @@
-"""Elementwise ops: add, sub, mul (numpy broadcasting between operands) and relu."""
+"""Elementwise ops: add, sub, mul (numpy broadcasting between operands), relu and prelu."""
 
 from __future__ import annotations
 
@@ -8,7 +8,19 @@ from ..fixed import FixedType, Shape
 from ..ir import Op, OpKind
 from ..numbers import Exact, bound_bits
 from ..quantize import mantissa_dtype
-from .base import PAD_F, Interval, OpRule, Trait, bcast, broadcast_shapes, dead, derived_infer, interval_of, register
+from .base import (
+    PAD_F,
+    Interval,
+    OpRule,
+    Trait,
+    bcast,
+    broadcast_shapes,
+    dead,
+    derived_infer,
+    expect,
+    interval_of,
+    register,
+)
 
 
 def _binary_shapes(op: Op) -> list[Shape]:
@@ -91,6 +103,37 @@ def _relu_eval(op: Op, args: list[Exact]) -> list[Exact]:
     return [Exact(np.where(m > 0, m, 0 * m), args[0].scale)]
 
 
+def _prelu_transfer(op: Op, ins: list[Interval]) -> Interval:
+    """``x`` where ``x >= 0``, ``x * alpha`` below: the positive part's range joined with the
+    products of the negative part with ``alpha``; LSB ``f_x + f_alpha`` where x can be negative."""
+    x, a = ins
+    shape = _binary_shapes(op)[0]
+    neg_lo, neg_hi = np.minimum(x.lo, 0.0), np.minimum(x.hi, 0.0)
+    cands = [neg_lo * a.lo, neg_lo * a.hi, neg_hi * a.lo, neg_hi * a.hi]
+    lo = np.minimum(np.maximum(x.lo, 0.0), np.minimum.reduce(cands))
+    hi = np.maximum(np.maximum(x.hi, 0.0), np.maximum.reduce(cands))
+    can_neg = x.lo < 0
+    f = np.where(can_neg & ~dead(a.f), x.f + np.where(dead(a.f), 0, a.f), x.f)
+    f = np.where(dead(x.f), PAD_F, f)
+    return Interval(*bcast(shape, lo, hi, f))
+
+
+def _prelu_eval(op: Op, args: list[Exact]) -> list[Exact]:
+    x, a = args
+    tx, ta = (v.type for v in op.operands)
+    sa = max(a.scale, 0)  # an alpha coarser than 1 LSB is taken at scale 0
+    dtype = mantissa_dtype(bound_bits(tx, x.scale) + bound_bits(ta, sa) + 1)
+    xm = _align(op, 0, x.rescaled(x.scale, dtype))
+    pos = _align(op, 0, x.rescaled(x.scale + sa, dtype))
+    am = _align(op, 1, a.rescaled(sa, dtype))
+    return [Exact(np.where(xm >= 0, pos, xm * am), x.scale + sa)]
+
+
+def _prelu_bops(op: Op) -> float:
+    """One constant multiplication per element (as ``mul``): ``bits(x) * bits(alpha)``."""
+    return _mul_bops(op)
+
+
 for _kind, _sym in ((OpKind.ADD, "+"), (OpKind.SUB, "-")):
     register(
         OpRule(
@@ -120,6 +163,28 @@ register(
         transfer=_mul_transfer,
         traits=Trait.MERGES | Trait.MULTIPLIES,
         doc="Elementwise a * b with numpy broadcasting.",
+    )
+)
+register(
+    OpRule(
+        OpKind.PRELU,
+        (2, 2),
+        1,
+        {},
+        shapes=_binary_shapes,
+        infer=derived_infer(_prelu_transfer),
+        eval=_prelu_eval,
+        bops=_prelu_bops,
+        transfer=_prelu_transfer,
+        check=lambda op: expect(
+            op.operands[1].producer is not None and op.operands[1].producer.kind is OpKind.CONST,
+            op,
+            "alpha must be a const",
+        ),
+        traits=Trait.CHANNELWISE | Trait.MULTIPLIES,
+        operand_names=("x", "alpha"),
+        data_operands=1,
+        doc="x where x >= 0, alpha * x below (LeakyReLU, PReLU); alpha a const broadcast to x.",
     )
 )
 register(

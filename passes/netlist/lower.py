@@ -237,6 +237,24 @@ def _mul(lw: Lowering, op: Op) -> None:
     lw.define(op, _array(op.result.shape, lambda ix: lw.net.mul(a[ix], b[ix])))
 
 
+@lowers(OpKind.PRELU)
+def _prelu(lw: Lowering, op: Op) -> None:
+    x, alpha = _broadcast(lw, op)
+    net = lw.net
+
+    def element(ix: tuple[int, ...]) -> Ref:
+        v, a = x[ix], alpha[ix]
+        m, e = net.value_of_const(a) if a.node != 0 else (0, 0)
+        if m == 0:
+            return net.relu(v)
+        if m < 0:  # x < 0: alpha * x = |alpha| * relu(-x)
+            return net.add(net.relu(v), net.times(net.relu(net.shifted(v, 0, neg=True)), -m, e))
+        scaled = net.times(v, m, e)
+        return net.extreme("max" if m <= 1 << max(-e, 0) and e <= 0 else "min", v, scaled)
+
+    lw.define(op, _array(op.result.shape, element))
+
+
 @lowers(OpKind.RELU)
 def _relu(lw: Lowering, op: Op) -> None:
     x = lw.of(op.operands[0])

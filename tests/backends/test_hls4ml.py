@@ -331,3 +331,21 @@ def test_grouped_quantizer_source() -> None:
     assert "static const int idx1[2] = {2,4};" in src and "ap_ufixed<3,1,AP_RND,AP_WRAP>(inp[idx1[j]])" in src
     assert "static const int idx2[3] = {0,1,5};" in src and "ap_fixed<4,2,AP_RND,AP_WRAP>" in src
     assert src.endswith("}\n")
+
+
+# ---------------------------------------------------------------- prelu (LeakyReLU / PReLU)
+def prelu_graph() -> Graph:
+    """Per-channel alphas (negative, below and above 1, pruned), a scalar slope, per-element input types."""
+    rng = np.random.default_rng(21)
+    g = Graph("prelu")
+    x = g.input("x", random_type(rng, (3, 4), (0, 3), (1, 4), signed=0.8, pruned=0.1), round="RND", overflow="SAT")
+    alpha = g.const(np.array([0.25, -0.5, 1.75, 0.0]), FixedType((4,), np.array([0, 1, 0, 0]), 1, 2), name="alpha")
+    slope = g.const(np.array([0.0625]), FixedType.uniform((1,), 0, 0, 4), name="slope")
+    g.output(g.add(OpKind.PRELU, [x, alpha], name="prelu").result, name="prelu")
+    g.output(g.add(OpKind.PRELU, [x, slope], name="leaky").result, name="leaky")
+    return g
+
+
+def test_prelu_is_exact(tmp_path_factory: pytest.TempPathFactory) -> None:
+    prj, g = emitted(tmp_path_factory, prelu_graph)
+    assert_exact(prj, g, probe(np.random.default_rng(2), g.inputs[0].type, 200))

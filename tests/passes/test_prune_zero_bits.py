@@ -133,6 +133,24 @@ def test_batchnorm_params_shrink_with_the_channels() -> None:
     check_exact(g, h, inputs(g, rng))
 
 
+def test_prelu_alphas_shrink_with_the_channels() -> None:
+    """A per-channel prelu is channelwise: its alphas are sliced with the dropped channel."""
+    rng = np.random.default_rng(12)
+    g = Graph("prelu")
+    x = g.input("x", FixedType.uniform((3,), 1, 2, 2))
+    d = _dense(g, x, np.array([[1, 2, 3, 1], [0, 1, 1, 1], [2, 0, 1, 1]]), "fc1")
+    alpha = g.const(np.array([0.25, -0.5, 1.5, 0.125]), FixedType.uniform((4,), 1, 1, 3), name="alpha")
+    p = g.add(OpKind.PRELU, [d, alpha], name="act").result
+    g.output(_dense(g, p, np.array([[1], [0], [2], [1]]), "fc2"))
+    h = g.clone()
+    prune(h)
+    assert h.value("fc1").shape == (3,)
+    op = h.ops_of(OpKind.PRELU)[0]
+    assert op.operands[1].shape == (3,)
+    check_exact(g, h, inputs(g, rng))
+    assert hgqir.bops(h).total < hgqir.bops(g).total
+
+
 def test_always_zero_elements_are_pruned() -> None:
     g = hgqir.loads("""hgqir 1 @z
 %x = input {round = TRN, overflow = WRAP} : [2] <1,2,2>
