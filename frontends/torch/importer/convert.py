@@ -239,6 +239,9 @@ class Converter:
     def _do_mul(self, name: str, rec: Rec) -> None:
         self._binary(name, rec, OpKind.MUL)
 
+    def _do_prelu(self, name: str, rec: Rec) -> None:
+        self._binary(name, rec, OpKind.PRELU)
+
 
 def to_graph(qmod: Any, name: str = "torch") -> Graph:
     """The hgqir graph of a (calibrated) shim: its records and learned types."""

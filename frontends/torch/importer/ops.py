@@ -142,6 +142,10 @@ def _module(m: nn.Module, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> 
             return (kind, [x], m, {})
     if type(m) in _TABLE_MODULES:
         return _table_module(m, x)
+    if type(m) is nn.LeakyReLU:
+        return ("prelu", [x], m, {"alpha": float(m.negative_slope)})
+    if type(m) is nn.PReLU:
+        return ("prelu", [x], m, {})
     if isinstance(m, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)):
         return ("dropout", [x], m, {})
     if isinstance(m, nn.Softmax):
@@ -252,6 +256,11 @@ def _function(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
         return ("tanh", [args[0]], None, {})
     if t in _TABLE_FUNCTIONS:
         return _table_function(t, args, kwargs)
+    if t is F.leaky_relu:
+        slope = args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
+        if not isinstance(slope, (int, float)) or isinstance(slope, bool):
+            return "leaky_relu with a slope computed at run time"
+        return ("prelu", [args[0]], None, {"alpha": float(slope)})
     if t in _SOFTMAX or t in _LOG_SOFTMAX:
         dim = args[1] if len(args) > 1 else kwargs.get("dim")
         return _softmax(node, args[0], dim, shapes, log=t in _LOG_SOFTMAX)

@@ -20,7 +20,7 @@ from ..options import QuantizerConfig, ShimConfig
 from .records import Rec
 from .trace import Step, Traced, module_path_of
 
-OPERANDS_QUANTIZED = frozenset({"linear", "conv", "batchnorm", "add", "sub", "mul"})
+OPERANDS_QUANTIZED = frozenset({"linear", "conv", "batchnorm", "add", "sub", "mul", "prelu"})
 """Step kinds whose tensor operands are quantized (one shared quantizer per tensor)."""
 TABLES = frozenset({"sigmoid", "tanh", "table", "softmax"})
 """Step kinds that quantize their own input (their tables are indexed by it)."""
@@ -178,6 +178,19 @@ class Placer:
         log = bool(s.attrs.get("log", False))
         self._table(s, "softmax", axis=s.attrs["axis"], log=log, table_bits=int(cfg.table_bits), **sizes)
 
+    def _do_prelu(self, s: Step) -> None:
+        """LeakyReLU (a scalar constant slope) or PReLU (its weight, per channel: torch's axis 1)."""
+        x, read = self.operand(s.inputs[0], s.node)
+        cfg = self.layer_cfg(s.node)
+        if "alpha" in s.attrs:
+            alpha = self.spec("scalar", (), cfg.constant, s.attrs["alpha"])
+        else:
+            w = s.module.weight.detach()  # type: ignore[union-attr]
+            shape = prelu_shape(w, len(self.t.shapes[s.inputs[0].name]))
+            alpha = self._param(w.reshape(shape), cfg.weight, shape)
+        self._emit(s, "prelu", [x, alpha])
+        self.p.reads[s.node.name] = {0: read, 1: alpha}
+
     def _pool_mean(self, s: Step, kind: str, **attrs: Any) -> None:
         spec = self.spec("act", self.t.shapes[s.node.name], self.layer_cfg(s.node).activation)
         self._emit(s, kind, [self.env[s.inputs[0].name]], spec=spec, **attrs)
@@ -227,3 +240,10 @@ class Placer:
 
 def _is_param(gm: fx.GraphModule, node: fx.Node) -> bool:
     return str(node.target) in dict(gm.named_parameters())
+
+
+def prelu_shape(weight: Any, rank: int) -> tuple[int, ...]:
+    """PReLU's weight as a constant of the unbatched input's rank: per channel on axis 0
+    (torch's axis 1), or one slope for every element."""
+    n = int(weight.numel())
+    return (n,) + (1,) * (rank - 1) if n > 1 else (1,) * rank

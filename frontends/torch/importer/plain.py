@@ -30,7 +30,7 @@ from hgqir.ir import Graph
 from ...calibration import GUARD_BITS
 from ..options import QuantizerConfig, ShimConfig
 from ..shim.quant import group_ki, needed_ki, quantize_exact, round_exact
-from ..shim.quantizers import AvgPoolQuantizer, fold_batchnorm
+from ..shim.quantizers import AvgPoolQuantizer, fold_batchnorm, prelu
 from ..tables import FUNCTIONS, lut_out_kif
 from .convert import Converter
 from .place import Placement, Placer
@@ -176,6 +176,9 @@ class _Calibrator(fx.Interpreter):
             return self.quantize(self._mean(n, args[0]), self.p.produces[n.name], n.name, RoundMode.TRN)
         if not reads:
             return None
+        if kind == "prelu":  # the slope is not an fx argument of nn.LeakyReLU / nn.PReLU
+            xq = self._read(n, 0, args[0], reads[0])
+            return prelu(xq, self.consts[reads[1]])
         ops = [self._read(n, k, a, reads.get(k, -1)) for k, a in enumerate(args)]
         rec = self.p.records[n.name]
         if kind == "batchnorm":

@@ -23,6 +23,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from ..importer.place import prelu_shape
 from ..importer.records import Rec
 from ..importer.trace import Step, Traced, module_path_of
 from ..options import ConfigError, QuantizerConfig, ShimConfig, unmatched_overrides
@@ -30,7 +31,7 @@ from .bank import QSpec, QuantBank
 from .ebops import CostTerm
 from .plan import Plan
 from .quant import decay_factor
-from .quantizers import ActQuantizer, AvgPoolQuantizer, QBatchNorm, SoftmaxQuantizer, TableQuantizer
+from .quantizers import ActQuantizer, AvgPoolQuantizer, QBatchNorm, SoftmaxQuantizer, TableQuantizer, prelu
 
 
 class _Builder:
@@ -291,6 +292,20 @@ class _Builder:
             return SoftmaxQuantizer(g, config, s.node.name, axis, **table)
 
         self._table(s, make, "softmax", axis=axis, **table)
+
+    def _do_prelu(self, s: Step) -> None:
+        x = self._quantized(s.inputs[0], s.node)
+        cfg = self.layer_cfg(s.node)
+        if "alpha" in s.attrs:
+            spec, alpha = self._param(torch.tensor(s.attrs["alpha"]), f"{s.node.name}_alpha", cfg.constant)
+        else:
+            w = s.module.weight  # type: ignore[union-attr]
+            shape = prelu_shape(w, len(self._shape(s.inputs[0].name)))
+            spec, alpha = self._param(w, f"{s.node.target}.weight", cfg.weight, shape)
+            alpha = self.g.call_method("reshape", (alpha, shape))  # the bank may hand out the weight's shape
+        node = self.g.call_function(prelu, (x, alpha))
+        self._emit(s, node, "prelu", [x.name, spec])
+        self.costs.append(CostTerm("mul", (self.quantized[x.name], spec)))
 
     def _do_maxpool(self, s: Step) -> None:
         x = self.env[s.inputs[0].name]

@@ -153,6 +153,12 @@ class TableQuantizer(ActQuantizer):
         return self._tables[key][idx]
 
 
+def prelu(x: Tensor, alpha: Tensor) -> Tensor:
+    """``x`` where ``x >= 0``, ``alpha * x`` below (the IR's ``prelu``; exact in float64 for
+    quantized operands: the product has at most the sum of their widths)."""
+    return torch.where(x >= 0, x, x * alpha)
+
+
 class SoftmaxQuantizer(ActQuantizer):
     """Quantizer followed by the IR's table softmax (``log``: log_softmax) along ``axis`` (unbatched)."""
 
