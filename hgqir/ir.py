@@ -46,6 +46,8 @@ class OpKind(enum.Enum):
     TRANSPOSE = "transpose"
     RELU = "relu"
     PRELU = "prelu"
+    MAXIMUM = "maximum"
+    MINIMUM = "minimum"
     MAXPOOL1D = "maxpool1d"
     MAXPOOL2D = "maxpool2d"
     AVGPOOL1D = "avgpool1d"

@@ -27,7 +27,13 @@ from .builder import Holder, LayerList
 from .precision import is_plain, to_precision, union_kif, values_kif
 from .registry import const_data_operands, is_const, lowering
 
-_MERGE_OPS = {OpKind.ADD: "add", OpKind.SUB: "subtract", OpKind.MUL: "multiply"}
+_MERGE_OPS = {
+    OpKind.ADD: "add",
+    OpKind.SUB: "subtract",
+    OpKind.MUL: "multiply",
+    OpKind.MAXIMUM: "maximum",
+    OpKind.MINIMUM: "minimum",
+}
 
 
 # ---------------------------------------------------------------- boundary
@@ -89,6 +95,17 @@ def lower_relu(b: LayerList, op: Op) -> None:
     attrs = {"activation": "relu", "n_in": int(np.prod(v.shape))}
     name = b.add("Activation", v.name, [b.holder(op.operands[0])], attrs, prec)
     b.finish(op, name, kif)
+
+
+def _extreme_check(op: Op) -> str | None:
+    if any(is_const(v) for v in op.operands):
+        return f"{op.kind.value} with a constant operand: hls4ml's Merge needs two tensors"
+    return _binary_check(op)
+
+
+@lowering(OpKind.MAXIMUM, OpKind.MINIMUM, check=_extreme_check)
+def lower_extreme(b: LayerList, op: Op) -> None:
+    lower_binary(b, op)
 
 
 def _prelu_check(op: Op) -> str | None:

@@ -101,6 +101,16 @@ def lower_prelu(lw: Lowering, op: Op) -> None:
     lw.layer(op, "binary", [gx, ga], "acc", width, scale, Binary("prelu", sa), mults=int(np.prod(shape)))
 
 
+@lowers(OpKind.MAXIMUM, OpKind.MINIMUM)
+def lower_extreme(lw: Lowering, op: Op) -> None:
+    shape = op.result.shape
+    a, b = (broadcast(lw.refs(v), shape) for v in op.operands)
+    scale = max(a.finest(), b.finest())
+    ga, gb = lw.gather(a, "x0", scale), lw.gather(b, "x1", scale)
+    width = max(acc_bits(exact_type(op), scale), ga.width, gb.width) + 1
+    lw.layer(op, "binary", [ga, gb], "acc", width, scale, Binary("max" if op.kind is OpKind.MAXIMUM else "min"))
+
+
 @lowers(OpKind.ADD, OpKind.SUB, OpKind.MUL)
 def lower_binary(lw: Lowering, op: Op) -> None:
     shape = op.result.shape

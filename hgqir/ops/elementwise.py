@@ -1,4 +1,5 @@
-"""Elementwise ops: add, sub, mul (numpy broadcasting between operands), relu and prelu."""
+"""Elementwise ops: add, sub, mul, maximum, minimum (numpy broadcasting between operands), relu
+and prelu."""
 
 from __future__ import annotations
 
@@ -129,6 +130,23 @@ def _prelu_eval(op: Op, args: list[Exact]) -> list[Exact]:
     return [Exact(np.where(xm >= 0, pos, xm * am), x.scale + sa)]
 
 
+def _extreme_transfer(op: Op, ins: list[Interval]) -> Interval:
+    a, b = ins
+    pick = np.maximum if op.kind is OpKind.MAXIMUM else np.minimum
+    f = np.where(dead(a.f), b.f, np.where(dead(b.f), a.f, np.maximum(a.f, b.f)))
+    return Interval(*bcast(_binary_shapes(op)[0], pick(a.lo, b.lo), pick(a.hi, b.hi), f))
+
+
+def _extreme_eval(op: Op, args: list[Exact]) -> list[Exact]:
+    a, b = args
+    scale = max(a.scale, b.scale)
+    ta, tb = (v.type for v in op.operands)
+    dtype = mantissa_dtype(max(bound_bits(ta, scale), bound_bits(tb, scale)) + 1)
+    am, bm = (_align(op, n, x.rescaled(scale, dtype)) for n, x in enumerate(args))
+    pick = np.maximum if op.kind is OpKind.MAXIMUM else np.minimum
+    return [Exact(pick(am, bm), scale)]
+
+
 def _prelu_bops(op: Op) -> float:
     """One constant multiplication per element (as ``mul``): ``bits(x) * bits(alpha)``."""
     return _mul_bops(op)
@@ -165,6 +183,22 @@ register(
         doc="Elementwise a * b with numpy broadcasting.",
     )
 )
+for _kind in (OpKind.MAXIMUM, OpKind.MINIMUM):
+    register(
+        OpRule(
+            _kind,
+            (2, 2),
+            1,
+            {},
+            shapes=_binary_shapes,
+            infer=derived_infer(_extreme_transfer),
+            eval=_extreme_eval,
+            bops=_addsub_bops,  # a comparator per element, costed like an adder
+            transfer=_extreme_transfer,
+            traits=Trait.MERGES,
+            doc=f"Elementwise {_kind.value}(a, b) with numpy broadcasting (EBOPs: max(bits(a), bits(b)) per element).",
+        )
+    )
 register(
     OpRule(
         OpKind.PRELU,

@@ -237,6 +237,13 @@ def _mul(lw: Lowering, op: Op) -> None:
     lw.define(op, _array(op.result.shape, lambda ix: lw.net.mul(a[ix], b[ix])))
 
 
+@lowers(OpKind.MAXIMUM, OpKind.MINIMUM)
+def _extreme(lw: Lowering, op: Op) -> None:
+    a, b = _broadcast(lw, op)
+    kind = "max" if op.kind is OpKind.MAXIMUM else "min"
+    lw.define(op, _array(op.result.shape, lambda ix: lw.net.extreme(kind, a[ix], b[ix])))
+
+
 @lowers(OpKind.PRELU)
 def _prelu(lw: Lowering, op: Op) -> None:
     x, alpha = _broadcast(lw, op)

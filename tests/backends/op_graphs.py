@@ -28,6 +28,9 @@ def elementwise() -> tuple[Graph, list[np.ndarray]]:
         g.add(OpKind.MUL, [y, rand_const(g, rng, (12,), "c2")]).result,
         g.add(OpKind.SUB, [rand_const(g, rng, (12,), "c3"), x]).result,
         g.add(OpKind.RELU, [x]).result,
+        g.add(OpKind.MAXIMUM, [x, y]).result,
+        g.add(OpKind.MINIMUM, [y, x]).result,
+        g.add(OpKind.MAXIMUM, [x, rand_const(g, rng, (12,), "floor")]).result,
         g.add(OpKind.PRELU, [y, rand_const(g, rng, (12,), "alpha")]).result,  # per element, |alpha| < 4
         g.add(OpKind.PRELU, [x, g.const(np.array([0.375]), FixedType.uniform((1,), 0, 0, 3), name="slope")]).result,
     ]

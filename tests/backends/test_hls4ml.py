@@ -333,7 +333,7 @@ def test_grouped_quantizer_source() -> None:
     assert src.endswith("}\n")
 
 
-# ---------------------------------------------------------------- prelu (LeakyReLU / PReLU)
+# ---------------------------------------------------------------- prelu (LeakyReLU / PReLU), maximum, minimum
 def prelu_graph() -> Graph:
     """Per-channel alphas (negative, below and above 1, pruned), a scalar slope, per-element input types."""
     rng = np.random.default_rng(21)
@@ -343,9 +343,13 @@ def prelu_graph() -> Graph:
     slope = g.const(np.array([0.0625]), FixedType.uniform((1,), 0, 0, 4), name="slope")
     g.output(g.add(OpKind.PRELU, [x, alpha], name="prelu").result, name="prelu")
     g.output(g.add(OpKind.PRELU, [x, slope], name="leaky").result, name="leaky")
+    y = g.input("y", random_type(rng, (3, 4), (0, 2), (2, 5), signed=0.5, pruned=0.1), round="TRN", overflow="WRAP")
+    g.output(g.add(OpKind.MAXIMUM, [x, y], name="max").result, name="max")
+    g.output(g.add(OpKind.MINIMUM, [y, x], name="min").result, name="min")
     return g
 
 
-def test_prelu_is_exact(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_prelu_maximum_minimum_are_exact(tmp_path_factory: pytest.TempPathFactory) -> None:
     prj, g = emitted(tmp_path_factory, prelu_graph)
-    assert_exact(prj, g, probe(np.random.default_rng(2), g.inputs[0].type, 200))
+    rng = np.random.default_rng(2)
+    assert_exact(prj, g, [probe(rng, g.inputs[0].type, 200), probe(rng, g.inputs[1].type, 200)])

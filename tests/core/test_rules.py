@@ -30,6 +30,7 @@ def test_traits_replace_the_kind_lists() -> None:
     assert having(Trait.CONTRACTS) == {"dense", "conv1d", "conv2d"}
     assert having(Trait.READS_TABLE) == {"lut", "softmax"}
     assert having(Trait.MULTIPLIES) == {"mul", "batchnorm", "prelu"}
+    assert {"maximum", "minimum"} <= having(Trait.MERGES)
     assert {"relu", "quant", "lut", "batchnorm", "maxpool2d", "global_avgpool"} <= having(Trait.CHANNELWISE)
     assert "softmax" not in having(Trait.CHANNELWISE)  # its output mixes channels
 
