@@ -239,6 +239,12 @@ class Converter:
     def _do_mul(self, name: str, rec: Rec) -> None:
         self._binary(name, rec, OpKind.MUL)
 
+    def _do_maximum(self, name: str, rec: Rec) -> None:
+        self._binary(name, rec, OpKind.MAXIMUM)
+
+    def _do_minimum(self, name: str, rec: Rec) -> None:
+        self._binary(name, rec, OpKind.MINIMUM)
+
     def _do_prelu(self, name: str, rec: Rec) -> None:
         self._binary(name, rec, OpKind.PRELU)
 

@@ -37,8 +37,13 @@ _BINARY = {
     operator.mul: "mul",
     operator.imul: "mul",
     torch.mul: "mul",
+    torch.maximum: "maximum",
+    torch.minimum: "minimum",
+    torch.max: "maximum",  # two tensors only (one tensor is a reduction: refused below)
+    torch.min: "minimum",
 }
 _METHOD_BINARY = {"add": "add", "add_": "add", "sub": "sub", "sub_": "sub", "mul": "mul", "mul_": "mul"}
+_METHOD_BINARY.update({"maximum": "maximum", "minimum": "minimum"})
 _METHOD_UNARY = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 _TABLE_MODULES = {
     nn.ELU: "elu",
@@ -323,6 +328,9 @@ def _reshape_checked(what: str, x: Any, node: fx.Node, shapes: dict[str, tuple[i
 
 
 def _binary(kind: str, node: fx.Node, args: Any, kwargs: Any, shapes: dict[str, tuple[int, ...]]) -> Result:
+    if kind in ("maximum", "minimum"):
+        if len(args) != 2 or kwargs or not all(isinstance(a, fx.Node) for a in args):
+            return f"torch.{'max' if kind == 'maximum' else 'min'} as a reduction (only of two tensors: elementwise)"
     if kwargs.get("alpha", 1) != 1 or len(args) > 2:
         return f"{kind} with alpha"
     ops: list[Any] = []

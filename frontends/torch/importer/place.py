@@ -20,7 +20,7 @@ from ..options import QuantizerConfig, ShimConfig
 from .records import Rec
 from .trace import Step, Traced, module_path_of
 
-OPERANDS_QUANTIZED = frozenset({"linear", "conv", "batchnorm", "add", "sub", "mul", "prelu"})
+OPERANDS_QUANTIZED = frozenset({"linear", "conv", "batchnorm", "add", "sub", "mul", "maximum", "minimum", "prelu"})
 """Step kinds whose tensor operands are quantized (one shared quantizer per tensor)."""
 TABLES = frozenset({"sigmoid", "tanh", "table", "softmax"})
 """Step kinds that quantize their own input (their tables are indexed by it)."""
@@ -235,7 +235,7 @@ class Placer:
         self._emit(s, s.kind, names)
         self.p.reads[s.node.name] = reads
 
-    _do_add = _do_sub = _do_mul = _binary
+    _do_add = _do_sub = _do_mul = _do_maximum = _do_minimum = _binary
 
 
 def _is_param(gm: fx.GraphModule, node: fx.Node) -> bool:

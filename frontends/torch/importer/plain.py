@@ -40,6 +40,15 @@ from .trace import analyse
 Tensor = torch.Tensor
 
 
+_BINARY_TORCH = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
+}
+
+
 class PlainImportWarning(UserWarning):
     """A plain float module was imported with initial types (see the message)."""
 
@@ -192,8 +201,8 @@ class _Calibrator(fx.Interpreter):
         if kind == "softmax":
             fn = torch.log_softmax if rec.attrs.get("log", False) else torch.softmax
             return fn(ops[0], dim=rec.attrs["axis"] + 1)
-        if kind in ("add", "sub", "mul"):
-            fn = {"add": torch.add, "sub": torch.sub, "mul": torch.mul}[kind]
+        if kind in _BINARY_TORCH:
+            fn = _BINARY_TORCH[kind]
             return fn(ops[0], ops[1])
         return self.module.get_submodule(str(n.target))(ops[0])  # linear, conv
 

@@ -382,7 +382,7 @@ class _Builder:
                 specs.append(spec)
                 names.append(spec)
         self._emit(s, self.g.call_function(fn, tuple(ops)), s.kind, names)
-        self.costs.append(CostTerm("add" if s.kind in ("add", "sub") else "mul", (specs[0], specs[1])))
+        self.costs.append(CostTerm("mul" if s.kind == "mul" else "add", (specs[0], specs[1])))
 
     def _attr(self, a: fx.Node, s: Step) -> tuple[int, fx.Node]:
         """A parameter or buffer operand, quantized as a weight (a leading batch-size-1 axis dropped)."""
@@ -403,6 +403,12 @@ class _Builder:
 
     def _do_mul(self, s: Step) -> None:
         self._binary(s, operator.mul)
+
+    def _do_maximum(self, s: Step) -> None:
+        self._binary(s, torch.maximum)  # costed like an adder (a comparator), as the IR counts it
+
+    def _do_minimum(self, s: Step) -> None:
+        self._binary(s, torch.minimum)
 
 
 def build_body(traced: Traced, cfg: ShimConfig) -> tuple[fx.GraphModule, Plan]:

@@ -82,3 +82,34 @@ def test_plain_import_follows_the_float_model() -> None:
     with torch.no_grad():
         want = net(x[200:]).numpy()
     assert np.abs(g.run(x[200:].numpy()) - want).max() < 0.05
+
+
+class MaxMin(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 6)
+        self.b = nn.Linear(4, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.a(x), self.b(x)
+        return torch.cat([torch.maximum(a, b), torch.min(a, b), a.minimum(b * 0.5)], dim=1)
+
+
+def test_maximum_minimum_bit_exact() -> None:
+    torch.manual_seed(3)
+    x = torch.randn(64, 4)
+    qmod = hgqir.quantize_torch(MaxMin(), x, beta=1e-5)
+    _train(qmod, x)
+    g = hgqir.from_torch(qmod, x, calibration=x)
+    kinds = [op.kind for op in g.ops]
+    assert kinds.count(OpKind.MAXIMUM) == 1 and kinds.count(OpKind.MINIMUM) == 2
+    check_bit_exact(qmod, g, [x, 7 * torch.randn_like(x)])
+    assert qmod.ebops().item() == hgqir.bops(g).total
+    with pytest.warns(UserWarning, match="plain float module"):
+        plain = hgqir.from_torch(MaxMin().double(), x[:1].double(), calibration=x.double())
+    assert [op.kind for op in plain.ops].count(OpKind.MINIMUM) == 2
+
+
+def test_max_as_a_reduction_is_refused() -> None:
+    with pytest.raises(hgqir.UnsupportedOpError, match="reduction"):
+        hgqir.from_torch(Fn(lambda x: torch.max(x)), torch.randn(2, 3))
