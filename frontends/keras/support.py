@@ -30,9 +30,12 @@ KERAS_SMOOTH = {
 """Keras activation name -> table function of :mod:`hgqir.frontends.activations` (Keras 3's
 definitions: ``gelu`` is the erf form, ``swish`` / ``hard_swish`` serialise as ``silu`` /
 ``hard_silu``)."""
-TABLES = ("tanh", "sigmoid", *KERAS_SMOOTH, "softmax")
+TABLES = ("tanh", "sigmoid", *KERAS_SMOOTH, "softmax", "log_softmax")
 """Activations that become tables (``lut``, ``softmax``) over their quantized input."""
-ACTIVATIONS = ("relu", "linear", *TABLES)
+LEAKY = "leaky_relu"
+"""The piecewise-linear activation (``keras.activations.leaky_relu``, slope 0.2): the ``prelu`` op."""
+LEAKY_SLOPE = 0.2
+ACTIVATIONS = ("relu", "linear", LEAKY, *TABLES)
 """Activation functions a float model may use (fused or as a layer)."""
 
 RESHAPERS = (L.Flatten, L.Reshape, L.Permute)
@@ -66,10 +69,30 @@ def carries_type(layer: Any) -> bool:
     return type(layer) in RESHAPERS or is_identity(layer)
 
 
+def is_prelu(layer: Any) -> bool:
+    """LeakyReLU, PReLU, ReLU with only a negative slope, ``Activation('leaky_relu')``: the prelu op."""
+    cls = type(layer)
+    if cls in (L.LeakyReLU, L.PReLU):
+        return True
+    if cls is L.ReLU:
+        return layer.max_value is None and float(layer.threshold) == 0 and float(layer.negative_slope) != 0
+    return cls is L.Activation and layer_activation(layer) == LEAKY
+
+
+def prelu_slope(layer: Any) -> float | None:
+    """The one slope of a LeakyReLU-like layer (None for PReLU's learned slopes)."""
+    cls = type(layer)
+    if cls is L.PReLU:
+        return None
+    if cls is L.Activation:
+        return LEAKY_SLOPE
+    return float(layer.negative_slope)
+
+
 def quantizes_input(layer: Any) -> bool:
     """A float-model layer whose shim twin starts with its own input quantizer."""
     cls = type(layer)
-    if cls in (*AFFINE, L.BatchNormalization, *MERGES, *AVGPOOLS):
+    if cls in (*AFFINE, L.BatchNormalization, *MERGES, *AVGPOOLS, L.ELU) or is_prelu(layer):
         return True
     return cls in (L.Activation, L.Softmax) and layer_activation(layer) in TABLES
 
@@ -80,6 +103,8 @@ def layer_activation(layer: Any) -> str | None:
         return "softmax"
     if type(layer) is L.ReLU:
         return "relu"
+    if type(layer) is L.ELU:
+        return "elu"
     act = getattr(layer, "activation", None)
     if act is None or not callable(act):
         return None
@@ -155,6 +180,8 @@ def float_reason(node: KNode) -> str | None:
         return _activation_reason(layer, ACTIVATIONS)
     if cls is L.Softmax:
         return None if layer.axis in (-1,) else "softmax must run over the last axis"
-    if cls in MERGES:
+    if cls in MERGES or is_prelu(layer):
         return None
+    if cls is L.ELU:
+        return None if float(layer.alpha) == 1.0 else f"ELU with alpha={float(layer.alpha)}; only alpha=1 is supported"
     return movers_reason(layer)

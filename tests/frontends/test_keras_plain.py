@@ -122,3 +122,24 @@ def test_shim_calibration_keeps_a_guard_bit() -> None:
     assert not _wraps(tight, [cal]) and _wraps(tight, [beyond])
     live = ~tight.inputs[0].type.zero_mask
     assert np.array_equal(g.inputs[0].type.i[live], tight.inputs[0].type.i[live] + 1)
+
+
+def test_a_value_that_can_be_negative_keeps_its_sign_bit() -> None:
+    """Calibration saw only positive values of a dense output (and of the input): the input keeps
+    the data's sign (unsigned), the dense output a sign bit, in plain import and in a shim, so a
+    fresh negative value does not wrap; with ``margin_bits=0`` (exact ranges) it does."""
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((1,)), L.Dense(1), L.Dense(2)])
+    model.layers[0].kernel.assign(np.ones((1, 1)))
+    model.layers[0].bias.assign(np.full((1,), -0.1875))
+    cal = np.linspace(0.25, 1.0, 64)[:, None]
+    fresh = cal[:8] / 4  # inside the input's range; the first dense output goes negative
+    with pytest.warns(UserWarning):
+        g = hgqir.from_keras(model, calibration=cal)
+    assert g.inputs[0].type.k.max() == 0  # the data's sign
+    assert not _wraps(g, [fresh])
+    qmodel = hgqir.quantize_keras(model)
+    shim = hgqir.from_keras(qmodel, calibration=cal)
+    assert shim.inputs[0].type.k.max() == 0 and not _wraps(shim, [fresh])
+    qmodel.calibrate(cal, margin_bits=0)
+    assert _wraps(hgqir.from_keras(qmodel), [fresh])

@@ -31,7 +31,7 @@ from ...calibration import GUARD_BITS
 from ..graph import KGraph, KNode
 from ..shim.merge import pool_counts
 from ..shim.tables import TABLE_FUNCTIONS, lut_table, softmax_tables
-from ..support import TABLES, L, layer_activation
+from ..support import LEAKY, LEAKY_SLOPE, TABLES, L, is_prelu, layer_activation, prelu_slope
 from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, quantized_avgpool, window_attrs
 from .shim_ir import conv_attrs, to_numpy
 
@@ -99,7 +99,13 @@ class PlainEmitter(Emitter):
             return FixedType.uniform(shape, self.k, self.i, self.f)
         x = arr if v is None else self._evaluate(v)
         q = quantize(np.asarray(x, dtype=np.float64), 1, _wide(self.f), self.f, round="RND")
-        return POLICY.type(q.min(axis=0), q.max(axis=0), self.f)
+        t = POLICY.type(q.min(axis=0), q.max(axis=0), self.f)
+        if v is None or not POLICY.margin_bits:
+            return t
+        # the guard covers the sign too: a value that can be negative (its exact type is signed)
+        # keeps a sign bit though the calibration data stayed >= 0 (see hgqir.frontends.calibration)
+        k = np.where(~t.zero_mask, np.maximum(t.k, np.broadcast_to(v.type.k, t.shape)), t.k)
+        return FixedType(t.shape, k, t.i, t.f)
 
     def _evaluate(self, v: Value) -> np.ndarray:
         """``v`` on the calibration data, computed exactly by the graph built so far."""
@@ -123,22 +129,30 @@ class PlainEmitter(Emitter):
     def table(self, func: str, x: Value, name: str) -> Value:
         """tanh / sigmoid / softmax as tables over the calibrated (or default) type of ``x``."""
         xq = self.act(x, f"{name}_iq")
-        if func == "softmax":
+        if func in ("softmax", "log_softmax"):
             n = int(xq.shape[-1]) if xq.shape else 1
-            t = softmax_tables(xq.type.union(), n, (0, 1, TABLE_F), TABLE_F, (0, 1, TABLE_F))
+            log = func == "log_softmax"
+            t = softmax_tables(xq.type.union(), n, (0, 1, TABLE_F), TABLE_F, (0, 1, TABLE_F), log=log)
             exp = self.const(t["exp"], FixedType.uniform(t["exp"].shape, *t["exp_kif"]), f"{name}_exp")
             inv = self.const(t["inv"], FixedType.uniform(t["inv"].shape, *t["inv_kif"]), f"{name}_inv")
-            return self.add(OpKind.SOFTMAX, [xq, exp, inv], name, inv_in=t["inv_in"])
+            return self.add(OpKind.SOFTMAX, [xq, exp, inv], name, inv_in=t["inv_in"], log=log)
         k, i, _ = TABLE_FUNCTIONS[func][2]
         data, tt = lut_table(func, xq.type.union(), (k, i, TABLE_F), RoundMode.RND, OverflowMode.SAT)
         table = self.g.const_mantissa(data, tt, name=f"{name}_table")
         return self.add(OpKind.LUT, [xq, table], name, func=func)
+
+    def prelu(self, x: Value, alpha: Any, name: str) -> Value:
+        """The prelu op on a quantized ``x``; the slopes rounded like weights."""
+        xq = self.act(x, f"{name}_iq")
+        return self.add(OpKind.PRELU, [xq, self.weight(alpha, f"{name}_alpha")], name)
 
     def activation(self, layer: Any, y: Value) -> Value:
         """The activation fused into a dense / conv layer, after its result ``y``."""
         act = layer_activation(layer)
         if act == "relu":
             return self.add(OpKind.RELU, [y], f"{layer.name}_relu")
+        if act == LEAKY:
+            return self.prelu(y, np.array([LEAKY_SLOPE]), f"{layer.name}_{act}")
         if act in TABLES:
             return self.table(act, y, f"{layer.name}_{act}")
         return y
@@ -199,7 +213,16 @@ def _avgpool(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
     return [quantized_avgpool(em, x, layer.name, em.shape(node.outputs[0]), extra, attrs)]
 
 
+def _prelu(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    slope = prelu_slope(layer)
+    alpha = to_numpy(layer.alpha) if slope is None else np.array([slope])
+    return [em.prelu(xs[0], alpha, node.name)]
+
+
 def _activation(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
+    if is_prelu(node.layer):
+        return _prelu(em, node, xs)
     act = layer_activation(node.layer)
     if act in TABLES:
         return [em.table(act, xs[0], node.name)]
@@ -220,6 +243,10 @@ PLAIN_FLOAT_CONVERTERS: dict[type, Converter] = {
     L.GlobalAveragePooling1D: _avgpool,  # type: ignore[dict-item]
     L.GlobalAveragePooling2D: _avgpool,  # type: ignore[dict-item]
     L.Activation: _activation,  # type: ignore[dict-item]
+    L.ELU: _activation,  # type: ignore[dict-item]
+    L.ReLU: _activation,  # type: ignore[dict-item]
+    L.LeakyReLU: _prelu,  # type: ignore[dict-item]
+    L.PReLU: _prelu,  # type: ignore[dict-item]
     L.Softmax: _activation,  # type: ignore[dict-item]
 }
 """Float layer class -> converter (movers and identities as for quantized models)."""

@@ -16,7 +16,7 @@ from hgqir.fixed import FixedType
 from hgqir.ir import OpKind, Value
 
 from ..graph import KNode, Shape
-from ..shim.layers import QBatchNorm, QConv1D, QConv2D, QDense, conv_pads
+from ..shim.layers import QBatchNorm, QConv1D, QConv2D, QDense, QPReLU, conv_pads
 from ..shim.merge import QAvgPool, QMerge, QOutput
 from ..shim.quant import Quantizer, WeightQuantizer
 from ..shim.tables import QSoftmax, QTable
@@ -31,7 +31,7 @@ from .convert import (
     quantized_avgpool,
 )
 
-SHIM_LAYERS = (Quantizer, QOutput, QDense, QConv1D, QConv2D, QBatchNorm, QMerge, QAvgPool, QTable, QSoftmax)
+SHIM_LAYERS = (Quantizer, QOutput, QDense, QConv1D, QConv2D, QBatchNorm, QMerge, QAvgPool, QTable, QSoftmax, QPReLU)
 
 
 def spec_of(q: Quantizer, shape: Shape) -> QuantSpec:
@@ -134,7 +134,14 @@ def _softmax(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     t = layer.tables()
     exp = em.const(t["exp"], FixedType.uniform(t["exp"].shape, *t["exp_kif"]), f"{layer.name}_exp")
     inv = em.const(t["inv"], FixedType.uniform(t["inv"].shape, *t["inv_kif"]), f"{layer.name}_inv")
-    return [em.add(OpKind.SOFTMAX, [x, exp, inv], layer.name, inv_in=t["inv_in"])]
+    return [em.add(OpKind.SOFTMAX, [x, exp, inv], layer.name, inv_in=t["inv_in"], log=layer.log)]
+
+
+def _prelu(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    x = _iq(em, layer, xs[0])
+    alpha = weight_const(em, layer.aq, layer.alpha, f"{layer.name}_alpha")
+    return [em.add(OpKind.PRELU, [x, alpha], layer.name)]
 
 
 SHIM_CONVERTERS: dict[type, Converter] = {
@@ -149,6 +156,7 @@ SHIM_CONVERTERS: dict[type, Converter] = {
     QOutput: lambda em, node, xs: [_iq(em, node.layer, xs[0])],
     QTable: _table,
     QSoftmax: _softmax,
+    QPReLU: _prelu,
 }
 
 

@@ -17,9 +17,21 @@ import numpy as np
 
 from hgqir.errors import HgqirError
 
+from ...calibration import NONNEG_TABLES
 from ..graph import KGraph, KNode, check_supported, walk
-from ..support import TABLES, carries_type, float_reason, is_identity, is_mover, layer_activation, quantizes_input
-from .layers import QBatchNorm, QConv1D, QConv2D, QDense
+from ..support import (
+    LEAKY,
+    TABLES,
+    carries_type,
+    float_reason,
+    is_identity,
+    is_mover,
+    is_prelu,
+    layer_activation,
+    prelu_slope,
+    quantizes_input,
+)
+from .layers import QBatchNorm, QConv1D, QConv2D, QDense, QPReLU
 from .merge import QAvgPool, QMerge, QOutput
 from .model import ShimModel
 from .options import KerasConfig, activation_kwargs, keras_config, weight_kwargs
@@ -41,8 +53,9 @@ class _Builder:
         """Input quantizer of ``layer`` for tensor ``key``: the ``input`` place when the tensor is
         a model input (maybe through reshapes), else ``activation``; ``layer``'s override applies."""
         cfg = self.config.shim.for_layer(layer)
-        qc = cfg.input if self._from_model_input(key) else cfg.activation
-        return activation_kwargs(qc, cfg.i_decay, self._nonneg(key))
+        from_input = key >= 0 and self._from_model_input(key)
+        qc = cfg.input if from_input else cfg.activation
+        return dict(activation_kwargs(qc, cfg.i_decay, self._nonneg(key)), sign_guard=not from_input)
 
     def wq(self, layer: str, place: str = "weight", granularity: str | None = None) -> dict[str, Any]:
         return weight_kwargs(getattr(self.config.shim.for_layer(layer), place), granularity)
@@ -58,7 +71,7 @@ class _Builder:
         node = self.kg.producer(key)
         while node is not None and len(node.inputs) == 1 and (is_mover(node.layer) or is_identity(node.layer)):
             node = self.kg.producer(node.inputs[0])
-        return node is not None and layer_activation(node.layer) in ("relu", "sigmoid", "softmax")
+        return node is not None and layer_activation(node.layer) in ("relu", *NONNEG_TABLES)
 
     # ------------------------------------------------------------ building
     def run(self) -> tuple[list[Any], list[Any]]:
@@ -115,8 +128,10 @@ class _Builder:
             return [QMerge(op, len(xs), cfgs, name=layer.name)(list(xs))]
         if cls in (L.AveragePooling1D, L.AveragePooling2D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D):
             return [self.avgpool(node, xs[0])]
+        if is_prelu(layer):
+            return [self.prelu(layer, node.inputs[0], xs[0], layer.name)]
         act = layer_activation(layer)
-        if cls in (L.Activation, L.Softmax) and act in TABLES:
+        if cls in (L.Activation, L.Softmax, L.ELU) and act in TABLES:
             return [self.table(act, node.inputs[0], xs[0], layer.name)]
         return [self.clone(layer)(*xs) if len(xs) == 1 else self.clone(layer)(list(xs))]
 
@@ -146,8 +161,24 @@ class _Builder:
         q.kernel.assign(np.asarray(layer.kernel))
         if layer.use_bias:
             q.bias.assign(np.asarray(layer.bias))
-        if fused != act:
+        if act == LEAKY:
+            y = self.prelu(None, None, y, f"{layer.name}_{act}")
+        elif fused != act:
             y = self.table(act, None, y, f"{layer.name}_{act}")
+        return y
+
+    def prelu(self, layer: Any, key: int | None, x: Any, name: str) -> Any:
+        """LeakyReLU-like layers (one constant slope, the ``constant`` place) and PReLU (learned
+        slopes, the ``weight`` place) as :class:`QPReLU`; ``layer`` None: a fused leaky_relu."""
+        iq = self.iq(key, name) if key is not None else dict(self.iq(-1, name), k0=1.0)
+        slope = prelu_slope(layer) if layer is not None else prelu_slope(L.Activation(LEAKY))
+        if slope is not None:
+            q = QPReLU((1,), slope, False, iq=iq, aq=self.wq(name, "constant", "tensor"), name=name)
+            return q(x)
+        shape = tuple(int(d) for d in layer.alpha.shape)
+        q = QPReLU(shape, 0.0, True, iq=iq, aq=self.wq(name), name=name)
+        y = q(x)
+        q.alpha.assign(np.asarray(layer.alpha))
         return y
 
     def batchnorm(self, node: KNode, x: Any) -> Any:
@@ -184,7 +215,7 @@ class _Builder:
     def table(self, func: str, key: int | None, x: Any, name: str) -> Any:
         cfg = self.config.shim.for_layer(name)
         iq = self.iq(key, name) if key is not None else dict(self.iq(-1, name), k0=1.0)
-        if func == "softmax":
+        if func in ("softmax", "log_softmax"):
             return QSoftmax(
                 exp_kif=(0, 1, cfg.softmax_exp_f),
                 inv_f=cfg.softmax_sum_f,
@@ -192,6 +223,7 @@ class _Builder:
                 table_bits=cfg.table_bits,
                 iq=iq,
                 name=name,
+                log=func == "log_softmax",
             )(x)
         k, i, _ = TABLE_FUNCTIONS[func][2]
         out = dict(self.config.table_kif).get(func, (k, i, cfg.table_f))

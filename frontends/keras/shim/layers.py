@@ -270,3 +270,72 @@ class QBatchNorm(keras.layers.BatchNormalization):
         cfg = super().get_config()
         cfg.update(iq=self.iq.get_config(), sq=self.sq.get_config(), oq=self.oq.get_config())
         return cfg
+
+
+# ---------------------------------------------------------------- prelu (LeakyReLU, PReLU)
+@keras.saving.register_keras_serializable(package="hgqir")
+class QPReLU(keras.layers.Layer):
+    """``xq`` where ``xq >= 0``, ``alpha_q * xq`` below: the IR prelu op.
+
+    ``alpha`` has ``alpha_shape`` (broadcast to the input without its batch axis): ``(1,)`` for
+    LeakyReLU's one slope (``trainable_alpha=False``), the PReLU weight's shape otherwise. Its
+    quantizer ``aq`` learns its bits like a weight's.
+    """
+
+    def __init__(
+        self,
+        alpha_shape: Any = (1,),
+        alpha_init: float = 0.3,
+        trainable_alpha: bool = True,
+        iq: dict | None = None,
+        aq: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.alpha_shape = tuple(int(d) for d in alpha_shape)
+        self.alpha_init = float(alpha_init)
+        self.trainable_alpha = bool(trainable_alpha)
+        self.iq = make_quantizer(Quantizer, iq, f"{self.name}_iq")
+        self.aq = make_quantizer(WeightQuantizer, aq, f"{self.name}_aq")
+        self.fbank = make_bank(self.name, [self.iq, self.aq])
+
+    def build(self, input_shape: Any) -> None:
+        self.iq.build(input_shape)
+        self.alpha = self.add_weight(
+            name="alpha",
+            shape=self.alpha_shape,
+            initializer=keras.initializers.Constant(self.alpha_init),
+            trainable=self.trainable_alpha,
+        )
+        self.aq.build(self.alpha_shape)
+        self.fbank.attach([self.iq, self.aq])
+
+    def _cost(self, xb: Any, ab: Any) -> Any:
+        """``sum bits(x) * bits(alpha)`` over the input's elements (the IR's prelu EBOPs)."""
+        return ops.sum(xb * ops.broadcast_to(ab, xb.shape))
+
+    def call(self, x: Any, training: Any = None) -> Any:
+        fi, fa = self.fbank.split(training)
+        xq = self.iq(x, training=training, f=fi)
+        if training:
+            aq, ab = self.aq.train_with_bits(self.alpha, f=fa)
+            self.ebops_now = self._cost(_full(self.iq.train_bits(f=fi), self.iq.shape), ab)
+        else:
+            aq = self.aq(self.alpha, training=training)
+        return ops.where(xq >= 0, xq, xq * aq)
+
+    def ebops(self, dtype: Any = None) -> Any:
+        dtype = dtype or self.compute_dtype
+        ab = ops.cast(self.aq.bits(ops.stop_gradient(self.aq.call(self.alpha))), dtype)
+        return self._cost(_bits_full(self.iq, dtype), ab)
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(
+            alpha_shape=self.alpha_shape,
+            alpha_init=self.alpha_init,
+            trainable_alpha=self.trainable_alpha,
+            iq=self.iq.get_config(),
+            aq=self.aq.get_config(),
+        )
+        return cfg

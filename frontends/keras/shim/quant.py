@@ -91,7 +91,10 @@ def load_variables(layer: keras.layers.Layer, store: Any) -> None:
 class Quantizer(keras.layers.Layer):
     """Learnable quantizer of an activation tensor (also the model's input quantizer).
 
-    ``signed=None`` lets calibration choose the sign bit per element (WRAP quantizers).
+    ``signed=None`` lets calibration choose the sign bit per element (WRAP quantizers); with a
+    calibration margin, an element of a value that can be negative (``k0 = 1``) keeps its sign
+    bit though the data stayed ``>= 0``, unless ``sign_guard=False`` (model inputs: the data's
+    sign; see :mod:`hgqir.frontends.calibration`).
     """
 
     def __init__(
@@ -105,10 +108,12 @@ class Quantizer(keras.layers.Layer):
         f0: float = 6.0,
         i_decay: float = 0.01,
         f_range: tuple[float, float] = (-16.0, 24.0),
+        sign_guard: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         param_shape((1,), granularity)  # validates
+        self.sign_guard = bool(sign_guard)
         self.granularity = granularity
         self.round_mode = RoundMode.parse(round)
         self.overflow_mode = OverflowMode.parse(overflow)
@@ -224,7 +229,12 @@ class Quantizer(keras.layers.Layer):
         trace, self._trace = self._trace, None
         if trace is None or trace.lo is None or not self.wraps:
             return
-        k = (trace.lo < 0).astype(np.float64) if self.signed is None else np.full(trace.lo.shape, self.k0)
+        if self.signed is None:
+            k = (trace.lo < 0).astype(np.float64)
+            if margin_bits and self.sign_guard and self.k0 > 0:
+                k = np.where((trace.lo != 0) | (trace.hi != 0), 1.0, k)
+        else:
+            k = np.full(trace.lo.shape, self.k0)
         f = round_param(np.asarray(self.f))
         lo, hi = trace.lo * 2.0**margin_bits, trace.hi * 2.0**margin_bits
         t = FixedType.covering(np.where(k > 0, np.minimum(lo, -(2.0**-f)), 0.0), hi, f)
@@ -236,6 +246,7 @@ class Quantizer(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
+        cfg.update(sign_guard=self.sign_guard)
         cfg.update(
             granularity=self.granularity,
             round=self.round_mode.value,

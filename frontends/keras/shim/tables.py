@@ -77,13 +77,22 @@ def exp_table_length(in_kif: KIF, exp_f: int) -> int:
     return max(1, min(span, needed))
 
 
-def softmax_tables(in_kif: KIF, n: int, exp_kif: KIF, inv_f: int, inv_kif: KIF) -> dict[str, Any]:
-    """Tables of the IR softmax recipe (see ``hgqir.ops.table``) for inputs of union type ``in_kif``."""
+def softmax_tables(in_kif: KIF, n: int, exp_kif: KIF, inv_f: int, inv_kif: KIF, log: bool = False) -> dict[str, Any]:
+    """Tables of the IR softmax recipe (see ``hgqir.ops.table``) for inputs of union type ``in_kif``.
+
+    ``log`` (log_softmax): the second table holds ``log(s)`` (``s >= 1``: the largest input's
+    ``exp(0) = 1``) with ``inv_kif``'s fractional bits and the integer bits ``log(n)`` needs.
+    """
     f = in_kif[2]
     length = exp_table_length(in_kif, exp_kif[2])
     exp_vals = quantize(np.exp(-np.arange(length) * 2.0**-f), *exp_kif, round="RND", overflow="SAT")
     inv_in = (0, max(int(math.ceil(math.log2(n + 1))), 0), inv_f)
-    inv_data, inv_type = make_table(lambda s: 1.0 / np.maximum(s, 2.0**-inv_f), inv_in, inv_kif, "RND", "SAT")
+    if log:
+        inv_kif = (0, max(1, math.ceil(math.log2(math.log(n + 1.0) + 1.0))), inv_kif[2])
+        fn = lambda s: np.log(np.maximum(s, 1.0))  # noqa: E731
+    else:
+        fn = lambda s: 1.0 / np.maximum(s, 2.0**-inv_f)  # noqa: E731
+    inv_data, inv_type = make_table(fn, inv_in, inv_kif, "RND", "SAT")
     inv_vals = np.ldexp(inv_data.astype(np.float64), -inv_kif[2])
     return {"exp": exp_vals, "exp_kif": exp_kif, "inv_in": inv_in, "inv": inv_vals, "inv_kif": inv_kif}
 
@@ -170,10 +179,13 @@ class QTable(_TableLayer):
 
 @keras.saving.register_keras_serializable(package="hgqir")
 class QSoftmax(_TableLayer):
-    """Softmax over the last axis of a quantized input, as the IR ``softmax`` op."""
+    """Softmax (``log``: log_softmax) over the last axis of a quantized input, as the IR ``softmax`` op."""
 
-    def __init__(self, exp_kif: Any = (0, 1, 8), inv_f: int = 8, inv_kif: Any = (0, 1, 8), **kwargs: Any) -> None:
+    def __init__(
+        self, exp_kif: Any = (0, 1, 8), inv_f: int = 8, inv_kif: Any = (0, 1, 8), log: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self.log = bool(log)
         self.exp_kif: KIF = tuple(int(v) for v in exp_kif)  # type: ignore[assignment]
         self.inv_kif: KIF = tuple(int(v) for v in inv_kif)  # type: ignore[assignment]
         self.inv_f = int(inv_f)
@@ -189,18 +201,21 @@ class QSoftmax(_TableLayer):
     def call(self, x: Any, training: Any = None) -> Any:
         xq = self.iq(x, training=training)
         if self._direct(training):
-            return ops.softmax(xq, axis=-1)
+            return ops.log_softmax(xq, axis=-1) if self.log else ops.softmax(xq, axis=-1)
         xm = ops.round(xq * exp2(self.t_f))
         d = ops.max(xm, axis=-1, keepdims=True) - xm
         e = ops.take(self.exp_table, ops.cast(ops.minimum(d, self.t_len - 1.0), "int32"))
         s = ops.floor(ops.sum(e, axis=-1, keepdims=True) * float(2**self.inv_f))
         s = ops.clip(s, 0.0, float(self.inv_table.shape[0] - 1))
-        return e * ops.take(self.inv_table, ops.cast(s, "int32"))
+        r = ops.take(self.inv_table, ops.cast(s, "int32"))
+        if self.log:  # (x - max) - log(s), exact: both on their grids
+            return -d * exp2(-self.t_f) - r
+        return e * r
 
     def tables(self) -> dict[str, Any]:
         """The recipe's tables for the current input quantizer (shared with the IR import)."""
         in_kif = union_kif(self.iq)
-        t = softmax_tables(in_kif, self.n, self.exp_kif, self.inv_f, self.inv_kif)
+        t = softmax_tables(in_kif, self.n, self.exp_kif, self.inv_f, self.inv_kif, log=self.log)
         _check_bits(self.name, int(math.ceil(math.log2(len(t["exp"])))), self.table_bits)
         t["in_kif"] = in_kif
         return t
@@ -218,6 +233,7 @@ class QSoftmax(_TableLayer):
             exp_kif=self.exp_kif,
             inv_f=self.inv_f,
             inv_kif=self.inv_kif,
+            log=self.log,
             table_bits=self.table_bits,
             iq=self.iq.get_config(),
         )

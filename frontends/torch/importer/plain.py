@@ -34,7 +34,7 @@ from ..shim.quantizers import AvgPoolQuantizer, fold_batchnorm, prelu
 from ..tables import FUNCTIONS, lut_out_kif
 from .convert import Converter
 from .place import Placement, Placer
-from .records import Types
+from .records import Types, may_be_negative
 from .trace import analyse
 
 Tensor = torch.Tensor
@@ -253,6 +253,7 @@ def _group(shape: tuple[int, ...], config: QuantizerConfig) -> tuple[int, ...]:
 def _types(p: Placement, consts: dict[int, Tensor], calib: _Calibrator) -> Types:
     """``k``, ``i``, ``f`` (and constant values) of every quantizer, in its shape."""
     out: Types = {}
+    negative = may_be_negative(p.records, lambda n: p.quantizers[n].role == "act")
     for n, q in enumerate(p.quantizers):
         group = _group(q.shape, q.config)
         f = torch.full(group, _f(q.config), dtype=torch.float64)
@@ -266,7 +267,10 @@ def _types(p: Placement, consts: dict[int, Tensor], calib: _Calibrator) -> Types
             dims = [d for d, size in enumerate(group) if size == 1 and q.shape[d] != 1]
             lo = lo.amin(dim=dims, keepdim=True) if dims else lo
             hi = hi.amax(dim=dims, keepdim=True) if dims else hi
-            k, i = POLICY.ki(lo, hi, f, q.config.signed)
+            signed = q.config.signed
+            if signed is None and POLICY.margin_bits and n in negative:
+                signed = True  # the guard covers the sign too (see hgqir.frontends.calibration)
+            k, i = POLICY.ki(lo, hi, f, signed)
             values = None
         else:
             values = consts[n].reshape(q.shape)

@@ -7,10 +7,13 @@ Both importers produce these: the shim importer from a trained shim's body
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ...calibration import NONNEG_TABLES
 
 Types = dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]]
 """Per quantizer (spec index): integer ``k``, ``i``, ``f`` arrays of its tensor's shape (PyTorch
@@ -34,3 +37,38 @@ class Rec:
     attrs: dict[str, Any]
     shape: tuple[int, ...]
     """Unbatched result shape, PyTorch layout."""
+
+
+def may_be_negative(records: dict[str, Rec], is_act: Callable[[int], bool]) -> set[int]:
+    """Activation specs (not model inputs) whose quantized value is not non-negative by
+    construction (relu, a non-negative table, and moves or max pools of those are): with a
+    calibration guard they keep a sign bit (see :mod:`hgqir.frontends.calibration`)."""
+    nonneg: dict[str, bool] = {}
+
+    def of(name: Any) -> bool:
+        if not isinstance(name, str) or name not in records:
+            return False
+        if name not in nonneg:
+            rec = records[name]
+            kind = rec.kind
+            if kind == "relu" or (kind == "lut" and rec.attrs.get("func") in NONNEG_TABLES):
+                nonneg[name] = True
+            elif kind == "softmax":
+                nonneg[name] = not rec.attrs.get("log", False)
+            elif kind in ("quant", "maxpool", "global_maxpool", "avgpool", "global_avgpool", "reshape", "permute"):
+                nonneg[name] = of(rec.inputs[0])
+            elif kind in ("identity", "cat", "maximum"):
+                nonneg[name] = all(of(a) for a in rec.inputs) if kind != "maximum" else any(of(a) for a in rec.inputs)
+            else:
+                nonneg[name] = False
+        return nonneg[name]
+
+    out: set[int] = set()
+    for rec in records.values():
+        spec = rec.attrs.get("spec")
+        if spec is None or rec.kind == "input" or not is_act(spec):
+            continue
+        source = rec.inputs[0] if rec.kind in ("quant", "lut", "softmax", "avgpool", "global_avgpool") else None
+        if not of(source):
+            out.add(spec)
+    return out

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ...calibration import GUARD_BITS
+from ..importer.records import may_be_negative
 from .quant import group_ki, needed_ki
 from .quantizers import ActQuantizer
 
@@ -71,8 +72,17 @@ def calibrate(
         qmod.to(dtype)
         qmod.train(was_training)
     if margin_bits:
-        qmod.bank.vmax.mul_(2.0**margin_bits)
-        qmod.bank.vmin.mul_(2.0**margin_bits)
+        bank = qmod.bank
+        bank.vmax.mul_(2.0**margin_bits)
+        bank.vmin.mul_(2.0**margin_bits)
+        # the guard covers the sign too: a value that can be negative keeps a sign bit though
+        # the data stayed >= 0 (see hgqir.frontends.calibration)
+        for n in may_be_negative(qmod.plan.records, lambda s: bank.specs[s].role == "act"):
+            if bank.specs[n].config.signed is None and n in bank.range_offsets:
+                vmax, vmin = bank.ranges(n)
+                live = (vmax > 0) | (vmin < 0)
+                tiny = torch.full_like(vmin, -torch.finfo(vmin.dtype).tiny)  # negative, below every LSB
+                vmin.copy_(torch.where(live & (vmin >= 0), tiny, vmin))
     return qmod
 
 

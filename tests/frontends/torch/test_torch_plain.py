@@ -157,3 +157,37 @@ def test_shim_calibration_keeps_a_guard_bit() -> None:
     assert not wraps(tight, cal.numpy().astype(np.float64)) and wraps(tight, beyond)
     with pytest.raises(ValueError, match="margin_bits"):
         calibrate(qmod, cal, margin_bits=-1)
+
+
+def test_a_value_that_can_be_negative_keeps_its_sign_bit() -> None:
+    """A linear output that stayed positive on the calibration data keeps a sign bit (the relu
+    output after it does not need one), in plain import and in a shim, so fresh negative values
+    do not wrap; a shim calibrated with ``margin_bits=0`` wraps."""
+    from hgqir.frontends.torch.importer.convert import to_graph
+    from hgqir.frontends.torch.shim.calibrate import calibrate
+
+    net = torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Linear(1, 2), torch.nn.ReLU()).double()
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.fill_(-0.1875)
+    cal = torch.linspace(0.25, 1.0, 64, dtype=torch.float64)[:, None]
+    fresh = (cal[:8] / 4).numpy()  # inside the input's range; the first linear output goes negative
+
+    def wraps(graph: hgqir.Graph, x: np.ndarray) -> bool:
+        sat = hgqir.loads(hgqir.dumps(graph))
+        for op in sat.ops:
+            if op.kind in (hgqir.OpKind.QUANT, hgqir.OpKind.INPUT) and op.attrs["overflow"] is hgqir.OverflowMode.WRAP:
+                op.attrs["overflow"] = hgqir.OverflowMode.SAT
+        return not np.array_equal(sat.run(x), graph.run(x))
+
+    with pytest.warns(PlainImportWarning):
+        g = hgqir.from_torch(net, cal[:4], calibration=cal)
+    assert g.inputs[0].type.k.max() == 0 and not wraps(g, fresh)
+    (out_q,) = [
+        op for op in g.ops if op.kind is hgqir.OpKind.QUANT and op.operands[0].producer.kind is hgqir.OpKind.RELU
+    ]
+    assert out_q.result.type.k.max() == 0  # non-negative by construction: no sign bit
+    qmod = hgqir.quantize_torch(net.float(), cal[:4].float())
+    shim = hgqir.from_torch(qmod, cal[:4].float(), calibration=cal.float())
+    assert not wraps(shim, fresh)
+    assert wraps(to_graph(calibrate(qmod, cal.float(), margin_bits=0), "tight"), fresh)
