@@ -27,6 +27,7 @@ from hgqir.fixed import FixedType, OverflowMode, RoundMode
 from hgqir.ir import Graph, OpKind, Value
 from hgqir.quantize import quantize
 
+from ... import calibration
 from ...calibration import GUARD_BITS
 from ..graph import KGraph, KNode
 from ..shim.merge import pool_counts
@@ -100,7 +101,7 @@ class PlainEmitter(Emitter):
         x = arr if v is None else self._evaluate(v)
         q = quantize(np.asarray(x, dtype=np.float64), 1, _wide(self.f), self.f, round="RND")
         t = POLICY.type(q.min(axis=0), q.max(axis=0), self.f)
-        if v is None or not POLICY.margin_bits:
+        if v is None or not POLICY.margin_bits or not calibration.SIGN_GUARD:
             return t
         # the guard covers the sign too: a value that can be negative (its exact type is signed)
         # keeps a sign bit though the calibration data stayed >= 0 (see hgqir.frontends.calibration)

@@ -27,6 +27,7 @@ import torch.fx as fx
 from hgqir.fixed import OverflowMode, RoundMode
 from hgqir.ir import Graph
 
+from ... import calibration
 from ...calibration import GUARD_BITS
 from ..options import QuantizerConfig, ShimConfig
 from ..shim.quant import group_ki, needed_ki, quantize_exact, round_exact
@@ -268,7 +269,7 @@ def _types(p: Placement, consts: dict[int, Tensor], calib: _Calibrator) -> Types
             lo = lo.amin(dim=dims, keepdim=True) if dims else lo
             hi = hi.amax(dim=dims, keepdim=True) if dims else hi
             signed = q.config.signed
-            if signed is None and POLICY.margin_bits and n in negative:
+            if signed is None and POLICY.margin_bits and calibration.SIGN_GUARD and n in negative:
                 signed = True  # the guard covers the sign too (see hgqir.frontends.calibration)
             k, i = POLICY.ki(lo, hi, f, signed)
             values = None
