@@ -10,8 +10,10 @@ Classification then turns each tensor-valued node into a :class:`Step` or a reas
 from __future__ import annotations
 
 import contextlib
+import inspect
 import operator
 import os
+import re
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -74,6 +76,32 @@ def source_of(node: fx.Node) -> str:
                 lineno = line.split("line ")[1].split(",")[0] if "line " in line else "?"
                 where = f"{path}:{lineno}"
     return where
+
+
+def definition_of(root: nn.Module, path: str) -> str:
+    """``file:line`` where the layer at ``path`` is assigned in the source of the nearest module
+    above it whose class is the user's (``self.body = nn.Sequential(...)`` for ``body.1``);
+    '' when no such class or assignment is found (a bare ``nn.Sequential`` model)."""
+    parts = path.split(".") if path else []
+    for depth in range(len(parts) - 1, -1, -1):
+        try:
+            owner = root.get_submodule(".".join(parts[:depth]))
+        except AttributeError:
+            return ""
+        cls = type(owner)
+        if cls.__module__.startswith("torch."):
+            continue
+        try:
+            lines, start = inspect.getsourcelines(cls)
+            file = inspect.getsourcefile(cls) or ""
+        except (OSError, TypeError):
+            return ""
+        pattern = re.compile(rf"self\.{re.escape(parts[depth])}\s*(:[^=]*)?=[^=]")
+        for n, line in enumerate(lines):
+            if pattern.search(line):
+                return f"{file}:{start + n}"
+        return ""
+    return ""
 
 
 def module_path_of(node: fx.Node) -> str:
@@ -214,7 +242,9 @@ def analyse(module: nn.Module, example: Any) -> Traced:
             continue
         result = classify(gm, node, batched)
         if isinstance(result, str):
-            where = source_of(node)
+            where = (definition_of(module, str(node.target)) if node.op == "call_module" else "") or source_of(node)
+            if not where and node.op == "call_module":
+                where = "a torch.nn container built outside any class of yours (no source line recorded)"
             what = type(gm.get_submodule(str(node.target))).__name__ if node.op == "call_module" else _target_name(node)
             problems.append(_item(module_path_of(node) or "<root>", what, result, where))
         elif result is not None:

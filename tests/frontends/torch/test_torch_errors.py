@@ -140,3 +140,24 @@ def test_too_wide_table_input_names_the_table() -> None:
     net = nn.Sequential(nn.Linear(3, 3), nn.Sigmoid())
     with pytest.raises(hgqir.HgqirError, match="sigmoid table would be indexed by a 2[0-9]-bit input"):
         hgqir.from_torch(net, torch.randn(16, 3) * 1000, activation={"f": 12})
+
+
+class WithSequential(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 3), nn.Softshrink(), nn.Linear(3, 3))  # the line reported
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_a_layer_inside_nn_sequential_points_at_its_definition() -> None:
+    import inspect
+
+    err = _error(WithSequential(), torch.randn(2, 3))
+    (item,) = err.items
+    lines, start = inspect.getsourcelines(WithSequential)
+    want = start + next(n for n, line in enumerate(lines) if "the line reported" in line)
+    assert item.startswith("body.1 (Softshrink)") and item.endswith(f"{THIS_FILE}:{want}"), item
+    bare = _error(nn.Sequential(nn.Linear(3, 3), nn.Softshrink()), torch.randn(2, 3))
+    assert "no source line recorded" in bare.items[0], bare.items
