@@ -38,6 +38,8 @@ class OpKind(enum.Enum):
     DENSE = "dense"
     CONV1D = "conv1d"
     CONV2D = "conv2d"
+    DEPTHWISE_CONV1D = "depthwise_conv1d"
+    DEPTHWISE_CONV2D = "depthwise_conv2d"
     ADD = "add"
     SUB = "sub"
     MUL = "mul"

@@ -5,7 +5,8 @@ Channels-last ops such as relu, quant, batchnorm, pooling or an elementwise add 
 and dropping a channel means dropping it from every value of the group at once. A group is
 fed by *sources* (dense/conv whose output columns can go; graph inputs when ``keep-io=false``)
 and read by *sinks* (dense/conv whose weight rows can go). Per-channel constants of the
-member ops (batchnorm scale, prelu alphas, a bias added with ``add``) are *params*, sliced alongside. Any
+member ops (batchnorm scale, prelu alphas, depthwise kernels, a bias added with ``add``) are
+*params*, sliced alongside (a depthwise convolution with a depth multiplier above 1 freezes). Any
 other use (softmax, a reshape that moves the channel axis, a graph output when the I/O must
 stay) *freezes* the group: its channels stay.
 """
@@ -67,6 +68,11 @@ class _Groups:
         return self.notes.setdefault(v, Group())
 
 
+_PER_CHANNEL_CONSTS = (OpKind.BATCHNORM, OpKind.PRELU, OpKind.DEPTHWISE_CONV1D, OpKind.DEPTHWISE_CONV2D)
+"""Channelwise ops whose constants (scale, offset, alphas, depthwise kernels and biases) hold one
+entry per channel on their last axis: sliced with the channels."""
+
+
 def _channelwise(op: Op, gs: _Groups) -> None:
     """Union the channel-sharing operands with the result; record params or freeze."""
     res = op.result
@@ -77,7 +83,7 @@ def _channelwise(op: Op, gs: _Groups) -> None:
     for n, v in enumerate(op.operands):
         if op.kind is OpKind.LUT and n == 1:
             continue  # the table
-        if is_const(v) and (op.kind in (OpKind.BATCHNORM, OpKind.PRELU) or n in shared):
+        if is_const(v) and (op.kind in _PER_CHANNEL_CONSTS or n in shared):
             if v.shape and v.shape[-1] == size and size > 1:
                 gs.note(res).params.append((op, n))
             continue  # broadcast constants stay as they are

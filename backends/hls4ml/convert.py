@@ -17,6 +17,7 @@ from typing import Any
 
 from hgqir.errors import HgqirError, UnsupportedOpError
 from hgqir.ir import Graph
+from hgqir.ops.depthwise import expand as expand_depthwise
 from hgqir.text import op_line
 
 from . import lower_basic, lower_linear, lower_pool, lower_softmax, lower_table  # noqa: F401  (registration)
@@ -43,7 +44,9 @@ def check_supported(g: Graph) -> None:
 
 
 def build_layers(g: Graph) -> LayerList:
-    """The hls4ml layer list and precisions of ``g`` (checked first)."""
+    """The hls4ml layer list and precisions of ``g`` (checked first; depthwise convolutions
+    as the convolutions with their block-diagonal kernels)."""
+    g = expand_depthwise(g)
     g.verify()
     check_supported(g)
     b = LayerList()

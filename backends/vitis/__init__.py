@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hgqir.ir import Graph
+from hgqir.ops.depthwise import expand as expand_depthwise
 
 from ..testbench import testbench_inputs
 from . import lower_basic, lower_linear, lower_pool, lower_table  # noqa: F401  (register lowerings)
@@ -39,7 +40,7 @@ def emit(g: Graph, out_dir: Path, **options: Any) -> VitisProject:
     """
     opts = VitisOptions.from_kwargs(options)
     g.verify()
-    lw = Lowering(g, opts).run()
+    lw = Lowering(expand_depthwise(g), opts).run()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     inputs = testbench_inputs(g, opts.tb_inputs, opts.tb_samples, opts.seed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import core, elementwise, linear, pool, shape, table  # noqa: F401  (registration)
+from . import core, depthwise, elementwise, linear, pool, shape, table  # noqa: F401  (registration)
 from .base import RULES, Attr, Cast, Interval, OpRule, Trait, cast_needed, interval_of, registrar
 from .table import build_lut, make_table
 

@@ -18,6 +18,7 @@ from hgqir.errors import UnsupportedOpError
 from hgqir.fixed import FixedType, OverflowMode, RoundMode
 from hgqir.ir import Graph, Op, OpKind, Value
 from hgqir.ops import cast_needed, registrar
+from hgqir.ops.depthwise import expand as expand_depthwise
 from hgqir.ops.linear import const_exact, windows
 
 from . import cmvm
@@ -60,6 +61,9 @@ class Lowering:
     inputs: list[Port] = field(default_factory=list)
     outputs: list[Port] = field(default_factory=list)
     programs: dict[int, cmvm.Program] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.g = expand_depthwise(self.g)  # the convolutions with block-diagonal kernels
 
     def run(self) -> Lowering:
         check_supported(self.g)

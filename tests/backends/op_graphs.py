@@ -92,6 +92,11 @@ def conv_pools() -> tuple[Graph, list[np.ndarray]]:
     ]
     g.output(c2, name="c2")
     g.output(c1, name="c1")
+    # depthwise: multiplier 2 (2D, strided, asymmetric padding) and 1 (1D, on the conv output)
+    dw2 = [img, rand_const(g, rng, (2, 3, 4), "dk2"), rand_const(g, rng, (4,), "db2")]
+    g.output(g.add(OpKind.DEPTHWISE_CONV2D, dw2, {"stride": (1, 2), "pad": ((1, 0), (1, 1))}).result, name="dw2")
+    dw1 = [c1, rand_const(g, rng, (3, 2), "dk1")]
+    g.output(g.add(OpKind.DEPTHWISE_CONV1D, dw1, {"stride": (1,), "pad": ((1, 1),)}).result, name="dw1")
     for n, (kind, v, attrs) in enumerate(pools):
         g.output(g.add(kind, [v], attrs).result, name=f"p{n}")
     return g, wild_inputs(g, rng, N)

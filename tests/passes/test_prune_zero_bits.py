@@ -193,3 +193,32 @@ def test_softmax_and_lut_inputs_keep_their_channels() -> None:
 def test_report_text() -> None:
     report = prune(BUILDERS["mlp_nobn"](np.random.default_rng(1)))
     assert str(report).startswith("pruned ") and "channel(s)" in str(report)
+
+
+def test_depthwise_kernels_shrink_with_the_channels() -> None:
+    """A depthwise convolution (multiplier 1) is channelwise: a dropped channel takes its kernel
+    and bias along."""
+    rng = np.random.default_rng(13)
+    g = Graph("dw")
+    x = g.input("x", FixedType.uniform((5, 3), 1, 2, 2))
+    c = g.add(OpKind.CONV1D, [x, rand_const(g, rng, (1, 3, 4), "k", zero=0)], {"stride": (1,), "pad": ((0, 0),)}).result
+    dw = g.add(
+        OpKind.DEPTHWISE_CONV1D,
+        [c, rand_const(g, rng, (3, 4), "dk", zero=0), rand_const(g, rng, (4,), "db", zero=0)],
+        {"stride": (1,), "pad": ((1, 1),)},
+        name="dw",
+    ).result
+    wk = np.ones((1, 4, 1))
+    wk[0, 2, 0] = 0.0  # channel 2 is never read
+    g.output(
+        g.add(
+            OpKind.CONV1D,
+            [dw, g.const(wk, FixedType.uniform(wk.shape, 0, 1, 0), name="k2")],
+            {"stride": (1,), "pad": ((0, 0),)},
+        ).result
+    )
+    h = g.clone()
+    prune(h)
+    op = h.ops_of(OpKind.DEPTHWISE_CONV1D)[0]
+    assert op.operands[0].shape == (5, 3) and op.operands[1].shape == (3, 3) and op.operands[2].shape == (3,)
+    check_exact(g, h, inputs(g, rng))

@@ -23,15 +23,15 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from ..importer.place import prelu_shape
 from ..importer.records import Rec
 from ..importer.trace import Step, Traced, module_path_of
 from ..options import ConfigError, QuantizerConfig, ShimConfig, unmatched_overrides
+from . import steps_tables
 from .bank import QSpec, QuantBank
 from .ebops import CostTerm
 from .plan import Plan
 from .quant import decay_factor
-from .quantizers import ActQuantizer, AvgPoolQuantizer, QBatchNorm, SoftmaxQuantizer, TableQuantizer, prelu
+from .quantizers import ActQuantizer, AvgPoolQuantizer, QBatchNorm
 
 
 class _Builder:
@@ -250,62 +250,13 @@ class _Builder:
         x = self.env[s.inputs[0].name]
         self._emit(s, self.g.call_function(torch.relu, (x,)), "relu", [x.name])
 
-    def _table(self, s: Step, make: Any, kind: str, **attrs: Any) -> None:
-        x = self.env[s.inputs[0].name]
-        shape = self._shape(s.inputs[0].name)
-        rec = Rec(kind, [x.name], dict(attrs), self._shape(s.node.name))
-        config = self.layer_cfg(s.node).activation
-        node = self._act(x, shape, config, f"{s.node.name}", make=lambda g, n: make(g, config), record=rec)
-        rec.attrs["spec"] = self.quantized.pop(node.name)
-        rec.attrs["module"] = node.target
-        self.env[s.node.name] = node
-
-    def _do_sigmoid(self, s: Step) -> None:
-        self._lut(s, "sigmoid")
-
-    def _do_tanh(self, s: Step) -> None:
-        self._lut(s, "tanh")
-
-    def _do_table(self, s: Step) -> None:
-        self._lut(s, s.attrs["func"])
-
-    def _lut(self, s: Step, func: str) -> None:
-        cfg = self.cfg
-        table = {"out_f": int(cfg.table_f), "table_bits": int(cfg.table_bits)}
-
-        def make(g: tuple[int, ...], config: QuantizerConfig) -> TableQuantizer:
-            return TableQuantizer(g, config, s.node.name, func, **table)
-
-        self._table(s, make, "lut", func=func, **table)
-
-    def _do_softmax(self, s: Step) -> None:
-        cfg, axis = self.cfg, s.attrs["axis"]
-        table = {
-            "exp_f": int(cfg.softmax_exp_f),
-            "inv_f": int(cfg.softmax_inv_f),
-            "sum_f": int(cfg.softmax_sum_f),
-            "table_bits": int(cfg.table_bits),
-            "log": bool(s.attrs.get("log", False)),
-        }
-
-        def make(g: tuple[int, ...], config: QuantizerConfig) -> SoftmaxQuantizer:
-            return SoftmaxQuantizer(g, config, s.node.name, axis, **table)
-
-        self._table(s, make, "softmax", axis=axis, **table)
-
-    def _do_prelu(self, s: Step) -> None:
-        x = self._quantized(s.inputs[0], s.node)
-        cfg = self.layer_cfg(s.node)
-        if "alpha" in s.attrs:
-            spec, alpha = self._param(torch.tensor(s.attrs["alpha"]), f"{s.node.name}_alpha", cfg.constant)
-        else:
-            w = s.module.weight  # type: ignore[union-attr]
-            shape = prelu_shape(w, len(self._shape(s.inputs[0].name)))
-            spec, alpha = self._param(w, f"{s.node.target}.weight", cfg.weight, shape)
-            alpha = self.g.call_method("reshape", (alpha, shape))  # the bank may hand out the weight's shape
-        node = self.g.call_function(prelu, (x, alpha))
-        self._emit(s, node, "prelu", [x.name, spec])
-        self.costs.append(CostTerm("mul", (self.quantized[x.name], spec)))
+    _table = steps_tables.table
+    _do_sigmoid = steps_tables.do_sigmoid
+    _do_tanh = steps_tables.do_tanh
+    _do_table = steps_tables.do_table
+    _lut = steps_tables.lut
+    _do_softmax = steps_tables.do_softmax
+    _do_prelu = steps_tables.do_prelu
 
     def _do_maxpool(self, s: Step) -> None:
         x = self.env[s.inputs[0].name]
