@@ -118,12 +118,22 @@ class Converter:
         x = self.get(rec.inputs[0], channels_last(rank))
         nd = rank - 1
         wperm = tuple(range(2, nd + 2)) + (1, 0)
-        ops = [x, self.const(rec.attrs["w"], wperm, f"{name}_w")]
+        depthwise = rec.attrs.get("groups", 1) > 1
+        w = self._depthwise_kernel(rec.attrs["w"], wperm, f"{name}_w") if depthwise else None
+        ops = [x, w or self.const(rec.attrs["w"], wperm, f"{name}_w")]
         if rec.attrs["b"] is not None:
             ops.append(self.const(rec.attrs["b"], (0,), f"{name}_b"))
         kind = OpKind.CONV1D if nd == 1 else OpKind.CONV2D
+        if depthwise:
+            kind = OpKind.DEPTHWISE_CONV1D if nd == 1 else OpKind.DEPTHWISE_CONV2D
         attrs = {"stride": rec.attrs["stride"], "pad": rec.attrs["pads"]}
         self._set(name, self.g.add(kind, ops, attrs, name=name).result, channels_last(rank))
+
+    def _depthwise_kernel(self, spec: int, perm: Perm, name: str) -> Value:
+        """A depthwise weight ``[C*M, 1, *k]`` as the IR's ``[*k, C*M]``."""
+        arrs = [np.asarray(a).transpose(perm) for a in self.types[spec]]  # [*k, 1, C*M]
+        k, i, f, values = (a.reshape(*a.shape[:-2], a.shape[-1]) for a in arrs)
+        return self.g.const(values, FixedType(values.shape, k, i, f), name=name)
 
     def _do_batchnorm(self, name: str, rec: Rec) -> None:
         perm = channels_last(len(rec.shape))

@@ -223,8 +223,11 @@ def _pair(v: Any, n: int) -> tuple[int, ...]:
 
 def _conv(m: nn.Conv1d | nn.Conv2d, x: Any) -> Result:
     nd = 1 if isinstance(m, nn.Conv1d) else 2
-    if m.groups != 1:
-        return f"grouped convolution (groups={m.groups}); only groups=1 is supported"
+    depthwise = m.groups == m.in_channels and m.out_channels % m.in_channels == 0
+    if m.groups != 1 and not depthwise:
+        return (
+            f"grouped convolution (groups={m.groups}); only groups=1 and depthwise (groups=in_channels) are supported"
+        )
     if any(d != 1 for d in _pair(m.dilation, nd)):
         return f"dilated convolution (dilation={m.dilation})"
     if m.padding_mode != "zeros":
@@ -236,7 +239,8 @@ def _conv(m: nn.Conv1d | nn.Conv2d, x: Any) -> Result:
         pads = ((0, 0),) * nd
     else:
         pads = tuple((p, p) for p in _pair(m.padding, nd))
-    return ("conv", [x], m, {"nd": nd, "stride": _pair(m.stride, nd), "pads": pads, "kernel": kernel})
+    attrs = {"nd": nd, "stride": _pair(m.stride, nd), "pads": pads, "kernel": kernel, "groups": int(m.groups)}
+    return ("conv", [x], m, attrs)
 
 
 def _softmax(node: fx.Node, x: Any, dim: Any, shapes: dict[str, tuple[int, ...]], log: bool = False) -> Result:

@@ -144,7 +144,8 @@ class Placer:
         cfg, m = self.layer_cfg(s.node), s.module
         b = self._param(m.bias.detach(), cfg.bias) if m.bias is not None else None  # type: ignore[union-attr]
         w = self._param(m.weight.detach(), cfg.weight)  # type: ignore[union-attr]
-        self._emit(s, "conv", [x], w=w, b=b, stride=s.attrs["stride"], pads=s.attrs["pads"])
+        groups = s.attrs.get("groups", 1)
+        self._emit(s, "conv", [x], w=w, b=b, stride=s.attrs["stride"], pads=s.attrs["pads"], groups=groups)
         self.p.reads[s.node.name] = {0: read}
 
     def _do_batchnorm(self, s: Step) -> None:

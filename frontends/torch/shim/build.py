@@ -227,9 +227,13 @@ class _Builder:
             inp = self.g.call_function(F.pad, (x, flat))
             padding = (0,) * a["nd"]
         conv = F.conv1d if a["nd"] == 1 else F.conv2d
-        node = self.g.call_function(conv, (inp, w, b, a["stride"], padding))
-        self._emit(s, node, "conv", [x.name], w=w_spec, b=b_spec, stride=a["stride"], pads=pads)
-        self.costs.append(CostTerm("conv", (self.quantized[x.name], w_spec), {"stride": a["stride"], "pads": pads}))
+        groups = int(a.get("groups", 1))
+        # depthwise: groups as a keyword, so the fused training kernels leave the node alone
+        kwargs = {"groups": groups} if groups > 1 else {}
+        node = self.g.call_function(conv, (inp, w, b, a["stride"], padding), kwargs)
+        self._emit(s, node, "conv", [x.name], w=w_spec, b=b_spec, stride=a["stride"], pads=pads, groups=groups)
+        cost = {"stride": a["stride"], "pads": pads, "groups": groups}
+        self.costs.append(CostTerm("conv", (self.quantized[x.name], w_spec), cost))
 
     def _do_batchnorm(self, s: Step) -> None:
         x = self._quantized(s.inputs[0], s.node)

@@ -93,6 +93,9 @@ def _term(t: CostTerm, x: np.ndarray, w: np.ndarray) -> tuple[Any, ...]:
     if t.kind == "dense":
         return _dense(x, w)
     if t.kind == "conv":
+        groups = t.attrs.get("groups", 1)
+        if groups > 1:  # depthwise: weight [C*M, 1, *k] as [M, C, *k] (output c*M + m reads channel c)
+            w = w.reshape(groups, -1, *w.shape[2:]).swapaxes(0, 1)
         return _conv(x, w, t.attrs["stride"], t.attrs["pads"])
     if t.kind == "bn":
         return _bn(x, w)
