@@ -51,7 +51,9 @@ IDENTITIES = (
     L.ActivityRegularization,
 )
 """Layers that are the identity at inference."""
-AFFINE = (L.Dense, L.Conv1D, L.Conv2D)
+DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
+SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
+AFFINE = (L.Dense, L.Conv1D, L.Conv2D, *DEPTHWISE, *SEPARABLE)
 AVGPOOLS = (L.AveragePooling1D, L.AveragePooling2D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)
 MERGES = (L.Add, L.Subtract, L.Multiply)
 
@@ -128,6 +130,8 @@ def conv_reason(layer: Any) -> str | None:
         return "grouped convolutions are not supported"
     if layer.padding not in ("valid", "same", "causal"):
         return f"padding {layer.padding!r} is not supported"
+    if type(layer) in (*DEPTHWISE, *SEPARABLE) and layer.padding == "causal":
+        return "causal padding of a depthwise / separable convolution is not supported"
     return None
 
 

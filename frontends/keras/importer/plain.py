@@ -32,9 +32,9 @@ from ...calibration import GUARD_BITS
 from ..graph import KGraph, KNode
 from ..shim.merge import pool_counts
 from ..shim.tables import TABLE_FUNCTIONS, lut_table, softmax_tables
-from ..support import LEAKY, LEAKY_SLOPE, TABLES, L, is_prelu, layer_activation, prelu_slope
+from ..support import DEPTHWISE, LEAKY, LEAKY_SLOPE, SEPARABLE, TABLES, L, is_prelu, layer_activation, prelu_slope
 from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, quantized_avgpool, window_attrs
-from .shim_ir import conv_attrs, to_numpy
+from .shim_ir import conv_attrs, depthwise_kernel, to_numpy
 
 DEFAULT_TYPE = (1, 5, 10)
 """k, i, f of every activation of a plain float model without calibration data (ap_fixed<16,6>, SAT)."""
@@ -165,9 +165,32 @@ def _wide(f: int) -> int:
 
 
 # ---------------------------------------------------------------- converters
+def _depthwise(em: PlainEmitter, layer: Any, x: Value, kernel: Any, bias: Any, name: str) -> Value:
+    """A depthwise convolution of the quantized ``x`` (kernel ``[*k, C, M]`` rounded like weights)."""
+    q = quantize(to_numpy(kernel), 1, _wide(em.weight_f), em.weight_f, round="RND")
+    t = FixedType.covering(q, q, np.full(q.shape, em.weight_f)).canonical()
+    operands = [x, depthwise_kernel(em, q, t, f"{name}_w")]
+    if bias is not None:
+        operands.append(em.weight(bias, f"{name}_b"))
+    one_d = isinstance(layer, (L.DepthwiseConv1D, L.SeparableConv1D))
+    kind = OpKind.DEPTHWISE_CONV1D if one_d else OpKind.DEPTHWISE_CONV2D
+    return em.add(kind, operands, name, **conv_attrs(layer, x.shape))
+
+
 def _affine(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
     layer = node.layer
     x = em.act(xs[0], f"{layer.name}_iq")
+    if isinstance(layer, DEPTHWISE):
+        bias = layer.bias if layer.use_bias else None
+        return [em.activation(layer, _depthwise(em, layer, x, layer.kernel, bias, layer.name))]
+    if isinstance(layer, SEPARABLE):  # depthwise, its output quantized, then the pointwise convolution
+        h = _depthwise(em, layer, x, layer.depthwise_kernel, None, f"{layer.name}_dw")
+        operands = [em.act(h, f"{layer.name}_pw_iq"), em.weight(layer.pointwise_kernel, f"{layer.name}_w")]
+        if layer.use_bias:
+            operands.append(em.weight(layer.bias, f"{layer.name}_b"))
+        kind = OpKind.CONV1D if isinstance(layer, L.SeparableConv1D) else OpKind.CONV2D
+        y = em.add(kind, operands, layer.name, stride=(1,) * (len(x.shape) - 1), pad=[(0, 0)] * (len(x.shape) - 1))
+        return [em.activation(layer, y)]
     operands = [x, em.weight(layer.kernel, f"{layer.name}_w")]
     if layer.use_bias:
         operands.append(em.weight(layer.bias, f"{layer.name}_b"))
@@ -235,6 +258,10 @@ PLAIN_FLOAT_CONVERTERS: dict[type, Converter] = {
     L.Dense: _affine,  # type: ignore[dict-item]
     L.Conv1D: _affine,  # type: ignore[dict-item]
     L.Conv2D: _affine,  # type: ignore[dict-item]
+    L.DepthwiseConv1D: _affine,  # type: ignore[dict-item]
+    L.DepthwiseConv2D: _affine,  # type: ignore[dict-item]
+    L.SeparableConv1D: _affine,  # type: ignore[dict-item]
+    L.SeparableConv2D: _affine,  # type: ignore[dict-item]
     L.BatchNormalization: _batchnorm,  # type: ignore[dict-item]
     L.Add: _merge,  # type: ignore[dict-item]
     L.Subtract: _merge,  # type: ignore[dict-item]

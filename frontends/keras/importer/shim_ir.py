@@ -16,11 +16,11 @@ from hgqir.fixed import FixedType
 from hgqir.ir import OpKind, Value
 
 from ..graph import KNode, Shape
-from ..shim.layers import QBatchNorm, QConv1D, QConv2D, QDense, QPReLU, conv_pads
+from ..shim.layers import QBatchNorm, QConv1D, QConv2D, QDense, QDepthwiseConv1D, QDepthwiseConv2D, QPReLU, conv_pads
 from ..shim.merge import QAvgPool, QMerge, QOutput
 from ..shim.quant import Quantizer, WeightQuantizer
 from ..shim.tables import QSoftmax, QTable
-from ..support import AVGPOOLS, MERGES, L, layer_activation, movers_reason
+from ..support import AFFINE, AVGPOOLS, MERGES, L, layer_activation, movers_reason
 from .convert import (
     PLAIN_CONVERTERS,
     Converter,
@@ -31,7 +31,21 @@ from .convert import (
     quantized_avgpool,
 )
 
-SHIM_LAYERS = (Quantizer, QOutput, QDense, QConv1D, QConv2D, QBatchNorm, QMerge, QAvgPool, QTable, QSoftmax, QPReLU)
+SHIM_LAYERS = (
+    Quantizer,
+    QOutput,
+    QDense,
+    QConv1D,
+    QConv2D,
+    QDepthwiseConv1D,
+    QDepthwiseConv2D,
+    QBatchNorm,
+    QMerge,
+    QAvgPool,
+    QTable,
+    QSoftmax,
+    QPReLU,
+)
 
 
 def spec_of(q: Quantizer, shape: Shape) -> QuantSpec:
@@ -76,6 +90,27 @@ def _affine(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
             layer.name,
             **conv_attrs(layer, x.shape),
         )
+    if layer_activation(layer) == "relu":
+        y = em.add(OpKind.RELU, [y], f"{layer.name}_relu")
+    return [y]
+
+
+def depthwise_kernel(em: Emitter, values: np.ndarray, t: FixedType, name: str) -> Value:
+    """A Keras depthwise kernel ``[*k, C, M]`` as the IR's ``[*k, C*M]`` (output ``c*M + m``)."""
+    shape = (*values.shape[:-2], values.shape[-2] * values.shape[-1])
+    k, i, f = (np.broadcast_to(a, values.shape).reshape(shape) for a in (t.k, t.i, t.f))
+    return em.const(values.reshape(shape), FixedType(shape, k, i, f), name)
+
+
+def _depthwise(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
+    layer = node.layer
+    x = _iq(em, layer, xs[0])
+    values, t = layer.kq.quantized_numpy(layer.kernel)
+    operands = [x, depthwise_kernel(em, values, t, f"{layer.name}_w")]
+    if layer.bq is not None:
+        operands.append(weight_const(em, layer.bq, layer.bias, f"{layer.name}_b"))
+    kind = OpKind.DEPTHWISE_CONV1D if isinstance(layer, QDepthwiseConv1D) else OpKind.DEPTHWISE_CONV2D
+    y = em.add(kind, operands, layer.name, **conv_attrs(layer, x.shape))
     if layer_activation(layer) == "relu":
         y = em.add(OpKind.RELU, [y], f"{layer.name}_relu")
     return [y]
@@ -157,6 +192,8 @@ SHIM_CONVERTERS: dict[type, Converter] = {
     QTable: _table,
     QSoftmax: _softmax,
     QPReLU: _prelu,
+    QDepthwiseConv1D: _depthwise,
+    QDepthwiseConv2D: _depthwise,
 }
 
 
@@ -177,7 +214,7 @@ def quantized_reason(node: KNode) -> str | None:
             if act in ("relu", "linear")
             else (f"float activation {act!r} in a quantized model is not exact; apply it through a table layer")
         )
-    if cls in (L.Dense, L.Conv1D, L.Conv2D, L.BatchNormalization):
+    if cls in (*AFFINE, L.BatchNormalization):
         return "float weights in a quantized model; quantize the layer (hgqir.quantize_keras or HGQ2 layers)"
     return movers_reason(layer)
 

@@ -20,7 +20,10 @@ from hgqir.errors import HgqirError
 from ...calibration import NONNEG_TABLES
 from ..graph import KGraph, KNode, check_supported, walk
 from ..support import (
+    AFFINE,
+    DEPTHWISE,
     LEAKY,
+    SEPARABLE,
     TABLES,
     carries_type,
     float_reason,
@@ -31,7 +34,7 @@ from ..support import (
     prelu_slope,
     quantizes_input,
 )
-from .layers import QBatchNorm, QConv1D, QConv2D, QDense, QPReLU
+from .layers import QBatchNorm, QConv1D, QConv2D, QDense, QDepthwiseConv1D, QDepthwiseConv2D, QPReLU
 from .merge import QAvgPool, QMerge, QOutput
 from .model import ShimModel
 from .options import KerasConfig, activation_kwargs, keras_config, weight_kwargs
@@ -118,7 +121,7 @@ class _Builder:
     def node(self, node: KNode, xs: list[Any]) -> list[Any]:
         layer = node.layer
         cls = type(layer)
-        if cls in (L.Dense, L.Conv1D, L.Conv2D):
+        if cls in AFFINE:
             return [self.affine(node, xs[0])]
         if cls is L.BatchNormalization:
             return [self.batchnorm(node, xs[0])]
@@ -152,19 +155,53 @@ class _Builder:
             bq=self.wq(layer.name, "bias"),
             name=layer.name,
         )
+        one_d = isinstance(layer, (L.Conv1D, L.DepthwiseConv1D, L.SeparableConv1D))
+        if isinstance(layer, (*DEPTHWISE, *SEPARABLE)):
+            x = self.depthwise(node, x, common)
+            if isinstance(layer, DEPTHWISE):
+                return self._activation_after(layer, act, fused, x)
+            common["iq"] = dict(self.iq(-1, layer.name), k0=1.0)  # the depthwise output, quantized
         if isinstance(layer, L.Dense):
             q = QDense(layer.units, **common)
+        elif isinstance(layer, SEPARABLE):
+            q = (QConv1D if one_d else QConv2D)(layer.filters, 1, **common)  # the pointwise convolution
         else:
-            cls = QConv1D if isinstance(layer, L.Conv1D) else QConv2D
+            cls = QConv1D if one_d else QConv2D
             q = cls(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding, **common)
         y = q(x)
-        q.kernel.assign(np.asarray(layer.kernel))
+        q.kernel.assign(np.asarray(layer.pointwise_kernel if isinstance(layer, SEPARABLE) else layer.kernel))
         if layer.use_bias:
             q.bias.assign(np.asarray(layer.bias))
+        return self._activation_after(layer, act, fused, y)
+
+    def _activation_after(self, layer: Any, act: str | None, fused: str, y: Any) -> Any:
+        """An activation a quantized layer cannot fuse, as its own shim layer after it."""
         if act == LEAKY:
-            y = self.prelu(None, None, y, f"{layer.name}_{act}")
-        elif fused != act:
-            y = self.table(act, None, y, f"{layer.name}_{act}")
+            return self.prelu(None, None, y, f"{layer.name}_{act}")
+        if fused != act:
+            return self.table(act, None, y, f"{layer.name}_{act}")  # type: ignore[arg-type]
+        return y
+
+    def depthwise(self, node: KNode, x: Any, common: dict[str, Any]) -> Any:
+        """The depthwise part of a DepthwiseConv or SeparableConv layer (the latter: no bias,
+        no activation; its pointwise part follows)."""
+        layer = node.layer
+        separable = isinstance(layer, SEPARABLE)
+        cls = QDepthwiseConv1D if isinstance(layer, (L.DepthwiseConv1D, L.SeparableConv1D)) else QDepthwiseConv2D
+        opts = dict(common)
+        if separable:
+            opts.update(activation="linear", use_bias=False, name=f"{layer.name}_dw")
+        q = cls(
+            layer.kernel_size,
+            strides=layer.strides,
+            padding=layer.padding,
+            depth_multiplier=layer.depth_multiplier,
+            **opts,
+        )
+        y = q(x)
+        q.kernel.assign(np.asarray(layer.depthwise_kernel if separable else layer.kernel))
+        if not separable and layer.use_bias:
+            q.bias.assign(np.asarray(layer.bias))
         return y
 
     def prelu(self, layer: Any, key: int | None, x: Any, name: str) -> Any:

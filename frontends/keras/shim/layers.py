@@ -207,6 +207,34 @@ class QConv2D(_QConvMixin, keras.layers.Conv2D):
     """Conv2D with quantized input, kernel and bias."""
 
 
+class _QDepthwiseMixin(_QConvMixin):
+    """Quantized depthwise convolution (kernel ``[*k, C, M]``): the IR depthwise op."""
+
+    def __init__(
+        self,
+        kernel_size: Any,
+        iq: dict | None = None,
+        kq: dict | None = None,
+        bq: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super(_QConvMixin, self).__init__(kernel_size, **kwargs)  # the Keras layer's own __init__
+        self._init_quantizers(iq, kq, bq)
+
+    def _conv(self, x: Any, kernel: Any) -> Any:
+        return ops.depthwise_conv(x, kernel, strides=tuple(self.strides), padding=self.padding)  # type: ignore[attr-defined]
+
+
+@keras.saving.register_keras_serializable(package="hgqir")
+class QDepthwiseConv1D(_QDepthwiseMixin, keras.layers.DepthwiseConv1D):
+    """DepthwiseConv1D with quantized input, kernel and bias."""
+
+
+@keras.saving.register_keras_serializable(package="hgqir")
+class QDepthwiseConv2D(_QDepthwiseMixin, keras.layers.DepthwiseConv2D):
+    """DepthwiseConv2D with quantized input, kernel and bias."""
+
+
 # ---------------------------------------------------------------- batchnorm
 @keras.saving.register_keras_serializable(package="hgqir")
 class QBatchNorm(keras.layers.BatchNormalization):
