@@ -2,6 +2,8 @@
 
 * ``reference/ops.md``: the op support table, from :data:`hgqir.ops.RULES` (operands,
   attributes, docs, EBOPs) and the backends' lowering tables (which backend emits which op);
+* ``reference/layers.md``: the layer support matrix, from the frontends' lists
+  (``hgqir.frontends.keras.matrix``, ``hgqir.frontends.torch.matrix``) and the same lowering tables;
 * ``reference/passes.md``: the pass reference, from :data:`hgqir.passes.PASSES` (options,
   types, defaults, and the docstrings written under each dataclass field, read with ``ast``);
 * ``reference/cli.md``: the ``--help`` text of every ``hgqir`` command, from its parser.
@@ -219,9 +221,12 @@ def _value_text(value: Any) -> str:
 
 def support_mark(kind: Any, entry: tuple[BackendTable | None, str]) -> str:
     """✓, ✓* (emitted within per-op limits), ✗, or ? when the backend's table could not be loaded."""
+    from hgqir.ops.depthwise import KINDS as EXPANDED
+
     lowerings, _ = entry
     if lowerings is None:
         return "?"
+    kind = EXPANDED.get(kind, kind)  # depthwise: lowered as the convolution it expands to
     if kind not in lowerings:
         return "✗"
     return "✓*" if _has_check(lowerings[kind]) else "✓"
@@ -460,7 +465,58 @@ def cli_page() -> str:
 
 
 # ---------------------------------------------------------------- entry points
-PAGES: dict[str, Callable[[], str]] = {"ops.md": ops_page, "passes.md": passes_page, "cli.md": cli_page}
+def layer_mark(ops: tuple[str, ...], entry: tuple[BackendTable | None, str]) -> str:
+    """A layer's mark on one backend: the weakest of its ops' marks (✓ for a layer with no op)."""
+    from hgqir.ir import OpKind
+
+    marks = {support_mark(OpKind(op), entry) for op in ops}
+    for weakest in ("?", "✗", "✓*"):
+        if weakest in marks:
+            return weakest
+    return "✓"
+
+
+def layers_page() -> str:
+    """The layer support matrix: Keras and PyTorch layers -> IR ops -> backends."""
+    from hgqir.frontends.keras.matrix import SUPPORT as KERAS
+    from hgqir.frontends.torch.matrix import SUPPORT as TORCH
+
+    backends = backend_tables()
+    names = list(backends)
+    parts = [
+        BANNER,
+        "# Layer support matrix\n",
+        "Which Keras 3 layers and PyTorch modules / functions hgqir imports, the IR ops each becomes "
+        "(besides its quantizers and constants), and which backends emit all of them. Every row is "
+        "checked by `tests/frontends/test_support_matrix.py`, which imports the row's example model "
+        "and finds these ops; the lists are `hgqir.frontends.keras.matrix` and "
+        "`hgqir.frontends.torch.matrix`. Anything else raises one `UnsupportedOpError` listing "
+        "every offending layer with the reason. Details: [Keras](../keras.md), [PyTorch](../torch.md), "
+        "[ops](ops.md).\n",
+    ]
+    for title, entries in (("Keras 3", KERAS), ("PyTorch", TORCH)):
+        before = sum(not e.issue15 for e in entries)
+        rows = []
+        for e in entries:
+            ops = ", ".join(f"[`{op}`](ops.md#{op})" for op in e.ops) or "— (identity, layout)"
+            rows.append(
+                [cell(f"`{e.name}`"), ops, "✓"] + [layer_mark(e.ops, backends[b]) for b in names] + [cell(e.note)]
+            )
+        parts += [
+            f"## {title}\n",
+            f'{len(entries)} rows ({before} before the "real models in" work, {len(entries) - before} added by it).\n',
+            table(["layer", "IR ops", "interpreter", *names, "notes"], rows),
+        ]
+    parts += [LEGEND, _unavailable_note(backends)]
+    return "\n".join(p for p in parts if p)
+
+
+PAGES: dict[str, Callable[[], str]] = {
+    "ops.md": ops_page,
+    "layers.md": layers_page,
+    "passes.md": passes_page,
+    "cli.md": cli_page,
+}
 
 
 def generate(out_dir: Path = REFERENCE) -> list[Path]:
