@@ -55,7 +55,9 @@ DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
 AFFINE = (L.Dense, L.Conv1D, L.Conv2D, *DEPTHWISE, *SEPARABLE)
 AVGPOOLS = (L.AveragePooling1D, L.AveragePooling2D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)
-MERGES = (L.Add, L.Subtract, L.Multiply)
+MERGES = (L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum, L.Average)
+MERGE_OPS = {L.Add: "add", L.Subtract: "sub", L.Multiply: "mul", L.Maximum: "max", L.Minimum: "min", L.Average: "avg"}
+"""Merge layer -> shim merge op (``QMerge.op``)."""
 
 
 def is_mover(layer: Any) -> bool:
@@ -138,8 +140,6 @@ def conv_reason(layer: Any) -> str | None:
 def pool_reason(layer: Any) -> str | None:
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         return "only data_format='channels_last' is supported"
-    if getattr(layer, "keepdims", False):
-        return "global pooling with keepdims=True is not supported"
     return None
 
 
@@ -184,6 +184,8 @@ def float_reason(node: KNode) -> str | None:
         return _activation_reason(layer, ACTIVATIONS)
     if cls is L.Softmax:
         return None if layer.axis in (-1,) else "softmax must run over the last axis"
+    if cls is L.Average and len(node.inputs) & (len(node.inputs) - 1):
+        return f"Average of {len(node.inputs)} inputs: only a power-of-two count divides exactly"
     if cls in MERGES or is_prelu(layer):
         return None
     if cls is L.ELU:

@@ -21,7 +21,7 @@ from hgqir.ir import Graph, OpKind, Value
 from ..graph import KGraph, KNode, Shape
 from ..shim.layers import conv_pads
 from ..shim.merge import pool_counts
-from ..support import IDENTITIES, L, carries_type, layer_activation
+from ..support import IDENTITIES, MERGE_OPS, L, carries_type, layer_activation
 
 
 @dataclass(frozen=True)
@@ -164,15 +164,29 @@ def _maxpool(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
 
 
 def _global_maxpool(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
-    return [em.add(OpKind.GLOBAL_MAXPOOL, xs, node.name)]
+    return [keep_dims(em, em.add(OpKind.GLOBAL_MAXPOOL, xs, f"{node.name}_g"), em.shape(node.outputs[0]), node.name)]
 
 
-def _merge_kind(layer: Any) -> OpKind:
-    name = getattr(layer, "op", None) or type(layer).__name__
-    for key, kind in (("sub", OpKind.SUB), ("mul", OpKind.MUL), ("add", OpKind.ADD)):
-        if key in str(name).lower():
-            return kind
-    raise UnsupportedOpError(f"{layer.name}: unknown merge {name!r}")
+def keep_dims(em: Emitter, v: Value, out_shape: Shape, name: str) -> Value:
+    """A global pool's ``[C]`` result reshaped to the layer's ``keepdims=True`` shape (or renamed)."""
+    if tuple(v.shape) == tuple(out_shape):
+        em.g.rename(v, name)
+        return v
+    return em.add(OpKind.RESHAPE, [v], name, shape=tuple(out_shape))
+
+
+MERGE_KINDS = {"add": OpKind.ADD, "sub": OpKind.SUB, "mul": OpKind.MUL, "max": OpKind.MAXIMUM, "min": OpKind.MINIMUM}
+
+
+def merge_values(em: Emitter, op: str, xs: list[Value], name: str) -> Value:
+    """A Keras merge of ``xs``: left to right; ``avg`` the sum times ``1/n`` (n a power of two)."""
+    if op != "avg":
+        return merge_chain(em, MERGE_KINDS[op], xs, name)
+    n = len(xs)
+    total = merge_chain(em, OpKind.ADD, xs, f"{name}_sum")
+    inv = np.full((1,), 1.0 / n)
+    t = FixedType.covering(inv, inv, np.full((1,), max(n.bit_length() - 1, 0))).canonical()
+    return em.add(OpKind.MUL, [total, em.const(inv, t, f"{name}_inv")], name)
 
 
 def merge_chain(em: Emitter, kind: OpKind, xs: list[Value], name: str) -> Value:
@@ -184,14 +198,15 @@ def merge_chain(em: Emitter, kind: OpKind, xs: list[Value], name: str) -> Value:
 
 
 def _plain_merge(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
-    return [merge_chain(em, _merge_kind(node.layer), xs, node.name)]
+    return [merge_values(em, MERGE_OPS[type(node.layer)], xs, node.name)]
 
 
 def _plain_avgpool(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     """A float average pool is exact only over power-of-two counts (checked by the support test)."""
     layer = node.layer
     if isinstance(layer, (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)):
-        return [em.add(OpKind.GLOBAL_AVGPOOL, xs, node.name)]
+        pooled = em.add(OpKind.GLOBAL_AVGPOOL, xs, f"{node.name}_g")
+        return [keep_dims(em, pooled, em.shape(node.outputs[0]), node.name)]
     kind = OpKind.AVGPOOL1D if isinstance(layer, L.AveragePooling1D) else OpKind.AVGPOOL2D
     return [em.add(kind, xs, node.name, count_pad=False, **window_attrs(layer, xs[0].shape))]
 
@@ -204,9 +219,12 @@ def quantized_avgpool(
     ``pool`` / ``stride`` / ``pad``)."""
     k, i, f = x.type.union()
     live = not np.all(x.type.zero_mask)
-    t = FixedType.uniform(out_shape, k, i, f + extra) if live else FixedType.zero(out_shape)
     if attrs is None:
-        return em.g.add(OpKind.GLOBAL_AVGPOOL, [x], {}, types=[t], name=name).result
+        shape = (x.shape[-1],)
+        t = FixedType.uniform(shape, k, i, f + extra) if live else FixedType.zero(shape)
+        pooled = em.g.add(OpKind.GLOBAL_AVGPOOL, [x], {}, types=[t], name=f"{name}_g").result
+        return keep_dims(em, pooled, out_shape, name)
+    t = FixedType.uniform(out_shape, k, i, f + extra) if live else FixedType.zero(out_shape)
     kind = OpKind.AVGPOOL1D if len(attrs["pool"]) == 1 else OpKind.AVGPOOL2D
     return em.g.add(kind, [x], {**attrs, "count_pad": False}, types=[t], name=name).result
 
@@ -236,6 +254,9 @@ PLAIN_CONVERTERS: dict[type, Converter] = {
     L.Add: _plain_merge,
     L.Subtract: _plain_merge,
     L.Multiply: _plain_merge,
+    L.Maximum: _plain_merge,
+    L.Minimum: _plain_merge,
+    L.Average: _plain_merge,
     L.AveragePooling1D: _plain_avgpool,
     L.AveragePooling2D: _plain_avgpool,
     L.GlobalAveragePooling1D: _plain_avgpool,

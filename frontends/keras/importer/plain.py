@@ -32,8 +32,19 @@ from ...calibration import GUARD_BITS
 from ..graph import KGraph, KNode
 from ..shim.merge import pool_counts
 from ..shim.tables import TABLE_FUNCTIONS, lut_table, softmax_tables
-from ..support import DEPTHWISE, LEAKY, LEAKY_SLOPE, SEPARABLE, TABLES, L, is_prelu, layer_activation, prelu_slope
-from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_chain, quantized_avgpool, window_attrs
+from ..support import (
+    DEPTHWISE,
+    LEAKY,
+    LEAKY_SLOPE,
+    MERGE_OPS,
+    SEPARABLE,
+    TABLES,
+    L,
+    is_prelu,
+    layer_activation,
+    prelu_slope,
+)
+from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_values, quantized_avgpool, window_attrs
 from .shim_ir import conv_attrs, depthwise_kernel, to_numpy
 
 DEFAULT_TYPE = (1, 5, 10)
@@ -216,8 +227,7 @@ def _batchnorm(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
 def _merge(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
     layer = node.layer
     qs = [em.act(x, f"{layer.name}_iq{n}") for n, x in enumerate(xs)]
-    kind = {L.Add: OpKind.ADD, L.Subtract: OpKind.SUB, L.Multiply: OpKind.MUL}[type(layer)]
-    return [merge_chain(em, kind, qs, layer.name)]
+    return [merge_values(em, MERGE_OPS[type(layer)], qs, layer.name)]
 
 
 def _avgpool(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
@@ -266,6 +276,9 @@ PLAIN_FLOAT_CONVERTERS: dict[type, Converter] = {
     L.Add: _merge,  # type: ignore[dict-item]
     L.Subtract: _merge,  # type: ignore[dict-item]
     L.Multiply: _merge,  # type: ignore[dict-item]
+    L.Maximum: _merge,  # type: ignore[dict-item]
+    L.Minimum: _merge,  # type: ignore[dict-item]
+    L.Average: _merge,  # type: ignore[dict-item]
     L.AveragePooling1D: _avgpool,  # type: ignore[dict-item]
     L.AveragePooling2D: _avgpool,  # type: ignore[dict-item]
     L.GlobalAveragePooling1D: _avgpool,  # type: ignore[dict-item]

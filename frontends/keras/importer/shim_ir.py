@@ -26,7 +26,7 @@ from .convert import (
     Converter,
     Emitter,
     QuantSpec,
-    merge_chain,
+    merge_values,
     plain_avgpool_reason,
     quantized_avgpool,
 )
@@ -138,8 +138,7 @@ def _merge(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
         em.quant(x, spec_of(q, x.shape), f"{layer.name}_iq{n}")
         for n, (q, x) in enumerate(zip(layer.iqs, xs, strict=True))
     ]
-    kind = {"add": OpKind.ADD, "sub": OpKind.SUB, "mul": OpKind.MUL}[layer.op]
-    return [merge_chain(em, kind, qs, layer.name)]
+    return [merge_values(em, layer.op, qs, layer.name)]
 
 
 def _avgpool(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:

@@ -23,6 +23,7 @@ from ..support import (
     AFFINE,
     DEPTHWISE,
     LEAKY,
+    MERGE_OPS,
     SEPARABLE,
     TABLES,
     carries_type,
@@ -125,8 +126,8 @@ class _Builder:
             return [self.affine(node, xs[0])]
         if cls is L.BatchNormalization:
             return [self.batchnorm(node, xs[0])]
-        if cls in (L.Add, L.Subtract, L.Multiply):
-            op = {L.Add: "add", L.Subtract: "sub", L.Multiply: "mul"}[cls]
+        if cls in MERGE_OPS:
+            op = MERGE_OPS[cls]
             cfgs = [self.iq(k, layer.name) for k in node.inputs]
             return [QMerge(op, len(xs), cfgs, name=layer.name)(list(xs))]
         if cls in (L.AveragePooling1D, L.AveragePooling2D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D):
@@ -245,9 +246,12 @@ class _Builder:
         pool = None if is_global else tuple(layer.pool_size)
         strides = None if is_global else tuple(layer.strides)
         padding = "valid" if is_global else layer.padding
-        return QAvgPool(
-            rank, pool, strides, padding, is_global, iq=self.iq(node.inputs[0], layer.name), name=layer.name
-        )(x)
+        y = QAvgPool(rank, pool, strides, padding, is_global, iq=self.iq(node.inputs[0], layer.name), name=layer.name)(
+            x
+        )
+        if is_global and getattr(layer, "keepdims", False):
+            y = L.Reshape((1,) * rank + (int(y.shape[-1]),), name=f"{layer.name}_keepdims")(y)
+        return y
 
     def table(self, func: str, key: int | None, x: Any, name: str) -> Any:
         cfg = self.config.shim.for_layer(name)

@@ -1,4 +1,4 @@
-"""Shim layers without weights: merges (add, subtract, multiply) and average pooling.
+"""Shim layers without weights: merges (add, subtract, multiply, maximum, minimum, average) and average pooling.
 
 Like the other shim layers they quantize their inputs first and compute what the IR op
 computes; see :mod:`hgqir.frontends.keras.shim.layers`.
@@ -40,9 +40,10 @@ def _covering(lo: Any, hi: Any, f: Any) -> tuple[Any, Any, Any]:
 
 @keras.saving.register_keras_serializable(package="hgqir")
 class QMerge(keras.layers.Layer):
-    """Add, subtract or multiply of quantized inputs (left to right for more than two)."""
+    """Add, subtract, multiply, maximum, minimum (left to right for more than two) or average
+    (the sum times ``1/n``, ``n`` a power of two) of quantized inputs."""
 
-    OPS = ("add", "sub", "mul")
+    OPS = ("add", "sub", "mul", "max", "min", "avg")
 
     def __init__(self, op: str, n_inputs: int = 2, iqs: list[dict] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -59,7 +60,13 @@ class QMerge(keras.layers.Layer):
         self.fbank.attach(self.iqs)
 
     def _combine(self, a: Any, b: Any) -> Any:
-        return a + b if self.op == "add" else a - b if self.op == "sub" else a * b
+        if self.op in ("add", "avg"):
+            return a + b
+        if self.op == "max":
+            return ops.maximum(a, b)
+        if self.op == "min":
+            return ops.minimum(a, b)
+        return a - b if self.op == "sub" else a * b
 
     def call(self, xs: Any, training: Any = None) -> Any:
         fs = self.fbank.split(training)
@@ -67,6 +74,8 @@ class QMerge(keras.layers.Layer):
         y = qs[0]
         for v in qs[1:]:
             y = self._combine(y, v)
+        if self.op == "avg":
+            y = y * (1.0 / len(qs))  # exact: a power-of-two count
         if training:
             self.ebops_now = self.ebops(train=True, fs=fs)
         return y
@@ -92,13 +101,18 @@ class QMerge(keras.layers.Layer):
             nxt = _interval(*kif)
             cost = acc[3] * nxt[3] if self.op == "mul" else ops.maximum(acc[3], nxt[3])
             total = total + ops.sum(cost)
-            if n + 2 < len(kifs):
+            if n + 2 < len(kifs) or self.op == "avg":
                 acc = _interval(*[ops.stop_gradient(t) for t in _covering(*self._step(acc, nxt))])
+        if self.op == "avg":  # the sum times the one-bit constant 1/n: bits(sum) * 1
+            total = total + ops.sum(acc[3])
         return total
 
     def _step(self, a: tuple, b: tuple) -> tuple[Any, Any, Any]:
-        if self.op == "add":
+        if self.op in ("add", "avg"):
             return a[0] + b[0], a[1] + b[1], ops.maximum(a[2], b[2])
+        if self.op in ("max", "min"):
+            pick = ops.maximum if self.op == "max" else ops.minimum
+            return pick(a[0], b[0]), pick(a[1], b[1]), ops.maximum(a[2], b[2])
         if self.op == "sub":
             return a[0] - b[1], a[1] - b[0], ops.maximum(a[2], b[2])
         cands = [a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]]
