@@ -46,6 +46,7 @@ class OpKind(enum.Enum):
     CONCAT = "concat"
     RESHAPE = "reshape"
     TRANSPOSE = "transpose"
+    SLICE = "slice"
     RELU = "relu"
     PRELU = "prelu"
     MAXIMUM = "maximum"

@@ -67,6 +67,12 @@ def lower_transpose(lw: Lowering, op: Op) -> None:
     alias_or_copy(lw, op, lw.refs(op.operands[0]).map(lambda a: a.transpose(perm)))
 
 
+@lowers(OpKind.SLICE)
+def lower_slice(lw: Lowering, op: Op) -> None:
+    index = tuple(slice(b, e) for b, e in zip(op.attrs["begin"], op.attrs["end"], strict=True))
+    alias_or_copy(lw, op, lw.refs(op.operands[0]).map(lambda a: a[index]))
+
+
 @lowers(OpKind.CONCAT)
 def lower_concat(lw: Lowering, op: Op) -> None:
     parts = [lw.refs(v) for v in op.operands]

@@ -145,6 +145,22 @@ SUPPORT: tuple[Support, ...] = (
     Support("Flatten, Reshape", ("reshape",), "", _after_conv(L.Flatten)),
     Support("Permute", ("transpose",), "", _after_conv(lambda: L.Permute((2, 1, 3)))),
     Support(
+        "ZeroPadding1D/2D",
+        ("concat",),
+        "concatenated zero-width constants (not in hls4ml: it has no constant tensors)",
+        _after_conv(lambda: L.ZeroPadding2D(((1, 0), (2, 1)))),
+        True,
+    ),
+    Support("Cropping1D/2D", ("slice",), "", _after_conv(lambda: L.Cropping1D((1, 2)), 1), True),
+    Support(
+        "UpSampling1D/2D",
+        ("reshape", "concat"),
+        "interpolation='nearest'",
+        _after_conv(lambda: L.UpSampling2D((2, 1))),
+        True,
+    ),
+    Support("RepeatVector", ("reshape", "concat"), "", _after_dense(lambda: L.RepeatVector(3)), True),
+    Support(
         "Dropout, SpatialDropout1D/2D, GaussianNoise, GaussianDropout, ActivityRegularization",
         (),
         "the identity at inference",

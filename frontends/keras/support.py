@@ -40,7 +40,25 @@ ACTIVATIONS = ("relu", "linear", LEAKY, *TABLES)
 
 RESHAPERS = (L.Flatten, L.Reshape, L.Permute)
 """Pure data movement with one input: a value's type moves with it."""
-MOVERS = (*RESHAPERS, L.MaxPooling1D, L.MaxPooling2D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.Concatenate)
+PLACERS = (
+    L.ZeroPadding1D,
+    L.ZeroPadding2D,
+    L.Cropping1D,
+    L.Cropping2D,
+    L.UpSampling1D,
+    L.UpSampling2D,
+    L.RepeatVector,
+)
+"""Layers that pad, crop or repeat values (exact; see ``importer/movers.py``)."""
+MOVERS = (
+    *RESHAPERS,
+    L.MaxPooling1D,
+    L.MaxPooling2D,
+    L.GlobalMaxPooling1D,
+    L.GlobalMaxPooling2D,
+    L.Concatenate,
+    *PLACERS,
+)
 """Layers that only move or select values (exact for any type)."""
 IDENTITIES = (
     L.Dropout,
@@ -167,6 +185,10 @@ def movers_reason(layer: Any) -> str | None:
         return relu_reason(layer)
     if cls in (L.MaxPooling1D, L.MaxPooling2D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, *AVGPOOLS):
         return pool_reason(layer)
+    if cls in (L.UpSampling1D, L.UpSampling2D) and getattr(layer, "interpolation", "nearest") != "nearest":
+        return f"UpSampling with interpolation={layer.interpolation!r}; only 'nearest' is exact"
+    if cls in PLACERS and getattr(layer, "data_format", "channels_last") != "channels_last":
+        return "only data_format='channels_last' is supported"
     if cls in MOVERS or cls in IDENTITIES:
         return None
     return "not supported"

@@ -1,4 +1,4 @@
-"""Data movement without arithmetic: concat, reshape (and flatten), transpose.
+"""Data movement without arithmetic: concat, reshape (and flatten), transpose, slice.
 
 Axes in attributes count the unbatched tensor's axes from 0.
 """
@@ -86,6 +86,38 @@ def _transpose_transfer(op: Op, ins: list[Interval]) -> Interval:
     return Interval(*(np.transpose(a, op.attrs["perm"]) for a in bcast(op.operands[0].shape, x.lo, x.hi, x.f)))
 
 
+def _slices(op: Op) -> tuple[slice, ...]:
+    return tuple(slice(b, e) for b, e in zip(op.attrs["begin"], op.attrs["end"], strict=True))
+
+
+def _slice_shapes(op: Op) -> list[Shape]:
+    src = op.operands[0].shape
+    begin, end = op.attrs["begin"], op.attrs["end"]
+    expect(len(begin) == len(src) == len(end), op, f"begin and end need {len(src)} entries")
+    for n, (b, e, s) in enumerate(zip(begin, end, src, strict=True)):
+        expect(0 <= b < e <= s, op, f"axis {n}: [{b}, {e}) is not a non-empty part of [0, {s})")
+    return [tuple(e - b for b, e in zip(begin, end, strict=True))]
+
+
+def _slice_transfer(op: Op, ins: list[Interval]) -> Interval:
+    x = ins[0]
+    return Interval(*(a[_slices(op)] for a in bcast(op.operands[0].shape, x.lo, x.hi, x.f)))
+
+
+register(
+    OpRule(
+        OpKind.SLICE,
+        (1, 1),
+        1,
+        {"begin": Attr("ints", required=True), "end": Attr("ints", required=True)},
+        shapes=_slice_shapes,
+        infer=lambda op: [op.operands[0].type.map(lambda a: a[_slices(op)])],
+        eval=lambda op, args: [Exact(args[0].m[(slice(None), *_slices(op))], args[0].scale)],
+        transfer=_slice_transfer,
+        traits=Trait.MOVES_DATA,
+        doc="The part `[begin, end)` of every axis (cropping, tensor slicing with step 1).",
+    )
+)
 register(
     OpRule(
         OpKind.CONCAT,

@@ -278,6 +278,12 @@ def _reshape(lw: Lowering, op: Op) -> None:
     lw.define(op, lw.of(op.operands[0]).reshape(op.result.shape))
 
 
+@lowers(OpKind.SLICE)
+def _slice(lw: Lowering, op: Op) -> None:
+    index = tuple(slice(b, e) for b, e in zip(op.attrs["begin"], op.attrs["end"], strict=True))
+    lw.define(op, lw.of(op.operands[0])[index])
+
+
 @lowers(OpKind.TRANSPOSE)
 def _transpose(lw: Lowering, op: Op) -> None:
     lw.define(op, lw.of(op.operands[0]).transpose(op.attrs["perm"]))
