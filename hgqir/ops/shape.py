@@ -112,7 +112,7 @@ register(
         {"begin": Attr("ints", required=True), "end": Attr("ints", required=True)},
         shapes=_slice_shapes,
         infer=lambda op: [op.operands[0].type.map(lambda a: a[_slices(op)])],
-        eval=lambda op, args: [Exact(args[0].m[(slice(None), *_slices(op))], args[0].scale)],
+        eval=lambda op, args: [Exact(args[0].m[(slice(None),) + _slices(op)], args[0].scale)],
         transfer=_slice_transfer,
         traits=Trait.MOVES_DATA,
         doc="The part `[begin, end)` of every axis (cropping, tensor slicing with step 1).",

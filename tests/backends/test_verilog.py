@@ -306,7 +306,10 @@ def test_synthesis_counts_cells_per_layer_and_caches(
     assert rows and all(r.lut >= 0 and r.est_lut >= 0 for r in rows)
     flat = prj.synth(progress=False, flatten=True)  # one module: no per-layer rows
     assert flat.flattened and not flat.cached and set(flat.per_layer) <= {"(top)"}
-    assert 0.7 * rep.lut < flat.lut < 1.2 * rep.lut and flat.srl + flat.ff > 0
+    # flattening merges logic across modules: the graph's softmax and log_softmax read the same
+    # input with the same exp table (their max, differences and lookups are shared), so the
+    # flattened design may be much smaller (seen: 619 vs 1,053 LUTs), never much larger
+    assert 0.4 * rep.lut < flat.lut < 1.2 * rep.lut and flat.srl + flat.ff > 0
     assert main(["synth", str(tmp_path / "p"), "-q", "--flatten"]) == 0
     assert "-flatten (cached)" in capsys.readouterr().out
     assert load_synth(tmp_path / "p")[0]["per_layer"] == synth["per_layer"]  # the per-layer report is preferred
