@@ -166,6 +166,34 @@ SUPPORT: tuple[Support, ...] = (
         _function(lambda x: x.permute(0, 2, 1) * 2, SEQUENCE),
     ),
     Support(
+        "x[..., a:b] (tensor slicing)",
+        ("slice",),
+        "slices with step 1; the batch axis whole",
+        _function(lambda x: x[:, :, 1:-1] * 2, SEQUENCE),
+        True,
+    ),
+    Support(
+        "F.pad, nn.ZeroPad1d/2d, nn.ConstantPad1d/2d (value 0)",
+        ("concat",),
+        "zero padding (not in hls4ml: no constant tensors)",
+        _after_conv(lambda: nn.ZeroPad2d((1, 0, 2, 1))),
+        True,
+    ),
+    Support(
+        "nn.Upsample, F.interpolate (mode='nearest')",
+        ("reshape", "concat"),
+        "integer scale factors",
+        _after_conv(lambda: nn.Upsample(scale_factor=2)),
+        True,
+    ),
+    Support(
+        "nn.Threshold(t, t)",
+        ("maximum",),
+        "value == threshold: max(x, t)",
+        _after_linear(lambda: nn.Threshold(0.5, 0.5)),
+        True,
+    ),
+    Support(
         "nn.Dropout*, F.dropout, nn.Identity, contiguous", (), "the identity at inference", _after_linear(nn.Dropout)
     ),
 )

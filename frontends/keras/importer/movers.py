@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from hgqir.fixed import FixedType
 from hgqir.ir import OpKind, Value
 
+from ...movers import crop, named, repeat_axis, zero_pad
 from ..graph import KNode
 from ..support import L
 from .convert import PLAIN_CONVERTERS, Emitter
@@ -28,54 +26,17 @@ def _pairs(value: Any, n: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in value]
 
 
-def _zeros(em: Emitter, shape: tuple[int, ...], name: str) -> Value:
-    return em.g.const_mantissa(np.zeros(shape, dtype=np.int64), FixedType.zero(shape), name=em.g.unique_name(name))
-
-
-def zero_pad(em: Emitter, x: Value, pads: list[tuple[int, int]], name: str) -> Value:
-    """``x`` with zeros before / after each spatial axis (channels last)."""
-    for axis, (before, after) in enumerate(pads):
-        if not before and not after:
-            continue
-        parts = []
-        for size, where in ((before, "before"), (after, "after")):
-            if size:
-                shape = list(x.shape)
-                shape[axis] = size
-                parts.append((where, _zeros(em, tuple(shape), f"{name}_zeros")))
-        ordered = [v for w, v in parts if w == "before"] + [x] + [v for w, v in parts if w == "after"]
-        x = em.add(OpKind.CONCAT, ordered, f"{name}_{axis}", axis=axis)
-    return x
-
-
-def crop(em: Emitter, x: Value, crops: list[tuple[int, int]], name: str) -> Value:
-    begin = [b for b, _ in crops] + [0]
-    end = [s - a for s, (_, a) in zip(x.shape, crops, strict=False)] + [x.shape[-1]]
-    return em.add(OpKind.SLICE, [x], name, begin=tuple(begin), end=tuple(end))
-
-
-def repeat_axis(em: Emitter, x: Value, axis: int, times: int, name: str) -> Value:
-    """Every entry along ``axis`` repeated ``times`` times in place (nearest upsampling)."""
-    if times == 1:
-        return x
-    shape = list(x.shape)
-    unit = em.add(OpKind.RESHAPE, [x], f"{name}_unit{axis}", shape=(*shape[: axis + 1], 1, *shape[axis + 1 :]))
-    copies = em.add(OpKind.CONCAT, [unit] * times, f"{name}_copies{axis}", axis=axis + 1)
-    shape[axis] *= times
-    return em.add(OpKind.RESHAPE, [copies], f"{name}_{axis}", shape=tuple(shape))
-
-
 def _zero_padding(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     layer = node.layer
     n = 1 if isinstance(layer, L.ZeroPadding1D) else 2
-    y = zero_pad(em, xs[0], _pairs(layer.padding, n), node.name)
-    return [_named(em, y, node.name)]
+    y = zero_pad(em.g, xs[0], dict(enumerate(_pairs(layer.padding, n))), node.name)
+    return [named(em.g, y, node.name)]
 
 
 def _cropping(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     layer = node.layer
     n = 1 if isinstance(layer, L.Cropping1D) else 2
-    return [crop(em, xs[0], _pairs(layer.cropping, n), node.name)]
+    return [named(em.g, crop(em.g, xs[0], dict(enumerate(_pairs(layer.cropping, n))), node.name), node.name)]
 
 
 def _upsampling(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
@@ -83,21 +44,14 @@ def _upsampling(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     sizes = (int(layer.size),) if isinstance(layer, L.UpSampling1D) else tuple(int(s) for s in layer.size)
     y = xs[0]
     for axis, s in enumerate(sizes):
-        y = repeat_axis(em, y, axis, s, node.name)
-    return [_named(em, y, node.name)]
+        y = repeat_axis(em.g, y, axis, s, node.name)
+    return [named(em.g, y, node.name)]
 
 
 def _repeat_vector(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     x = xs[0]
     unit = em.add(OpKind.RESHAPE, [x], f"{node.name}_unit", shape=(1, *x.shape))
-    return [repeat_axis(em, unit, 0, int(node.layer.n), node.name)]
-
-
-def _named(em: Emitter, v: Value, name: str) -> Value:
-    """The layer's result under its own name (an identity layer returns its input unchanged)."""
-    if v.producer is not None and v.producer.kind is not OpKind.INPUT and v.name != name and name not in em.g._names:
-        em.g.rename(v, name)
-    return v
+    return [named(em.g, repeat_axis(em.g, unit, 0, int(node.layer.n), node.name), node.name)]
 
 
 CONVERTERS = {

@@ -18,6 +18,7 @@ from hgqir.passes.dce import DeadCodeElimination
 from hgqir.fixed import FixedType
 from hgqir.ir import Graph, OpKind, Value
 
+from ...movers import crop, named, repeat_axis, zero_pad
 from ..tables import lut_table, softmax_tables, union_kif
 from .records import Rec, Types
 
@@ -128,6 +129,22 @@ class Converter:
             kind = OpKind.DEPTHWISE_CONV1D if nd == 1 else OpKind.DEPTHWISE_CONV2D
         attrs = {"stride": rec.attrs["stride"], "pad": rec.attrs["pads"]}
         self._set(name, self.g.add(kind, ops, attrs, name=name).result, channels_last(rank))
+
+    def _do_slice(self, name: str, rec: Rec) -> None:
+        x, p = self.env[rec.inputs[0]]  # the torch axes of x's axes: p
+        crops = {j: (rec.attrs["begin"][a], x.shape[j] - rec.attrs["end"][a]) for j, a in enumerate(p)}
+        self._set(name, named(self.g, crop(self.g, x, crops, name), name), p)
+
+    def _do_pad(self, name: str, rec: Rec) -> None:
+        x, p = self.env[rec.inputs[0]]
+        pads = {p.index(a): pair for a, pair in rec.attrs["pads"].items()}
+        self._set(name, named(self.g, zero_pad(self.g, x, pads, name), name), p)
+
+    def _do_upsample(self, name: str, rec: Rec) -> None:
+        x, p = self.env[rec.inputs[0]]
+        for a, k in sorted(rec.attrs["factors"].items()):
+            x = repeat_axis(self.g, x, p.index(a), k, name)
+        self._set(name, named(self.g, x, name), p)
 
     def _depthwise_kernel(self, spec: int, perm: Perm, name: str) -> Value:
         """A depthwise weight ``[C*M, 1, *k]`` as the IR's ``[*k, C*M]``."""

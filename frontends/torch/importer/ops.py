@@ -16,6 +16,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from . import movers
 from .pools import ADAPTIVE_FUNCTIONS, POOL_FUNCTIONS, adaptive_function, pool_function, pool_module
 
 Result = tuple[str, list[Any], "nn.Module | None", dict[str, Any]] | str | None
@@ -159,6 +160,14 @@ def _module(m: nn.Module, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> 
         return _softmax(node, x, m.dim, shapes, log=True)
     if isinstance(m, nn.Unflatten):
         return _reshape_checked("Unflatten", x, node, shapes)
+    if isinstance(m, movers.PAD_MODULES):
+        return movers.pad_module(m, x, _rank(x, shapes))
+    if isinstance(m, nn.Upsample):
+        return movers.upsample_module(m, x, _rank(x, shapes))
+    if type(m) is nn.Threshold:
+        if float(m.threshold) != float(m.value):
+            return f"Threshold({m.threshold}, {m.value}): only value == threshold (max(x, threshold)) is supported"
+        return ("maximum", [x, float(m.threshold)], m, {})
     if isinstance(m, nn.Flatten):
         if m.start_dim == 0 or m.start_dim == -_rank(x, shapes) - 1:
             return "Flatten over the batch axis (start_dim=0)"
@@ -296,6 +305,10 @@ def _function(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
         return _transpose(node, args[0], args[1], args[2], shapes)
     if t is operator.getitem and isinstance(args[0], fx.Node) and args[0].name not in shapes:
         return None  # an item of an unsupported layer's tuple result: the layer itself is reported
+    if t is operator.getitem:
+        return movers.slicing(node, shapes) or "indexing is not supported"
+    if t in movers.FUNCTIONS:
+        return movers.FUNCTIONS[t](args, kwargs, _rank(args[0], shapes))
     if t is F.dropout:
         return ("dropout", [args[0]], None, {"p": float(args[1] if len(args) > 1 else kwargs.get("p", 0.5))})
     return "function is not supported"

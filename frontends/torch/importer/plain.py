@@ -204,6 +204,8 @@ class _Calibrator(fx.Interpreter):
             return fn(ops[0], dim=rec.attrs["axis"] + 1)
         if kind in _BINARY_TORCH:
             fn = _BINARY_TORCH[kind]
+            if len(ops) == 1:  # a module with its constant inside (nn.Threshold): the quantized constant
+                ops.append(self.consts[reads[1]])
             return fn(ops[0], ops[1])
         return self.module.get_submodule(str(n.target))(ops[0])  # linear, conv
 

@@ -308,6 +308,23 @@ class _Builder:
         node = self.g.call_function(torch.cat, (xs, s.attrs["axis"] + 1))
         self._emit(s, node, "cat", [x.name for x in xs], axis=s.attrs["axis"])
 
+    def _do_slice(self, s: Step) -> None:
+        x = self.env[s.inputs[0].name]
+        index = (slice(None), *(slice(b, e) for b, e in zip(s.attrs["begin"], s.attrs["end"], strict=True)))
+        self._emit(s, self.g.call_function(operator.getitem, (x, index)), "slice", [x.name], **s.attrs)
+
+    def _do_pad(self, s: Step) -> None:
+        x = self.env[s.inputs[0].name]
+        rank = len(self._shape(s.inputs[0].name))
+        flat = [v for a in range(rank - 1, -1, -1) for v in s.attrs["pads"].get(a, (0, 0))]
+        self._emit(s, self.g.call_function(F.pad, (x, flat)), "pad", [x.name], **s.attrs)
+
+    def _do_upsample(self, s: Step) -> None:
+        x = self.env[s.inputs[0].name]
+        for a, k in sorted(s.attrs["factors"].items()):
+            x = self.g.call_method("repeat_interleave", (x, k, a + 1))
+        self._emit(s, x, "upsample", [self.env[s.inputs[0].name].name], **s.attrs)
+
     def _do_identity(self, s: Step) -> None:
         self.env[s.node.name] = self.env[s.inputs[0].name]
 
