@@ -96,3 +96,24 @@ def step_values(module: torch.nn.Module, x: torch.Tensor, config: ShimConfig | N
         "grad_f": grad_f.detach().clone() if grad_f is not None else torch.zeros_like(qmod.bank.f),
         "grad_weights": weights,
     }
+
+
+class Fn(torch.nn.Module):
+    """A module applying ``fn`` (a function call as a model of its own, for tests and examples)."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def train_steps(qmod: torch.nn.Module, x: torch.Tensor, steps: int = 4, lr: float = 1e-2) -> None:
+    """A few Adam steps on ``mean(qmod(x)**2)`` plus the shim's regularizer (moves weights and bits)."""
+    opt = torch.optim.Adam(qmod.parameters(), lr=lr)
+    qmod.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        (qmod(x).square().mean() + qmod.regularization()).backward()  # type: ignore[operator]
+        opt.step()

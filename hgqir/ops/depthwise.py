@@ -22,7 +22,7 @@ from ..fixed import FixedType, Shape
 from ..ir import Graph, Op, OpKind
 from ..numbers import Exact
 from .base import PAD_F, Attr, Interval, OpRule, Trait, expect, interval_of, register
-from .linear import _check_consts, _conv_out_shape, contract_interval, exact_contract, unfold
+from .linear import _check_consts, _conv_out_shape, contract_interval, conv_contract, unfold
 
 KINDS = {OpKind.DEPTHWISE_CONV1D: OpKind.CONV1D, OpKind.DEPTHWISE_CONV2D: OpKind.CONV2D}
 """Depthwise kind -> the convolution it expands to."""
@@ -98,15 +98,8 @@ def _infer(op: Op) -> list[FixedType]:
 def _eval(op: Op, args: list[Exact]) -> list[Exact]:
     x, w = args[0], args[1]
     b = args[2] if len(args) == 3 else None
-    view = _as_conv(op)
-    t = op.operands[0].type
-    xmax = np.where(t.zero_mask, 0.0, np.ldexp(1.0, t.i + x.scale))
-    pmax = unfold(xmax, view, 0.0, False)
-    pmax = pmax.reshape(-1, pmax.shape[-1]).max(axis=0)
-    patches = Exact(unfold(x.m, view, 0, True), x.scale)
-    cout = w.m.shape[-1]
-    full = block_diagonal(np.asarray(w.m), _channels(op), 0).reshape(-1, cout)
-    return [exact_contract(patches, pmax, Exact(full, w.scale), b)]
+    full = block_diagonal(np.asarray(w.m), _channels(op), 0).reshape(-1, w.m.shape[-1])
+    return [conv_contract(_as_conv(op), op.operands[0].type, x, Exact(full, w.scale), b)]
 
 
 def _bops(op: Op) -> float:

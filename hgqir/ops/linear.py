@@ -232,17 +232,21 @@ def _conv_infer(op: Op) -> list[FixedType]:
     return [contract_interval(pi, wv.reshape(-1, cout), wf.reshape(-1, cout), bi).to_type()]
 
 
+def conv_contract(view: Any, t: FixedType, x: Exact, wflat: Exact, b: Exact | None) -> Exact:
+    """Exact convolution of batched ``x`` (type ``t``) with the kernel matrix ``wflat``
+    ``[prod(kernel) * C, Cout]``; ``view`` gives the kernel shape and attrs to :func:`unfold`."""
+    xmax = np.where(t.zero_mask, 0.0, np.ldexp(1.0, t.i + x.scale))
+    pmax = unfold(xmax, view, 0.0, False)
+    pmax = pmax.reshape(-1, pmax.shape[-1]).max(axis=0)
+    patches = Exact(unfold(x.m, view, 0, True), x.scale)
+    return exact_contract(patches, pmax, wflat, b)
+
+
 def _conv_eval(op: Op, args: list[Exact]) -> list[Exact]:
     x, w = args[0], args[1]
     b = args[2] if len(args) == 3 else None
-    t = op.operands[0].type
-    xmax = np.where(t.zero_mask, 0.0, np.ldexp(1.0, t.i + x.scale))
-    pmax = unfold(xmax, op, 0.0, False)
-    pmax = pmax.reshape(-1, pmax.shape[-1]).max(axis=0)
-    patches = Exact(unfold(x.m, op, 0, True), x.scale)
-    cout = w.m.shape[-1]
-    wflat = Exact(w.m.reshape(-1, cout), w.scale)
-    return [exact_contract(patches, pmax, wflat, b)]
+    wflat = Exact(w.m.reshape(-1, w.m.shape[-1]), w.scale)
+    return [conv_contract(op, op.operands[0].type, x, wflat, b)]
 
 
 _CONV_ATTRS = {"stride": Attr("ints", required=True), "pad": Attr("pads", required=True)}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hgqir.frontends.torch.testing import check_bit_exact
+from hgqir.frontends.torch.testing import check_bit_exact, train_steps
 from torch import nn
 
 import hgqir
@@ -29,20 +29,12 @@ def _separable(multiplier: int = 1) -> nn.Module:
     )
 
 
-def _train(qmod: nn.Module, x: torch.Tensor, steps: int = 4) -> None:
-    opt = torch.optim.Adam(qmod.parameters(), lr=1e-2)
-    for _ in range(steps):
-        opt.zero_grad()
-        (qmod(x).square().mean() + qmod.regularization()).backward()
-        opt.step()
-
-
 @pytest.mark.parametrize("multiplier", [1, 2])
 def test_separable_block_is_bit_exact(multiplier: int) -> None:
     torch.manual_seed(multiplier)
     x = torch.randn(32, 2, 8, 8)
     qmod = hgqir.quantize_torch(_separable(multiplier), x, beta=1e-5)
-    _train(qmod, x)
+    train_steps(qmod, x)
     g = hgqir.from_torch(qmod, x, calibration=x)
     (dw,) = g.ops_of(OpKind.DEPTHWISE_CONV2D)
     assert dw.operands[1].shape == (3, 3, 4 * multiplier)
@@ -72,7 +64,7 @@ def test_separable_block_through_vitis(tmp_path: Path) -> None:
     torch.manual_seed(7)
     x = torch.randn(24, 2, 8, 8)
     qmod = hgqir.quantize_torch(_separable(2), x, beta=1e-5)
-    _train(qmod, x, steps=2)
+    train_steps(qmod, x, steps=2)
     g = hgqir.from_torch(qmod, x, calibration=x)
     prj = hgqir.emit(g, "vitis", tmp_path / "prj").compile()
     xs = (4 * torch.randn(16, 2, 8, 8)).double().numpy()

@@ -145,13 +145,6 @@ def test_shim_calibration_keeps_a_guard_bit() -> None:
     qmod = hgqir.quantize_torch(net, cal[:16])
     g = hgqir.from_torch(qmod, cal[:16], calibration=cal)
 
-    def wraps(graph: hgqir.Graph, x: np.ndarray) -> bool:
-        sat = hgqir.loads(hgqir.dumps(graph))
-        for op in sat.ops:
-            if op.kind in (hgqir.OpKind.QUANT, hgqir.OpKind.INPUT) and op.attrs["overflow"] is hgqir.OverflowMode.WRAP:
-                op.attrs["overflow"] = hgqir.OverflowMode.SAT
-        return not np.array_equal(sat.run(x), graph.run(x))
-
     assert not wraps(g, cal.numpy().astype(np.float64)) and not wraps(g, beyond)
     tight = to_graph(calibrate(qmod, cal, margin_bits=0), "tight")
     assert not wraps(tight, cal.numpy().astype(np.float64)) and wraps(tight, beyond)
@@ -173,13 +166,6 @@ def test_a_value_that_can_be_negative_keeps_its_sign_bit() -> None:
     cal = torch.linspace(0.25, 1.0, 64, dtype=torch.float64)[:, None]
     fresh = (cal[:8] / 4).numpy()  # inside the input's range; the first linear output goes negative
 
-    def wraps(graph: hgqir.Graph, x: np.ndarray) -> bool:
-        sat = hgqir.loads(hgqir.dumps(graph))
-        for op in sat.ops:
-            if op.kind in (hgqir.OpKind.QUANT, hgqir.OpKind.INPUT) and op.attrs["overflow"] is hgqir.OverflowMode.WRAP:
-                op.attrs["overflow"] = hgqir.OverflowMode.SAT
-        return not np.array_equal(sat.run(x), graph.run(x))
-
     with pytest.warns(PlainImportWarning):
         g = hgqir.from_torch(net, cal[:4], calibration=cal)
     assert g.inputs[0].type.k.max() == 0 and not wraps(g, fresh)
@@ -191,3 +177,12 @@ def test_a_value_that_can_be_negative_keeps_its_sign_bit() -> None:
     shim = hgqir.from_torch(qmod, cal[:4].float(), calibration=cal.float())
     assert not wraps(shim, fresh)
     assert wraps(to_graph(calibrate(qmod, cal.float(), margin_bits=0), "tight"), fresh)
+
+
+def wraps(graph: hgqir.Graph, x: np.ndarray) -> bool:
+    """Whether any WRAP quantizer or input of ``graph`` wraps on ``x`` (saturating changes the result)."""
+    sat = hgqir.loads(hgqir.dumps(graph))
+    for op in sat.ops:
+        if op.kind in (hgqir.OpKind.QUANT, hgqir.OpKind.INPUT) and op.attrs["overflow"] is hgqir.OverflowMode.WRAP:
+            op.attrs["overflow"] = hgqir.OverflowMode.SAT
+    return not np.array_equal(sat.run(x), graph.run(x))

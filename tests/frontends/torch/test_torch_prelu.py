@@ -7,29 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hgqir.frontends.torch.testing import check_bit_exact
+from hgqir.frontends.torch.testing import Fn, check_bit_exact, train_steps
 from torch import nn
 
 import hgqir
 from hgqir.ir import OpKind
-
-
-class Fn(nn.Module):
-    def __init__(self, fn) -> None:  # type: ignore[no-untyped-def]
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):  # type: ignore[no-untyped-def]
-        return self.fn(x)
-
-
-def _train(qmod: nn.Module, x: torch.Tensor, steps: int = 4) -> None:
-    opt = torch.optim.Adam(qmod.parameters(), lr=1e-2)
-    for _ in range(steps):
-        opt.zero_grad()
-        (qmod(x).square().mean() + qmod.regularization()).backward()
-        opt.step()
-
 
 DENSE = {
     "leaky": nn.LeakyReLU(),
@@ -46,7 +28,7 @@ def test_dense_model_bit_exact(name: str) -> None:
     net = nn.Sequential(nn.Linear(4, 6), DENSE[name], nn.Linear(6, 3))
     x = torch.randn(64, 4) * 2
     qmod = hgqir.quantize_torch(net, x, beta=1e-5)
-    _train(qmod, x)
+    train_steps(qmod, x)
     g = hgqir.from_torch(qmod, x, calibration=x)
     (op,) = [op for op in g.ops if op.kind is OpKind.PRELU]
     assert op.operands[1].shape in ((1,), (6,))
@@ -63,7 +45,7 @@ def test_prelu_per_channel_in_a_convnet_learns_its_slopes() -> None:
     qmod = hgqir.quantize_torch(net, x, beta=1e-5)
     (slopes,) = [p for name, p in qmod.named_parameters() if name.endswith("1.weight")]
     before = slopes.detach().clone()
-    _train(qmod, x, steps=6)
+    train_steps(qmod, x, steps=6)
     assert before.shape == (3,) and not torch.equal(before, slopes.detach())  # the slopes train
     g = hgqir.from_torch(qmod, x, calibration=x)
     (op,) = [op for op in g.ops if op.kind is OpKind.PRELU]
@@ -99,7 +81,7 @@ def test_maximum_minimum_bit_exact() -> None:
     torch.manual_seed(3)
     x = torch.randn(64, 4)
     qmod = hgqir.quantize_torch(MaxMin(), x, beta=1e-5)
-    _train(qmod, x)
+    train_steps(qmod, x)
     g = hgqir.from_torch(qmod, x, calibration=x)
     kinds = [op.kind for op in g.ops]
     assert kinds.count(OpKind.MAXIMUM) == 1 and kinds.count(OpKind.MINIMUM) == 2

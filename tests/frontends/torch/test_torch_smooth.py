@@ -14,21 +14,11 @@ import torch.nn.functional as F
 from hgqir.frontends.activations import SMOOTH_NUMPY
 from hgqir.frontends.torch.smooth import torch_fn
 from hgqir.frontends.torch.tables import lut_out_kif
-from hgqir.frontends.torch.testing import check_bit_exact
+from hgqir.frontends.torch.testing import Fn, check_bit_exact
 from torch import nn
 
 import hgqir
 from hgqir.ir import OpKind
-
-
-class Fn(nn.Module):
-    def __init__(self, fn) -> None:  # type: ignore[no-untyped-def]
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):  # type: ignore[no-untyped-def]
-        return self.fn(x)
-
 
 ACTIVATIONS = {
     "elu": nn.ELU(),
