@@ -10,6 +10,7 @@ importers refuse others.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -90,3 +91,25 @@ UNSIGNED = frozenset({"softplus", "hard_sigmoid", "relu6"})
 def out_kif(func: str, f: int) -> tuple[int, int, int]:
     """Output type of an unbounded table function with ``f`` fractional bits (RND, SAT)."""
     return (int(func not in UNSIGNED), UNBOUNDED_I, f)
+
+
+_THRESHOLD = re.compile(r"^threshold\(([^,]+),([^)]+)\)$")
+
+
+def threshold_name(threshold: float, value: float) -> str:
+    """The table function name of ``x if x > threshold else value`` (PyTorch's ``nn.Threshold``)."""
+    return f"threshold({float(threshold)!r},{float(value)!r})"
+
+
+def threshold_params(name: str) -> tuple[float, float] | None:
+    """``(threshold, value)`` of a :func:`threshold_name`, None for other names."""
+    m = _THRESHOLD.match(name)
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def threshold_numpy(name: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    params = threshold_params(name)
+    if params is None:
+        return None
+    t, v = params
+    return lambda x: np.where(x > t, x, v)

@@ -187,10 +187,17 @@ SUPPORT: tuple[Support, ...] = (
         True,
     ),
     Support(
-        "nn.Threshold(t, t)",
+        "nn.Threshold(t, t), F.threshold",
         ("maximum",),
         "value == threshold: max(x, t)",
         _after_linear(lambda: nn.Threshold(0.5, 0.5)),
+        True,
+    ),
+    Support(
+        "nn.Threshold(t, v), F.threshold",
+        ("lut",),
+        "other values: an exact table",
+        _after_linear(lambda: nn.Threshold(0.5, -1.0)),
         True,
     ),
     Support(

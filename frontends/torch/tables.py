@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from hgqir.errors import HgqirError
 from hgqir.fixed import FixedType
 from hgqir.ops import make_table
 from hgqir.ops.table import MAX_TABLE_BITS
 
-from ..activations import SMOOTH_NUMPY, out_kif
+from ..activations import SMOOTH_NUMPY, out_kif, threshold_numpy, threshold_params
 from .smooth import torch_fn
 
 KIF = tuple[int, int, int]
@@ -28,10 +29,32 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": _sigmoid, "tanh": np.tanh, **SMOOTH_NUMPY}
+class _Parametric(dict):  # type: ignore[type-arg]
+    """Function tables that also know the parametric ``threshold(t,v)`` names (built on first use)."""
+
+    def __init__(self, torch_side: bool, *args: Any) -> None:
+        super().__init__(*args)
+        self.torch_side = torch_side
+
+    def __missing__(self, name: str) -> Any:
+        fn = threshold_numpy(name)
+        if fn is None:
+            raise KeyError(name)
+        if self.torch_side:
+            t, v = threshold_params(name)  # type: ignore[misc]
+            fn = lambda x: torch.where(x > t, x, torch.full_like(x, v))  # noqa: E731
+        self[name] = fn
+        return fn
+
+
+FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = _Parametric(
+    False, {"sigmoid": _sigmoid, "tanh": np.tanh, **SMOOTH_NUMPY}
+)
 """float64 reference of every table function (numpy; the table entries come from these)."""
 
-TORCH_FUNCTIONS: dict[str, Callable[[Any], Any]] = {"sigmoid": torch_fn("sigmoid"), "tanh": torch_fn("tanh")}
+TORCH_FUNCTIONS: dict[str, Callable[[Any], Any]] = _Parametric(
+    True, {"sigmoid": torch_fn("sigmoid"), "tanh": torch_fn("tanh")}
+)
 TORCH_FUNCTIONS.update({name: torch_fn(name) for name in SMOOTH_NUMPY})
 """The same functions on torch tensors (the shims' training-mode forward)."""
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import movers
+from .activations import TABLE_FUNCTIONS, TABLE_MODULES, table_function, table_module, threshold
 from .pools import ADAPTIVE_FUNCTIONS, POOL_FUNCTIONS, adaptive_function, pool_function, pool_module
 
 Result = tuple[str, list[Any], "nn.Module | None", dict[str, Any]] | str | None
@@ -46,32 +47,6 @@ _BINARY = {
 _METHOD_BINARY = {"add": "add", "add_": "add", "sub": "sub", "sub_": "sub", "mul": "mul", "mul_": "mul"}
 _METHOD_BINARY.update({"maximum": "maximum", "minimum": "minimum"})
 _METHOD_UNARY = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
-_TABLE_MODULES = {
-    nn.ELU: "elu",
-    nn.SELU: "selu",
-    nn.Softplus: "softplus",
-    nn.SiLU: "silu",
-    nn.GELU: "gelu",
-    nn.Mish: "mish",
-    nn.Hardswish: "hard_swish",
-    nn.Hardsigmoid: "hard_sigmoid",
-    nn.ReLU6: "relu6",
-    nn.Hardtanh: "hard_tanh",
-}
-"""Smooth activation modules imported as exact tables (``lut``; see ``frontends/torch/smooth.py``)."""
-_TABLE_FUNCTIONS = {
-    F.elu: "elu",
-    F.selu: "selu",
-    torch.selu: "selu",
-    F.softplus: "softplus",
-    F.silu: "silu",
-    F.gelu: "gelu",
-    F.mish: "mish",
-    F.hardswish: "hard_swish",
-    F.hardsigmoid: "hard_sigmoid",
-    F.relu6: "relu6",
-    F.hardtanh: "hard_tanh",
-}
 _RESHAPES = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "view_as", "reshape_as"}
 _IDENTITY_METHODS = {"contiguous", "clone", "detach"}
 
@@ -146,8 +121,8 @@ def _module(m: nn.Module, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> 
     for cls, kind in simple.items():
         if type(m) is cls:
             return (kind, [x], m, {})
-    if type(m) in _TABLE_MODULES:
-        return _table_module(m, x)
+    if type(m) in TABLE_MODULES:
+        return table_module(m, x)
     if type(m) is nn.LeakyReLU:
         return ("prelu", [x], m, {"alpha": float(m.negative_slope)})
     if type(m) is nn.PReLU:
@@ -165,9 +140,7 @@ def _module(m: nn.Module, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> 
     if isinstance(m, nn.Upsample):
         return movers.upsample_module(m, x, _rank(x, shapes))
     if type(m) is nn.Threshold:
-        if float(m.threshold) != float(m.value):
-            return f"Threshold({m.threshold}, {m.value}): only value == threshold (max(x, threshold)) is supported"
-        return ("maximum", [x, float(m.threshold)], m, {})
+        return threshold(x, m.threshold, m.value, m)
     if isinstance(m, nn.Flatten):
         if m.start_dim == 0 or m.start_dim == -_rank(x, shapes) - 1:
             return "Flatten over the batch axis (start_dim=0)"
@@ -182,48 +155,6 @@ def _module(m: nn.Module, node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> 
         kind = "global_avgpool" if "Avg" in type(m).__name__ else "global_maxpool"
         return (kind, [x], m, {})
     return f"layer type {type(m).__name__} is not supported"
-
-
-_TABLE_PARAMS = ("alpha", "beta", "approximate", "threshold", "min_val", "max_val")
-
-
-def _table_params(
-    func: str,
-    alpha: float = 1.0,
-    beta: float = 1.0,
-    approximate: str = "none",
-    threshold: float = 20.0,
-    min_val: float = -1.0,
-    max_val: float = 1.0,
-) -> Result:
-    """The table function for ``func`` with its parameters, or why they are not supported."""
-    if func == "softplus" and float(threshold) != 20.0:
-        return f"Softplus with threshold={threshold}; only the default threshold=20 is supported"
-    if func == "elu" and float(alpha) != 1.0:
-        return f"ELU with alpha={alpha}; only alpha=1 is supported"
-    if func == "softplus" and float(beta) != 1.0:
-        return f"Softplus with beta={beta}; only beta=1 is supported"
-    if func == "hard_tanh" and (float(min_val), float(max_val)) != (-1.0, 1.0):
-        return f"Hardtanh({min_val}, {max_val}); only the default range [-1, 1] is supported"
-    if func == "gelu" and approximate == "tanh":
-        func = "gelu_tanh"
-    return ("table", [], None, {"func": func})
-
-
-def _table_module(m: nn.Module, x: Any) -> Result:
-    func = _TABLE_MODULES[type(m)]
-    params = {a: getattr(m, a) for a in _TABLE_PARAMS if hasattr(m, a) and func != "selu"}
-    r = _table_params(func, **params)
-    return r if isinstance(r, str) or r is None else ("table", [x], m, r[3])
-
-
-def _table_function(t: Any, args: Any, kwargs: Any) -> Result:
-    func = _TABLE_FUNCTIONS[t]
-    names = {"elu": ["alpha"], "softplus": ["beta", "threshold"], "hard_tanh": ["min_val", "max_val"]}.get(func, [])
-    params = {n: args[1 + j] for j, n in enumerate(names) if len(args) > 1 + j}
-    params.update({n: kwargs[n] for n in _TABLE_PARAMS if n in kwargs})
-    r = _table_params(func, **params)
-    return r if isinstance(r, str) or r is None else ("table", [args[0]], None, r[3])
 
 
 def _pair(v: Any, n: int) -> tuple[int, ...]:
@@ -272,8 +203,8 @@ def _function(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
         return ("sigmoid", [args[0]], None, {})
     if t in _TANH:
         return ("tanh", [args[0]], None, {})
-    if t in _TABLE_FUNCTIONS:
-        return _table_function(t, args, kwargs)
+    if t in TABLE_FUNCTIONS:
+        return table_function(t, args, kwargs)
     if t is F.leaky_relu:
         slope = args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
         if not isinstance(slope, (int, float)) or isinstance(slope, bool):
@@ -307,6 +238,10 @@ def _function(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
         return None  # an item of an unsupported layer's tuple result: the layer itself is reported
     if t is operator.getitem:
         return movers.slicing(node, shapes) or "indexing is not supported"
+    if t is F.threshold:
+        th = args[1] if len(args) > 1 else kwargs.get("threshold")
+        value = args[2] if len(args) > 2 else kwargs.get("value")
+        return threshold(args[0], th, value, None)
     if t in movers.FUNCTIONS:
         return movers.FUNCTIONS[t](args, kwargs, _rank(args[0], shapes))
     if t is F.dropout:

@@ -1,5 +1,6 @@
-"""PyTorch tensor slicing, zero padding, nearest upsampling and ``nn.Threshold`` (value ==
-threshold): shim exact, plain import, Verilog, refusals."""
+"""PyTorch tensor slicing, zero padding, nearest upsampling and ``nn.Threshold`` (``max(x, t)``
+when the value is the threshold, an exact table otherwise): shim exact, plain import, Verilog,
+refusals."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hgqir.frontends.torch.testing import check_bit_exact
+from hgqir.frontends.torch.testing import check_bit_exact, train_steps
 from torch import nn
 
 import hgqir
@@ -65,7 +66,6 @@ def test_movers_shim_is_exact_and_plain_import_follows() -> None:
         (lambda x: F.pad(x, (1, 1), value=1.0), "only zero padding"),
         (lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"), "only 'nearest'"),
         (lambda x: F.interpolate(x, size=(9, 9)), "integer scale_factor"),
-        (nn.Threshold(0.5, 0.0), "value == threshold"),
     ],
 )
 def test_refusals_say_why(fn, why: str) -> None:  # type: ignore[no-untyped-def]
@@ -76,6 +76,26 @@ def test_refusals_say_why(fn, why: str) -> None:  # type: ignore[no-untyped-def]
     module = fn if isinstance(fn, nn.Module) else M()
     with pytest.raises(hgqir.UnsupportedOpError, match=why):
         hgqir.from_torch(module, torch.randn(1, 2, 6, 6))
+
+
+def test_threshold_with_another_value_is_an_exact_table() -> None:
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(4, 5), nn.Threshold(0.25, -1.0), nn.Linear(5, 2))
+    x = torch.randn(48, 4)
+    qmod = hgqir.quantize_torch(net, x, beta=1e-6)
+    train_steps(qmod, x, steps=2)
+    g = hgqir.from_torch(qmod, x, calibration=x)
+    (lut,) = g.ops_of(OpKind.LUT)
+    assert lut.attrs["func"] == "threshold(0.25,-1.0)"
+    check_bit_exact(qmod, g, [x, 6 * torch.randn_like(x)])
+    fn = nn.Sequential(nn.Linear(4, 5), nn.Threshold(0.25, -1.0)).double()
+    with pytest.warns(UserWarning, match="plain float module"):
+        plain = hgqir.from_torch(fn, x[:1].double(), calibration=x.double())
+    with torch.no_grad():
+        want, pre = fn(x.double()).numpy(), fn[0](x.double()).numpy()
+    err = np.abs(plain.run(x.double().numpy()) - want)
+    far = np.abs(pre - 0.25) > 1 / 16  # next to the step, rounding the input may cross it
+    assert err[far].max() < 0.05 and far.mean() > 0.8  # rounding of the input and the table entries
 
 
 @pytest.mark.slow
