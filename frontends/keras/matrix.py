@@ -48,8 +48,15 @@ _SMOOTH = ("elu", "selu", "silu / swish", "gelu", "softplus", "mish", "hard_silu
 
 SUPPORT: tuple[Support, ...] = (
     Support("Dense", ("dense",), "on the last axis of any rank", lambda: (_model(DENSE, L.Dense(3)), DENSE)),
-    Support("Conv1D", ("conv1d",), "valid, same, causal; no dilation or groups", _after_conv(lambda: L.Flatten(), 1)),
-    Support("Conv2D", ("conv2d",), "valid, same; no dilation or groups", _after_conv(lambda: L.Flatten())),
+    Support("Conv1D", ("conv1d",), "valid, same, causal; no groups", _after_conv(lambda: L.Flatten(), 1)),
+    Support("Conv2D", ("conv2d",), "valid, same; no groups", _after_conv(lambda: L.Flatten())),
+    Support(
+        "Conv1D / Conv2D with dilation_rate",
+        ("conv1d",),
+        "the convolution with the zero-stuffed kernel (zero weights cost nothing); strides 1",
+        lambda: (_model(SEQUENCE, L.Conv1D(2, 3, dilation_rate=2, padding="same")), SEQUENCE),
+        True,
+    ),
     Support(
         "DepthwiseConv1D",
         ("depthwise_conv1d",),

@@ -144,8 +144,11 @@ def _activation_reason(layer: Any, allowed: tuple[str, ...]) -> str | None:
 def conv_reason(layer: Any) -> str | None:
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         return "only data_format='channels_last' is supported"
-    if any(d != 1 for d in getattr(layer, "dilation_rate", (1,))):
-        return "dilated convolutions are not supported"
+    dilated = any(d != 1 for d in getattr(layer, "dilation_rate", (1,)))
+    if dilated and type(layer) in (*DEPTHWISE, *SEPARABLE):
+        return "dilated depthwise / separable convolutions are not supported"
+    if dilated and any(s != 1 for s in getattr(layer, "strides", (1,))):
+        return "a dilated convolution with strides (Keras refuses it too)"
     if getattr(layer, "groups", 1) != 1:
         return "grouped convolutions are not supported"
     if layer.padding not in ("valid", "same", "causal"):

@@ -82,3 +82,19 @@ def test_trained_shim_stays_exact() -> None:
     for xs in (x, 5 * x):
         assert np.array_equal(g.run(xs), np.asarray(qmodel.predict(xs, verbose=0)))
     assert qmodel.ebops() == hgqir.bops(g).total
+
+
+def test_dilated_convolutions_are_exact() -> None:
+    """Conv1D / Conv2D with dilation_rate: the convolution with the zero-stuffed kernel."""
+    inp = keras.Input((12, 2))
+    h = L.Conv1D(3, 3, dilation_rate=2, padding="causal")(inp)
+    h = L.Conv1D(2, 2, dilation_rate=3, padding="same", activation="relu")(h)
+    _, g = check_shim(keras.Model(inp, L.Flatten()(h)), data((12, 2)))
+    assert [op.operands[1].shape[0] for op in g.ops_of(OpKind.CONV1D)] == [5, 4]
+    img = keras.Input((9, 9, 2))
+    model = keras.Model(img, L.Flatten()(L.Conv2D(2, 3, dilation_rate=(2, 1))(img)))
+    check_shim(model, data((9, 9, 2)))
+    x = data((9, 9, 2), n=80, seed=3)
+    with pytest.warns(UserWarning):
+        plain = hgqir.from_keras(model, calibration=x[:60])
+    assert np.abs(plain.run(x[60:]) - np.asarray(model.predict(x[60:], verbose=0))).max() < 0.05

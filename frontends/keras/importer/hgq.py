@@ -252,7 +252,11 @@ def _layer_reason(layer: Any) -> str | None:
     if cls in AFFINE:
         if layer_activation(layer) not in ("relu", "linear"):
             return f"activation {layer_activation(layer)!r} is applied in float; use a QUnaryFunctionLUT"
-        return None if cls in (H.QDense, H.QBatchNormDense) else conv_reason(layer)
+        if cls in (H.QDense, H.QBatchNormDense):
+            return None
+        if any(d != 1 for d in getattr(layer, "dilation_rate", (1,))):
+            return "dilated HGQ2 convolutions are not supported"
+        return conv_reason(layer)
     if cls is H.QBatchNormalization:
         return None if layer.axis in (-1, len(layer.input.shape) - 1) else "only the last axis is supported"
     if cls in (*MAXPOOLS, *AVGPOOLS):

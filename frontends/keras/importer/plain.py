@@ -45,7 +45,7 @@ from ..support import (
     prelu_slope,
 )
 from .convert import PLAIN_CONVERTERS, Converter, Emitter, QuantSpec, merge_values, quantized_avgpool, window_attrs
-from .shim_ir import conv_attrs, depthwise_kernel, to_numpy
+from .shim_ir import conv_attrs, depthwise_kernel, dilated, dilation_of, to_numpy
 
 DEFAULT_TYPE = (1, 5, 10)
 """k, i, f of every activation of a plain float model without calibration data (ap_fixed<16,6>, SAT)."""
@@ -202,7 +202,13 @@ def _affine(em: PlainEmitter, node: KNode, xs: list[Value]) -> list[Value]:
         kind = OpKind.CONV1D if isinstance(layer, L.SeparableConv1D) else OpKind.CONV2D
         y = em.add(kind, operands, layer.name, stride=(1,) * (len(x.shape) - 1), pad=[(0, 0)] * (len(x.shape) - 1))
         return [em.activation(layer, y)]
-    operands = [x, em.weight(layer.kernel, f"{layer.name}_w")]
+    if isinstance(layer, L.Dense):
+        w = em.weight(layer.kernel, f"{layer.name}_w")
+    else:
+        q = quantize(to_numpy(layer.kernel), 1, _wide(em.weight_f), em.weight_f, round="RND")
+        t = FixedType.covering(q, q, np.full(q.shape, em.weight_f)).canonical()
+        w = em.const(*dilated(q, t, dilation_of(layer)), f"{layer.name}_w")
+    operands = [x, w]
     if layer.use_bias:
         operands.append(em.weight(layer.bias, f"{layer.name}_b"))
     if isinstance(layer, L.Dense):

@@ -78,7 +78,12 @@ def _iq(em: Emitter, layer: Any, x: Value) -> Value:
 def _affine(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     layer = node.layer
     x = _iq(em, layer, xs[0])
-    operands = [x, weight_const(em, layer.kq, layer.kernel, f"{layer.name}_w")]
+    if isinstance(layer, QDense):
+        w = weight_const(em, layer.kq, layer.kernel, f"{layer.name}_w")
+    else:
+        values, t = dilated(*layer.kq.quantized_numpy(layer.kernel), dilation_of(layer))
+        w = em.const(values, t, f"{layer.name}_w")
+    operands = [x, w]
     if layer.bq is not None:
         operands.append(weight_const(em, layer.bq, layer.bias, f"{layer.name}_b"))
     if isinstance(layer, QDense):
@@ -116,8 +121,31 @@ def _depthwise(em: Emitter, node: KNode, xs: list[Value]) -> list[Value]:
     return [y]
 
 
+def dilation_of(layer: Any) -> tuple[int, ...]:
+    rates = getattr(layer, "dilation_rate", 1)
+    n = len(layer.kernel_size)
+    return tuple(int(d) for d in rates) if isinstance(rates, (tuple, list)) else (int(rates),) * n
+
+
+def dilated(values: np.ndarray, t: FixedType, rates: tuple[int, ...]) -> tuple[np.ndarray, FixedType]:
+    """A kernel ``[*k, ...]`` dilated by ``rates``: zeros of width 0 between the taps (exact: a
+    dilated convolution is the convolution with this kernel; zero weights cost nothing)."""
+    if all(d == 1 for d in rates):
+        return values, t
+    nd = len(rates)
+    shape = tuple((k - 1) * d + 1 for k, d in zip(values.shape[:nd], rates, strict=True)) + values.shape[nd:]
+    index = tuple(slice(None, None, d) for d in rates)
+    out = []
+    for a in (values, *(np.broadcast_to(v, values.shape) for v in (t.k, t.i, t.f))):
+        full = np.zeros(shape, dtype=np.asarray(a).dtype)
+        full[index] = a
+        out.append(full)
+    return out[0], FixedType(shape, out[1], out[2], out[3])
+
+
 def conv_attrs(layer: Any, in_shape: Shape) -> dict[str, Any]:
-    kernel = tuple(int(k) for k in layer.kernel_size)
+    rates = dilation_of(layer)
+    kernel = tuple((int(k) - 1) * d + 1 for k, d in zip(layer.kernel_size, rates, strict=True))
     stride = tuple(int(s) for s in layer.strides)
     pads = [conv_pads(n, k, s, layer.padding) for n, k, s in zip(in_shape[:-1], kernel, stride, strict=True)]
     return {"stride": stride, "pad": pads}

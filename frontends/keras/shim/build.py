@@ -168,7 +168,14 @@ class _Builder:
             q = (QConv1D if one_d else QConv2D)(layer.filters, 1, **common)  # the pointwise convolution
         else:
             cls = QConv1D if one_d else QConv2D
-            q = cls(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding, **common)
+            q = cls(
+                layer.filters,
+                layer.kernel_size,
+                strides=layer.strides,
+                padding=layer.padding,
+                dilation_rate=layer.dilation_rate,
+                **common,
+            )
         y = q(x)
         q.kernel.assign(np.asarray(layer.pointwise_kernel if isinstance(layer, SEPARABLE) else layer.kernel))
         if layer.use_bias:

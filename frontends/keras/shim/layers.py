@@ -129,7 +129,7 @@ def conv_pads(in_size: int, kernel: int, stride: int, padding: str) -> tuple[int
 
 
 class _QConvMixin:
-    """Shared quantized convolution (channels-last, no dilation, no groups)."""
+    """Shared quantized convolution (channels-last, any dilation, no groups)."""
 
     def __init__(
         self,
@@ -162,11 +162,12 @@ class _QConvMixin:
 
     def _conv(self, x: Any, kernel: Any) -> Any:
         padding = self.padding  # type: ignore[attr-defined]
+        rates = tuple(self.dilation_rate)  # type: ignore[attr-defined]
         if padding == "causal":
-            left = self.kernel_size[0] - 1  # type: ignore[attr-defined]
+            left = (self.kernel_size[0] - 1) * rates[0]  # type: ignore[attr-defined]
             x = ops.pad(x, [[0, 0], [left, 0], [0, 0]])
             padding = "valid"
-        return ops.conv(x, kernel, strides=list(self.strides), padding=padding)  # type: ignore[attr-defined]
+        return ops.conv(x, kernel, strides=list(self.strides), padding=padding, dilation_rate=rates)  # type: ignore[attr-defined]
 
     def call(self, x: Any, training: Any = None) -> Any:
         fi, fk, *fb = self.fbank.split(training)
