@@ -58,7 +58,7 @@ SUPPORT: tuple[Support, ...] = (
     Support(
         "nn.Conv1d",
         ("conv1d",),
-        "groups=1, no dilation, zero padding (integer, 'same', 'valid')",
+        "groups=1, zero padding (integer, 'same', 'valid'); dilation as a zero-stuffed kernel",
         lambda: (nn.Conv1d(2, 3, 3, padding=1), SEQUENCE),
     ),
     Support("nn.Conv2d", ("conv2d",), "as nn.Conv1d", lambda: (nn.Conv2d(2, 3, 3, stride=2), IMAGE)),
@@ -146,6 +146,20 @@ SUPPORT: tuple[Support, ...] = (
         _after_conv(lambda: nn.Flatten(2)),
     ),
     Support("torch.cat, torch.concat", ("concat",), "", _function(lambda x: torch.cat([x, x * 2], dim=1), DENSE)),
+    Support(
+        "torch.stack",
+        ("reshape", "concat"),
+        "not along the batch axis",
+        _function(lambda x: torch.stack([x, x * 2], dim=1), DENSE),
+        True,
+    ),
+    Support(
+        "nn.Conv1d / nn.Conv2d with dilation",
+        ("conv2d",),
+        "the convolution with the zero-stuffed kernel (zero weights cost nothing); groups=1",
+        lambda: (nn.Conv2d(2, 2, 3, dilation=2, padding=2), IMAGE),
+        True,
+    ),
     Support(
         "+, -, * (torch.add/sub/mul, methods)",
         ("add", "mul"),

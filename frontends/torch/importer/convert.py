@@ -121,6 +121,8 @@ class Converter:
         wperm = tuple(range(2, nd + 2)) + (1, 0)
         depthwise = rec.attrs.get("groups", 1) > 1
         w = self._depthwise_kernel(rec.attrs["w"], wperm, f"{name}_w") if depthwise else None
+        if "dilation" in rec.attrs:
+            w = self._dilated_kernel(rec.attrs["w"], wperm, rec.attrs["dilation"], f"{name}_w")
         ops = [x, w or self.const(rec.attrs["w"], wperm, f"{name}_w")]
         if rec.attrs["b"] is not None:
             ops.append(self.const(rec.attrs["b"], (0,), f"{name}_b"))
@@ -145,6 +147,19 @@ class Converter:
         for a, k in sorted(rec.attrs["factors"].items()):
             x = repeat_axis(self.g, x, p.index(a), k, name)
         self._set(name, named(self.g, x, name), p)
+
+    def _dilated_kernel(self, spec: int, perm: Perm, rates: tuple[int, ...], name: str) -> Value:
+        """A dilated kernel as applied: zero-width zeros between the taps (exact, costs nothing)."""
+        arrs = [np.asarray(a).transpose(perm) for a in self.types[spec]]  # [*k, Cin, Cout]
+        nd = len(rates)
+        shape = tuple((k - 1) * d + 1 for k, d in zip(arrs[0].shape[:nd], rates, strict=True)) + arrs[0].shape[nd:]
+        index = tuple(slice(None, None, d) for d in rates)
+        full = []
+        for a in arrs:
+            z = np.zeros(shape, dtype=a.dtype)
+            z[index] = a
+            full.append(z)
+        return self.g.const(full[3], FixedType(shape, full[0], full[1], full[2]), name=name)
 
     def _depthwise_kernel(self, spec: int, perm: Perm, name: str) -> Value:
         """A depthwise weight ``[C*M, 1, *k]`` as the IR's ``[*k, C*M]``."""
@@ -242,6 +257,17 @@ class Converter:
         xs = [self.get(n, perm) for n in rec.inputs]
         out = self.g.add(OpKind.CONCAT, xs, {"axis": perm.index(rec.attrs["axis"])}, name=name).result
         self._set(name, out, perm)
+
+    def _do_stack(self, name: str, rec: Rec) -> None:
+        """Each input with a unit axis at ``axis`` (PyTorch layout), then one concatenation."""
+        axis = rec.attrs["axis"]
+        parts = []
+        for n, src in enumerate(rec.inputs):
+            x = self.get(src, identity(len(self.env[src][0].shape)))
+            shape = (*x.shape[:axis], 1, *x.shape[axis:])
+            parts.append(self.g.add(OpKind.RESHAPE, [x], {"shape": shape}, name=f"{name}_unit{n}").result)
+        out = self.g.add(OpKind.CONCAT, parts, {"axis": axis}, name=name).result
+        self._set(name, out, identity(len(out.shape)))
 
     def _binary(self, name: str, rec: Rec, kind: OpKind) -> None:
         tensors = [n for n in rec.inputs if isinstance(n, str)]

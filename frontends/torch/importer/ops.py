@@ -168,11 +168,12 @@ def _conv(m: nn.Conv1d | nn.Conv2d, x: Any) -> Result:
         return (
             f"grouped convolution (groups={m.groups}); only groups=1 and depthwise (groups=in_channels) are supported"
         )
-    if any(d != 1 for d in _pair(m.dilation, nd)):
-        return f"dilated convolution (dilation={m.dilation})"
+    dilation = _pair(m.dilation, nd)
+    if any(d != 1 for d in dilation) and m.groups != 1:
+        return f"dilated depthwise convolution (dilation={m.dilation})"
     if m.padding_mode != "zeros":
         return f"padding_mode={m.padding_mode!r}; only zero padding is supported"
-    kernel = _pair(m.kernel_size, nd)
+    kernel = tuple((k - 1) * d + 1 for k, d in zip(_pair(m.kernel_size, nd), dilation, strict=True))  # as applied
     if m.padding == "same":
         pads = tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
     elif m.padding == "valid":
@@ -180,6 +181,8 @@ def _conv(m: nn.Conv1d | nn.Conv2d, x: Any) -> Result:
     else:
         pads = tuple((p, p) for p in _pair(m.padding, nd))
     attrs = {"nd": nd, "stride": _pair(m.stride, nd), "pads": pads, "kernel": kernel, "groups": int(m.groups)}
+    if any(d != 1 for d in dilation):
+        attrs["dilation"] = dilation
     return ("conv", [x], m, attrs)
 
 
@@ -228,6 +231,10 @@ def _function(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Result:
         dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
         axis = _axis(int(dim), node, shapes)
         return "concatenation along the batch axis" if axis is None else ("cat", list(args[0]), None, {"axis": axis})
+    if t is torch.stack:
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        axis = _axis(int(dim), node, shapes)
+        return "stacking along the batch axis" if axis is None else ("stack", list(args[0]), None, {"axis": axis})
     if t in _BINARY:
         return _binary(_BINARY[t], node, args, kwargs, shapes)
     if t is torch.permute:

@@ -145,7 +145,8 @@ class Placer:
         b = self._param(m.bias.detach(), cfg.bias) if m.bias is not None else None  # type: ignore[union-attr]
         w = self._param(m.weight.detach(), cfg.weight)  # type: ignore[union-attr]
         groups = s.attrs.get("groups", 1)
-        self._emit(s, "conv", [x], w=w, b=b, stride=s.attrs["stride"], pads=s.attrs["pads"], groups=groups)
+        extra = {"dilation": s.attrs["dilation"]} if "dilation" in s.attrs else {}
+        self._emit(s, "conv", [x], w=w, b=b, stride=s.attrs["stride"], pads=s.attrs["pads"], groups=groups, **extra)
         self.p.reads[s.node.name] = {0: read}
 
     def _do_batchnorm(self, s: Step) -> None:

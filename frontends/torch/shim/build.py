@@ -229,10 +229,12 @@ class _Builder:
         conv = F.conv1d if a["nd"] == 1 else F.conv2d
         groups = int(a.get("groups", 1))
         # depthwise: groups as a keyword, so the fused training kernels leave the node alone
-        kwargs = {"groups": groups} if groups > 1 else {}
+        kwargs: dict[str, Any] = {"groups": groups} if groups > 1 else {}
+        extra = {"dilation": a["dilation"]} if "dilation" in a else {}
+        kwargs.update(extra)  # keywords: the fused training kernels leave these nodes alone
         node = self.g.call_function(conv, (inp, w, b, a["stride"], padding), kwargs)
-        self._emit(s, node, "conv", [x.name], w=w_spec, b=b_spec, stride=a["stride"], pads=pads, groups=groups)
-        cost = {"stride": a["stride"], "pads": pads, "groups": groups}
+        self._emit(s, node, "conv", [x.name], w=w_spec, b=b_spec, stride=a["stride"], pads=pads, groups=groups, **extra)
+        cost = {"stride": a["stride"], "pads": pads, "groups": groups, **extra}
         self.costs.append(CostTerm("conv", (self.quantized[x.name], w_spec), cost))
 
     def _do_batchnorm(self, s: Step) -> None:
@@ -307,6 +309,11 @@ class _Builder:
         xs = [self.env[a.name] for a in s.inputs]
         node = self.g.call_function(torch.cat, (xs, s.attrs["axis"] + 1))
         self._emit(s, node, "cat", [x.name for x in xs], axis=s.attrs["axis"])
+
+    def _do_stack(self, s: Step) -> None:
+        xs = [self.env[a.name] for a in s.inputs]
+        node = self.g.call_function(torch.stack, (xs, s.attrs["axis"] + 1))
+        self._emit(s, node, "stack", [x.name for x in xs], axis=s.attrs["axis"])
 
     def _do_slice(self, s: Step) -> None:
         x = self.env[s.inputs[0].name]

@@ -53,7 +53,8 @@ def _conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], pads: tuple[tup
     order = [0] + list(range(nd + 1, 2 * nd + 1)) + list(range(1, nd + 1))
     per_row = win.transpose(order).reshape(int(np.prod(w.shape[1:])), -1)
     rows = np.arange(per_row.shape[0])
-    a = (np.broadcast_to(rows, (w.shape[0], rows.size)).reshape(-1), w.reshape(w.shape[0], -1).reshape(-1))
+    ra, ca = np.broadcast_to(rows, (w.shape[0], rows.size)).reshape(-1), w.reshape(-1)
+    a = (ra[ca >= 0], ca[ca >= 0])  # -1: a dilated kernel's gap, no weight
     rb = np.broadcast_to(rows[:, None], per_row.shape).reshape(-1)
     cb = per_row.reshape(-1)
     keep = cb >= 0
@@ -96,6 +97,12 @@ def _term(t: CostTerm, x: np.ndarray, w: np.ndarray) -> tuple[Any, ...]:
         groups = t.attrs.get("groups", 1)
         if groups > 1:  # depthwise: weight [C*M, 1, *k] as [M, C, *k] (output c*M + m reads channel c)
             w = w.reshape(groups, -1, *w.shape[2:]).swapaxes(0, 1)
+        if "dilation" in t.attrs:  # the kernel as applied: no weight (-1) between the taps
+            rates = t.attrs["dilation"]
+            applied = tuple((k - 1) * d + 1 for k, d in zip(w.shape[2:], rates, strict=True))
+            full = np.full(w.shape[:2] + applied, -1, w.dtype)
+            full[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in rates)] = w
+            w = full
         return _conv(x, w, t.attrs["stride"], t.attrs["pads"])
     if t.kind == "bn":
         return _bn(x, w)

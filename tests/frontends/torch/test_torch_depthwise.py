@@ -69,3 +69,27 @@ def test_separable_block_through_vitis(tmp_path: Path) -> None:
     prj = hgqir.emit(g, "vitis", tmp_path / "prj").compile()
     xs = (4 * torch.randn(16, 2, 8, 8)).double().numpy()
     assert np.array_equal(prj.predict(xs), g.run(xs))
+
+
+def test_dilated_convolutions_are_exact() -> None:
+    """Conv1d / Conv2d with dilation: the convolution with the zero-stuffed kernel; EBOPs equal."""
+    torch.manual_seed(8)
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3, dilation=2, padding="same"),
+        nn.ReLU(),
+        nn.Conv2d(3, 2, (2, 3), dilation=(1, 2)),
+        nn.Flatten(),
+    )
+    x = torch.randn(24, 2, 9, 9)
+    qmod = hgqir.quantize_torch(net, x, beta=1e-5)
+    train_steps(qmod, x, steps=2)
+    g = hgqir.from_torch(qmod, x, calibration=x)
+    assert [op.operands[1].shape[:2] for op in g.ops_of(OpKind.CONV2D)] == [(5, 5), (2, 5)]
+    check_bit_exact(qmod, g, [x, 5 * torch.randn_like(x)])
+    assert qmod.ebops().item() == hgqir.bops(g).total
+    seq = nn.Sequential(nn.Conv1d(2, 2, 3, dilation=3), nn.Flatten()).double()
+    xs = torch.randn(40, 2, 12, dtype=torch.float64)
+    with pytest.warns(UserWarning, match="plain float module"):
+        plain = hgqir.from_torch(seq, xs[:1], calibration=xs)
+    with torch.no_grad():
+        assert np.abs(plain.run(xs.numpy()) - seq(xs).numpy()).max() < 0.05

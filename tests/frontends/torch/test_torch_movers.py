@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hgqir.frontends.torch.testing import check_bit_exact, train_steps
+from hgqir.frontends.torch.testing import Fn, check_bit_exact, train_steps
 from torch import nn
 
 import hgqir
@@ -107,3 +107,21 @@ def test_movers_through_verilog(tmp_path: Path) -> None:
     prj = hgqir.emit(g, "verilog", tmp_path / "rtl").compile()
     xs = (3 * torch.randn(10, 2, 6, 6)).double().numpy()
     assert np.array_equal(prj.predict(xs), g.run(xs))
+
+
+def test_stack_is_exact() -> None:
+    class Stack(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([self.a(x), self.b(x), self.a(x) * 0.5], dim=1).flatten(1)
+
+    torch.manual_seed(6)
+    x = torch.randn(32, 4)
+    qmod = hgqir.quantize_torch(Stack(), x)
+    g = hgqir.from_torch(qmod, x, calibration=x)
+    check_bit_exact(qmod, g, [x, 5 * x])
+    with pytest.raises(hgqir.UnsupportedOpError, match="batch axis"):
+        hgqir.from_torch(Fn(lambda v: torch.stack([v, v], dim=0)), x[:1])
