@@ -89,7 +89,7 @@ def test_quantize_torch_raises_the_same_error() -> None:
     "module, shape, words",
     [
         (nn.Conv2d(4, 4, 3, groups=2), (4, 6, 6), "groups=2"),
-        (nn.Conv1d(2, 2, 3, dilation=2), (2, 9), "dilat"),
+        (nn.Conv1d(2, 2, 3, dilation=2, groups=2), (2, 9), "dilated depthwise"),
         (nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"), (2, 5, 5), "padding_mode"),
         (nn.MaxPool2d(2, ceil_mode=True), (2, 5, 5), "ceil_mode"),
         (nn.AvgPool2d(2, divisor_override=3), (2, 4, 4), "divisor_override"),
