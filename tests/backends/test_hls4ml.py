@@ -353,3 +353,25 @@ def test_prelu_maximum_minimum_are_exact(tmp_path_factory: pytest.TempPathFactor
     prj, g = emitted(tmp_path_factory, prelu_graph)
     rng = np.random.default_rng(2)
     assert_exact(prj, g, [probe(rng, g.inputs[0].type, 200), probe(rng, g.inputs[1].type, 200)])
+
+
+# ---------------------------------------------------------------- depthwise convolutions
+def depthwise_graph() -> Graph:
+    """Depthwise convolutions (multiplier 2 in 2D, 1 in 1D), lowered as block-diagonal convs."""
+    rng = np.random.default_rng(23)
+    g = Graph("depthwise")
+    img = g.input("img", random_type(rng, (6, 5, 2), (0, 2), (1, 3), pruned=0.1), round="RND", overflow="SAT")
+    k2 = const(g, rng, random_type(rng, (3, 2, 4), (0, 1), (1, 3)), "k2")
+    b2 = const(g, rng, random_type(rng, (4,), (0, 1), (0, 2)), "b2")
+    dw2 = g.add(OpKind.DEPTHWISE_CONV2D, [img, k2, b2], {"stride": (1, 2), "pad": ((1, 0), (1, 1))}, name="dw2")
+    g.output(dw2.result, name="dw2")
+    seq = g.input("seq", random_type(rng, (8, 3), (0, 2), (1, 3)), round="TRN", overflow="WRAP")
+    k1 = const(g, rng, random_type(rng, (3, 3), (0, 1), (1, 3)), "k1")
+    g.output(g.add(OpKind.DEPTHWISE_CONV1D, [seq, k1], {"stride": (1,), "pad": ((1, 1),)}, name="dw1").result, "dw1")
+    return g
+
+
+def test_depthwise_is_exact(tmp_path_factory: pytest.TempPathFactory) -> None:
+    prj, g = emitted(tmp_path_factory, depthwise_graph)
+    rng = np.random.default_rng(3)
+    assert_exact(prj, g, [probe(rng, g.inputs[0].type, 100), probe(rng, g.inputs[1].type, 100)])
