@@ -46,7 +46,7 @@ def test_every_unsupported_layer_is_listed_once_before_any_work() -> None:
     x = L.Lambda(lambda t: t + 1, name="lam")(x)
     x = Custom(name="custom")(x)
     x = L.Dense(2, activation="softsign", name="softsign_dense")(x)
-    x = L.Conv1D(2, 2, dilation_rate=2, name="dilated")(x)
+    x = L.DepthwiseConv1D(2, dilation_rate=2, name="dilated")(x)
     model = keras.Model(inp, x)
     for fn in (hgqir.from_keras, hgqir.quantize_keras):
         with pytest.raises(hgqir.UnsupportedOpError) as info:
@@ -57,7 +57,7 @@ def test_every_unsupported_layer_is_listed_once_before_any_work() -> None:
             ("lam", "Lambda"),
             ("custom", "Custom"),
             ("softsign_dense", "Dense"),
-            ("dilated", "Conv1D"),
+            ("dilated", "DepthwiseConv1D"),
         ]:
             assert f"{name} ({cls})" in text
         assert len(info.value.items) == 5
