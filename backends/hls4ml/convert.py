@@ -20,7 +20,7 @@ from hgqir.ir import Graph
 from hgqir.ops.depthwise import expand as expand_depthwise
 from hgqir.text import op_line
 
-from . import lower_basic, lower_linear, lower_pool, lower_softmax, lower_table  # noqa: F401  (registration)
+from . import lower_basic, lower_linear, lower_moves, lower_pool, lower_softmax, lower_table  # noqa: F401  (registration)
 from .builder import LayerList, LayerRecord
 from .im2col_code import compact_im2col
 from .options import Hls4mlOptions

@@ -154,7 +154,7 @@ SUPPORT: tuple[Support, ...] = (
     Support(
         "ZeroPadding1D/2D",
         ("concat",),
-        "concatenated zero-width constants (not in hls4ml: it has no constant tensors)",
+        "concatenated zero-width constants (hls4ml: ZeroPadding layers)",
         _after_conv(lambda: L.ZeroPadding2D(((1, 0), (2, 1)))),
         True,
     ),

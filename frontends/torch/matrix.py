@@ -189,7 +189,7 @@ SUPPORT: tuple[Support, ...] = (
     Support(
         "F.pad, nn.ZeroPad1d/2d, nn.ConstantPad1d/2d (value 0)",
         ("concat",),
-        "zero padding (not in hls4ml: no constant tensors)",
+        "zero padding (hls4ml: ZeroPadding layers)",
         _after_conv(lambda: nn.ZeroPad2d((1, 0, 2, 1))),
         True,
     ),

@@ -375,3 +375,26 @@ def test_depthwise_is_exact(tmp_path_factory: pytest.TempPathFactory) -> None:
     prj, g = emitted(tmp_path_factory, depthwise_graph)
     rng = np.random.default_rng(3)
     assert_exact(prj, g, [probe(rng, g.inputs[0].type, 100), probe(rng, g.inputs[1].type, 100)])
+
+
+# ---------------------------------------------------------------- cropping and zero padding
+def moves_graph() -> Graph:
+    """Padding (concatenated zero-width constants) and cropping (slice) in 2D and 1D."""
+    from hgqir.frontends.movers import crop, zero_pad
+
+    rng = np.random.default_rng(29)
+    g = Graph("moves")
+    img = g.input("img", random_type(rng, (5, 4, 2), (0, 2), (1, 3), pruned=0.1), round="RND", overflow="SAT")
+    padded = zero_pad(g, img, {0: (1, 2), 1: (0, 1)}, "pad2")
+    g.output(crop(g, padded, {0: (2, 0), 1: (1, 1)}, "crop2"), name="img_out")
+    seq = g.input("seq", random_type(rng, (6, 3), (0, 2), (1, 3)), round="TRN", overflow="WRAP")
+    g.output(crop(g, zero_pad(g, seq, {0: (2, 1)}, "pad1"), {0: (0, 3)}, "crop1"), name="seq_out")
+    return g
+
+
+def test_padding_and_cropping_are_exact(tmp_path_factory: pytest.TempPathFactory) -> None:
+    prj, g = emitted(tmp_path_factory, moves_graph)
+    classes = {layer.class_name for layer in prj.hls_model.get_layers()}
+    assert {"ZeroPadding2D", "Cropping2D", "ZeroPadding1D", "Cropping1D"} <= classes
+    rng = np.random.default_rng(4)
+    assert_exact(prj, g, [probe(rng, g.inputs[0].type, 100), probe(rng, g.inputs[1].type, 100)])

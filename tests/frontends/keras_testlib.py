@@ -19,12 +19,15 @@ L = keras.layers
 
 def float64_scope() -> Iterator[None]:
     """Generator for a fixture: float64 Keras while a test runs, the previous floatx after."""
-    old = keras.config.floatx()
+    old, old_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    # the global dtype policy, once something has read it, no longer follows floatx
+    keras.config.set_dtype_policy("float64")
     try:
         yield
     finally:
         keras.config.set_floatx(old)
+        keras.config.set_dtype_policy(old_policy)
 
 
 def randomize_bits(model: Any, seed: int = 0, prune: float = 0.05) -> None:
